@@ -1,0 +1,42 @@
+# The two commands of a new user on a fresh Debian 12 machine, as root:
+#   make demo   installs everything, then brings up examples/demo.yaml (3 teams, synthetic data)
+#   make test   installs everything, then runs the test suite against real PostgreSQL
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv demo demo-down test lint bench clean
+
+setup: system venv
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	/usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/datathon up -c examples/demo.yaml --yes
+
+demo-down: venv
+	$(VENV)/bin/datathon down -c examples/demo.yaml --yes
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/provision.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,261 @@
+"""The `datathon` command: a thin layer that parses options, calls the library and prints results.
+
+Errors of type DatathonError are caught here, once, and printed without a traceback; tracebacks go to the
+log file (.datathon/datathon.log next to the event file).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from datathon.config import DEFAULT_CONFIG, load_config
+from datathon.errors import DatathonError
+from datathon.providers.base import Context
+from datathon.state import StateStore
+
+app = typer.Typer(
+    help="Stand up, check, run and tear down the computing environment of a clinical-data datathon.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("datathon")
+
+ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="the event file", show_default=True)]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def _log_file(config: Path) -> Path | None:
+    folder = config.resolve().parent / ".datathon"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return folder / "datathon.log"
+
+
+def _setup_logging(config: Path, verb: str) -> Path | None:
+    path = _log_file(config)
+    log.handlers.clear()
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    if path is None:
+        return None
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.info("datathon %s -c %s", verb, config)
+    return path
+
+
+def command(fn):
+    """Run a verb inside the error boundary: clear message and exit code, traceback only in the log."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        config = kwargs.get("config", DEFAULT_CONFIG)
+        log_path = _setup_logging(config, fn.__name__)
+        try:
+            return fn(*args, **kwargs)
+        except DatathonError as exc:
+            log.error("%s", exc, exc_info=True)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            log.warning("interrupted")
+            err_console.print("[yellow]interrupted[/]: run the same command again to finish what was started")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
+            log.exception("unexpected error")
+            where = f"; the traceback is in {log_path}" if log_path else ""
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}{where}", highlight=False)
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def _context(config: Path) -> Context:
+    loaded = load_config(config)
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=console)
+
+
+@app.command()
+@command
+def init(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    event: Annotated[str, typer.Option(help="short event identifier")] = "datathon",
+    teams: Annotated[int, typer.Option(help="number of teams")] = 10,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter event file."""
+    from datathon.commands.init import write_starter
+
+    path = write_starter(config, event=event, teams=teams, force=force)
+    console.print(f"wrote {path}; edit it, then run `datathon validate -c {path}` and `datathon plan -c {path}`")
+
+
+@app.command()
+@command
+def validate(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Check the event file; report every problem at once."""
+    cfg = load_config(config).config
+    facts = {
+        "event": cfg.event, "provider": cfg.provider, "teams": len(cfg.team_list), "mentors": len(cfg.mentors),
+        "database_server": cfg.database.server, "databases": [d.name for d in cfg.databases],
+        "shared_schemas": sorted({s for d in cfg.databases for s in d.shared_schemas}),
+    }
+    if json_out:
+        console.print_json(data={"valid": True, **facts})
+        return
+    table = Table(title=f"{config} is valid", title_justify="left", show_header=False)
+    for k, v in facts.items():
+        table.add_row(k, ", ".join(v) if isinstance(v, list) else str(v))
+    console.print(table)
+
+
+@app.command()
+@command
+def plan(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+    show_all: Annotated[bool, typer.Option("--all", help="also list what needs no change")] = False,
+    drop_team_data: Annotated[bool, typer.Option(help="plan dropping schemas of removed teams")] = False,
+) -> None:
+    """Show what `up` would change, touching nothing."""
+    from datathon.engine import full_plan
+    from datathon.providers import get_provider
+    from datathon.ui import print_plan
+
+    ctx = _context(config)
+    p = full_plan(ctx, get_provider(ctx).database_server(), drop_team_data=drop_team_data)
+    if json_out:
+        console.print_json(data={"changes": [c.as_dict() for c in p.changes], "notes": p.notes,
+                                 "pending": len(p.pending)})
+    else:
+        print_plan(console, p, show_keep=show_all)
+
+
+@app.command()
+@command
+def up(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    yes: YesOpt = False,
+    drop_team_data: Annotated[bool, typer.Option(help="allow dropping schemas (with tables) of removed teams")] = False,
+) -> None:
+    """Create or update everything the event file describes (idempotent, resumable)."""
+    from datathon.commands.up import run_up
+    from datathon.ui import plan_summary
+
+    ctx = _context(config)
+    result = run_up(ctx, yes=yes, drop_team_data=drop_team_data)
+    if result.applied == 0:
+        console.print(f"[green]No changes[/]: everything is as {config} says ({len(result.plan.changes)} checks, "
+                      f"{result.seconds:.1f}s).")
+    else:
+        console.print(f"[green]Done[/]: {plan_summary(result.plan)} in {result.seconds:.1f}s.")
+    _print_where(ctx, result)
+
+
+def _print_where(ctx: Context, result) -> None:
+    from datathon.commands.status import run_status
+    from datathon.ui import status_table
+
+    st = run_status(ctx)
+    console.print(status_table(st.components))
+    if st.logins:
+        table = Table(title="Logins", title_justify="left")
+        for col in ("kind", "name", "database user", "schemas", "handout"):
+            table.add_column(col)
+        files = {f.name: f.html for f in result.handouts}
+        for login in st.logins:
+            table.add_row(login.kind, login.name, login.role, login.schemas, str(files.get(login.name, "")))
+        console.print(table)
+    console.print(f"Roster (passwords, 0600): {result.roster}")
+
+
+@app.command()
+@command
+def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Show what runs, where, and each team's login. Exits 1 when something is unhealthy."""
+    from datathon.commands.status import run_status
+    from datathon.ui import status_table
+
+    st = run_status(_context(config))
+    if json_out:
+        console.print_json(data=st.as_dict())
+    else:
+        console.print(status_table(st.components))
+        if st.logins:
+            table = Table(title="Logins", title_justify="left")
+            for col in ("kind", "name", "database user", "exists", "schemas", "connections"):
+                table.add_column(col)
+            for x in st.logins:
+                table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
+                              str(x.connections))
+            console.print(table)
+    if not st.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def handouts(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Write every team's handout (HTML, Markdown, pgAdmin servers.json) and the organizer roster."""
+    from datathon.errors import StateError
+    from datathon.handouts import build_handouts
+    from datathon.providers import get_provider
+
+    ctx = _context(config)
+    if not ctx.state.exists():
+        raise StateError(f"event {ctx.config.event!r} has not been brought up yet", hint="run `datathon up` first")
+    files, roster = build_handouts(ctx, get_provider(ctx).database_server().endpoint())
+    if json_out:
+        console.print_json(data={"roster": str(roster), "handouts": [
+            {"kind": f.kind, "name": f.name, "html": str(f.html), "markdown": str(f.markdown),
+             "pgadmin": str(f.pgadmin)} for f in files]})
+        return
+    table = Table(title=f"Handouts in {ctx.state.handouts_dir} (0600: they hold passwords)", title_justify="left")
+    for col in ("kind", "name", "html", "markdown", "pgAdmin"):
+        table.add_column(col)
+    for f in files:
+        table.add_row(f.kind, f.name, f.html.name, f.markdown.name, f.pgadmin.name)
+    console.print(table)
+    console.print(f"Roster: {roster}")
+
+
+@app.command()
+@command
+def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+    """Stop and remove everything datathon created for the event, and prove it is gone."""
+    from datathon.commands.down import run_down
+
+    result = run_down(_context(config), yes=yes)
+    table = Table(title="Teardown", title_justify="left")
+    table.add_column("what")
+    table.add_column("result")
+    for what, res in result.checked:
+        table.add_row(what, f"[green]{res}[/]")
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

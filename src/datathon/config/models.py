@@ -1,0 +1,286 @@
+"""The event file as pydantic models. Unknown keys are rejected everywhere (extra="forbid")."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# Lower-case identifiers that need no quoting in SQL and are safe as Unix user names later on.
+IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# PostgreSQL names that would collide with system schemas or our own group roles.
+RESERVED_NAMES = {"public", "information_schema", "teams", "mentors", "data", "admin", "datathon_meta", "postgres"}
+DURATION_RE = re.compile(r"^\d+\s*(us|ms|s|min|h|d)?$")
+MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
+GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+
+
+def check_identifier(value: str, *, what: str, max_len: int) -> str:
+    if not IDENT_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} must start with a lower-case letter and hold only a-z, 0-9 and _"
+        )
+    if len(value) > max_len:
+        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
+    if value.startswith("pg_") or value in RESERVED_NAMES:
+        raise ValueError(f"{what} {value!r} is reserved; pick another name")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Member(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Team(Strict):
+    name: str
+    title: str | None = None
+    members: list[Member] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_identifier(v, what="team name", max_len=30)
+
+
+class GeneratedTeams(Strict):
+    """`count` teams named <prefix>01, <prefix>02, ..."""
+
+    count: int = Field(ge=1, le=500)
+    prefix: str = "team"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_identifier(v, what="team prefix", max_len=26)
+
+    def expand(self) -> list[Team]:
+        width = max(2, len(str(self.count)))
+        return [Team(name=f"{self.prefix}{i:0{width}d}") for i in range(1, self.count + 1)]
+
+
+def _teams_shape(value: object) -> str:
+    return "list" if isinstance(value, list) else "generated"
+
+
+TeamsSpec = Annotated[
+    Union[Annotated[GeneratedTeams, Tag("generated")], Annotated[list[Team], Tag("list")]],
+    Discriminator(_teams_shape),
+]
+
+
+class Mentor(Strict):
+    name: str
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_identifier(v, what="mentor name", max_len=30)
+
+
+class Policy(Strict):
+    """Per-team limits, applied as defaults of each team's login role."""
+
+    connection_limit: int = Field(default=10, ge=1, le=1000)
+    statement_timeout: str = "30min"
+    idle_in_transaction_session_timeout: str = "15min"
+    temp_file_limit: str = "20GB"
+    work_mem: str = "64MB"
+    temp_tables: bool = Field(
+        default=True, description="allow CREATE TEMP TABLE (many MIMIC concept scripts use it)"
+    )
+
+    @field_validator("statement_timeout", "idle_in_transaction_session_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> str:
+        v = str(v).strip()
+        if not DURATION_RE.match(v):
+            raise ValueError(f"{v!r} is not a duration; write e.g. 30s, 15min, 2h (0 turns it off)")
+        return v.replace(" ", "")
+
+    @field_validator("temp_file_limit", "work_mem", mode="before")
+    @classmethod
+    def _memory(cls, v: object) -> str:
+        v = str(v).strip()
+        if not MEMORY_RE.match(v):
+            raise ValueError(f"{v!r} is not a size; write e.g. 64MB, 20GB (-1 means no limit)")
+        return v.replace(" ", "")
+
+
+class SqlSource(Strict):
+    """A plain SQL file (schema-qualified statements, no psql meta-commands) run once, as the data owner."""
+
+    sql: Path
+
+    @field_validator("sql")
+    @classmethod
+    def _exists(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        path = v if v.is_absolute() or base is None else Path(base) / v
+        if not path.is_file():
+            raise ValueError(f"SQL file {str(v)!r} not found (looked at {path})")
+        return path.resolve()
+
+
+class Database(Strict):
+    name: str
+    shared_schemas: list[str] = Field(default=[], description="schemas every team and mentor may read")
+    sources: list[SqlSource] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v in {"postgres", "template0", "template1"}:
+            raise ValueError(f"database {v!r} is a system database; pick another name")
+        return check_identifier(v, what="database name", max_len=40)
+
+    @field_validator("shared_schemas")
+    @classmethod
+    def _schemas(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_identifier(s, what="schema name", max_len=40)
+        if len(set(v)) != len(v):
+            raise ValueError("a schema is listed twice")
+        return v
+
+
+class DatabaseServer(Strict):
+    server: Literal["managed", "external"] = "managed"
+    listen_addresses: list[str] = ["127.0.0.1"]
+    port: int = Field(default=54320, ge=1024, le=65535)
+    allow_from: list[str] = Field(
+        default=["127.0.0.1/32", "::1/128"], description="client networks allowed to log in (CIDR)"
+    )
+    public_host: str | None = Field(default=None, description="host name teams connect to (handouts)")
+    data_dir: Path | None = None
+    bin_dir: Path | None = None
+    settings: dict[str, str | int | float | bool] = Field(
+        default={}, description="extra postgresql.conf settings for the managed cluster"
+    )
+    admin_dsn: str | None = Field(default=None, description="external server: admin connection, no password")
+    admin_password_file: Path | None = None
+    sslmode: Literal["require", "verify-ca", "verify-full", "prefer", "disable"] = "require"
+
+    @field_validator("listen_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one address is needed (127.0.0.1 for this machine only)")
+        for a in v:
+            if a in ("*", "localhost"):
+                continue
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address (or '*', 'localhost')") from None
+        return v
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"{n!r} is not a network; write e.g. 10.0.0.0/16") from None
+        return v
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, v: dict) -> dict:
+        for k in v:
+            if not GUC_RE.match(k):
+                raise ValueError(f"{k!r} is not a PostgreSQL setting name")
+        return v
+
+    @model_validator(mode="after")
+    def _server_kind(self) -> DatabaseServer:
+        if self.server == "external":
+            if not self.admin_dsn:
+                raise ValueError("an external server needs admin_dsn (e.g. postgresql://admin@db.example.org/postgres)")
+            if _dsn_has_password(self.admin_dsn):
+                raise ValueError(
+                    "admin_dsn holds a password; keep secrets out of datathon.yaml: "
+                    "use admin_password_file, ~/.pgpass or PGPASSWORD"
+                )
+        elif self.admin_dsn:
+            raise ValueError("admin_dsn is only for server: external")
+        return self
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    import psycopg.conninfo
+
+    try:
+        return "password" in psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"admin_dsn is not a valid connection string: {exc}") from None
+
+
+class EventConfig(Strict):
+    event: str = Field(description="short identifier: role names start with it")
+    title: str | None = None
+    provider: str = "local"
+    teams: TeamsSpec
+    mentors: list[Mentor] = []
+    database: DatabaseServer = DatabaseServer()
+    databases: list[Database] = Field(min_length=1)
+    policy: Policy = Policy()
+    mentor_policy: Policy | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v: str) -> str:
+        return check_identifier(v, what="event name", max_len=20)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        from datathon.providers import PROVIDERS
+
+        if v not in PROVIDERS:
+            raise ValueError(f"unknown provider {v!r}; valid: {', '.join(sorted(PROVIDERS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EventConfig:
+        seen: set[str] = set()
+        for name in [t.name for t in self.team_list] + [m.name for m in self.mentors]:
+            if name in seen:
+                raise ValueError(f"name {name!r} is used twice among teams and mentors")
+            seen.add(name)
+        dbs = [d.name for d in self.databases]
+        if len(set(dbs)) != len(dbs):
+            raise ValueError("a database is listed twice")
+        shared = {s for d in self.databases for s in d.shared_schemas}
+        clash = shared & {t.name for t in self.team_list}
+        if clash:
+            raise ValueError(f"team names clash with shared schemas: {', '.join(sorted(clash))}")
+        return self
+
+    # Derived views used everywhere else: code never asks which shape the file used.
+    @cached_property
+    def team_list(self) -> list[Team]:
+        return self.teams.expand() if isinstance(self.teams, GeneratedTeams) else list(self.teams)
+
+    @property
+    def effective_mentor_policy(self) -> Policy:
+        return self.mentor_policy or self.policy

@@ -1,0 +1,467 @@
+"""The managed PostgreSQL cluster of the `local` provider: initdb, TLS, settings, start/stop, health.
+
+It runs as an unprivileged OS user (`postgres` when datathon runs as root) in its own session, so it outlives
+the datathon process that started it. The admin superuser reaches it over a Unix socket that only the server's
+OS user and root can open; teams reach it over TCP with TLS and scram-sha-256, nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from functools import cached_property
+from pathlib import Path
+
+import psycopg
+
+from datathon.database import roles
+from datathon.database.server import ComponentStatus, DatabaseServer, Endpoint
+from datathon.database.tls import self_signed_certificate
+from datathon.errors import ConfigError, ProvisionError
+from datathon.plan import Change
+from datathon.providers.base import Context
+
+ADMIN_USER = "datathon"
+DATA_ROOT = Path("/var/lib/datathon")
+PG_CTL_TIMEOUT = 60  # seconds pg_ctl waits for start/stop
+
+
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def sized_settings(*, memory_bytes: int, max_connections: int) -> dict[str, str]:
+    """Memory settings for a server shared with the teams' notebooks (not a dedicated database host)."""
+    mb = memory_bytes // 2**20
+
+    def clamp(v: int, lo: int, hi: int) -> int:
+        return max(lo, min(hi, v))
+
+    return {
+        "max_connections": str(max_connections),
+        "shared_buffers": f"{clamp(mb // 8, 128, 8192)}MB",
+        "effective_cache_size": f"{max(mb // 2, 512)}MB",
+        "maintenance_work_mem": f"{clamp(mb // 32, 64, 2048)}MB",
+    }
+
+
+def find_bin_dir(configured: Path | None) -> Path:
+    if configured:
+        if not (configured / "initdb").exists():
+            raise ConfigError(f"database.bin_dir {configured} has no initdb", hint="point it at PostgreSQL's bin folder")
+        return configured
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    which = shutil.which("initdb")
+    if which:
+        return Path(which).resolve().parent
+    raise ConfigError(
+        "PostgreSQL server programs (initdb, pg_ctl) were not found",
+        hint="install them with `apt-get install postgresql-15` (the README's set-up does this)",
+    )
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class ManagedCluster(DatabaseServer):
+    kind = "managed"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.config.database
+
+    # -- where things are ------------------------------------------------------------------------
+    @cached_property
+    def os_user(self) -> pwd.struct_passwd:
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid())
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise ProvisionError(
+                "the OS user 'postgres' that runs the managed cluster does not exist",
+                hint="install PostgreSQL with `apt-get install postgresql-15` (it creates the user)",
+            ) from None
+
+    @cached_property
+    def home(self) -> Path:
+        """The cluster's folder: pgdata/ and server.log. Reachable by the server's OS user."""
+        if self.cfg.data_dir:
+            return self.cfg.data_dir.resolve()
+        if os.geteuid() != 0:
+            return self.ctx.state.root / "postgres"
+        # root's files (and often the event folder) are not readable by `postgres`: keep the cluster in
+        # /var/lib, one folder per event file so two checkouts never share a cluster.
+        tag = hashlib.sha256(str(self.ctx.state.root.resolve()).encode()).hexdigest()[:8]
+        return DATA_ROOT / f"{self.ctx.config.event}-{tag}"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.pgdata
+
+    @cached_property
+    def bin_dir(self) -> Path:
+        return find_bin_dir(self.cfg.bin_dir)
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ctx.state.root / "server.crt"
+
+    # -- facts -----------------------------------------------------------------------------------
+    def initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def pid(self) -> int | None:
+        """The postmaster's pid when it is alive, read from postmaster.pid."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def desired_settings(self) -> dict[str, str]:
+        config = self.ctx.config
+        limits = len(config.team_list) * config.policy.connection_limit
+        limits += len(config.mentors) * config.effective_mentor_policy.connection_limit
+        settings = {
+            "listen_addresses": _quote(",".join(self.cfg.listen_addresses)),
+            "port": str(self.cfg.port),
+            "unix_socket_directories": _quote(str(self.socket_dir)),
+            "unix_socket_permissions": "0700",
+            "password_encryption": "'scram-sha-256'",
+            "ssl": "on",
+            "ssl_cert_file": "'server.crt'",
+            "ssl_key_file": "'server.key'",
+            "ssl_min_protocol_version": "'TLSv1.2'",
+            # The audit trail a data use agreement asks for: who connected, from where, when.
+            "log_connections": "on",
+            "log_disconnections": "on",
+            "log_line_prefix": "'%m [%p] %q%u@%d %r '",
+            **sized_settings(memory_bytes=machine_memory_bytes(), max_connections=max(20, limits + 10)),
+        }
+        for key, value in self.cfg.settings.items():
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            settings[key] = str(value) if isinstance(value, int | float) else _quote(str(value))
+        return settings
+
+    def settings_text(self) -> str:
+        lines = ["# Written by datathon from datathon.yaml; `datathon up` overwrites it."]
+        lines += [f"{k} = {v}" for k, v in self.desired_settings().items()]
+        return "\n".join(lines) + "\n"
+
+    def hba_text(self) -> str:
+        config = self.ctx.config
+        dbs = ",".join(d.name for d in config.databases)
+        groups = f"+{roles.teams_group(config.event)},+{roles.mentors_group(config.event)}"
+        lines = [
+            "# Written by datathon; `datathon up` overwrites it.",
+            "# The administrator over the Unix socket (0700: only the server's OS user and root reach it).",
+            f"local all {ADMIN_USER} scram-sha-256",
+            "# Teams and mentors: TLS only, their event databases only, from the allowed networks.",
+        ]
+        lines += [f"hostssl {dbs} {groups} {net} scram-sha-256" for net in self.cfg.allow_from]
+        lines.append("# Anything else is refused (no line matches).")
+        return "\n".join(lines) + "\n"
+
+    def _current(self, name: str) -> str | None:
+        try:
+            return (self.pgdata / name).read_text()
+        except OSError:
+            return None
+
+    # -- plan ------------------------------------------------------------------------------------
+    def plan(self) -> list[Change]:
+        where = f"PostgreSQL {self.bin_dir.parent.name} in {self.pgdata}"
+        if not self.initialised():
+            return [
+                Change("cluster", "managed cluster", "create", f"initdb {where}, TLS, scram-sha-256",
+                       run=self._initdb),
+                Change("cluster", "settings", "update", "write datathon.conf and pg_hba.conf",
+                       run=self._configure),
+                Change("cluster", "managed cluster", "start",
+                       f"listen on {','.join(self.cfg.listen_addresses)}:{self.cfg.port}", run=self._start),
+            ]
+        changes: list[Change] = []
+        if not self.ca_cert.exists() or not (self.pgdata / "server.key").exists():
+            changes.append(Change("cluster", "TLS certificate", "create", "certificate missing", run=self._write_tls))
+        changed = self._changed_settings()
+        if changed or self._current("pg_hba.conf") != self.hba_text():
+            what = ", ".join(changed) if changed else "pg_hba.conf"
+            changes.append(Change("cluster", "settings", "update", f"changed: {what}", run=self._configure))
+        else:
+            changes.append(Change("cluster", "settings", "keep", "datathon.conf and pg_hba.conf up to date"))
+        pid = self.pid()
+        if pid is None:
+            changes.append(Change("cluster", "managed cluster", "start", f"stopped; data in {self.pgdata}",
+                                  run=self._start))
+        else:
+            changes.append(Change("cluster", "managed cluster", "keep", f"running (pid {pid}, port {self.cfg.port})"))
+        return changes
+
+    def _changed_settings(self) -> list[str]:
+        current: dict[str, str] = {}
+        for line in (self._current("datathon.conf") or "").splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                current[k.strip()] = v.strip()
+        desired = self.desired_settings()
+        return sorted(k for k in desired.keys() | current.keys() if desired.get(k) != current.get(k))
+
+    # -- actions ---------------------------------------------------------------------------------
+    def _as_server_user(self, args: list[str], *, timeout: int = 120, check: bool = True) -> subprocess.CompletedProcess:
+        env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "HOME": self.os_user.pw_dir}
+        kwargs: dict = {}
+        if os.geteuid() == 0:
+            kwargs = {"user": self.os_user.pw_uid, "group": self.os_user.pw_gid, "extra_groups": []}
+        try:
+            proc = subprocess.run(
+                [str(self.bin_dir / args[0]), *args[1:]],
+                cwd=self.home, env=env, capture_output=True, text=True, timeout=timeout,
+                start_new_session=True,  # the server must not die with this process's terminal
+                stdin=subprocess.DEVNULL, **kwargs,
+            )
+        except subprocess.TimeoutExpired:
+            raise ProvisionError(f"{args[0]} did not finish within {timeout}s", hint=f"see {self.log_file}") from None
+        if check and proc.returncode != 0:
+            raise ProvisionError(
+                f"{args[0]} failed: {(proc.stderr or proc.stdout).strip()[-800:]}",
+                hint=f"the server log is {self.log_file}",
+            )
+        return proc
+
+    def _own(self, path: Path, mode: int) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, self.os_user.pw_uid, self.os_user.pw_gid)
+        os.chmod(path, mode)
+
+    def _prepare_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.home.parent == DATA_ROOT:
+            os.chmod(DATA_ROOT, 0o755)
+        self._own(self.home, 0o700)
+        probe = subprocess.run(["test", "-x", str(self.home)], user=self.os_user.pw_uid if os.geteuid() == 0 else None)
+        if probe.returncode != 0:
+            raise ProvisionError(
+                f"the server's OS user {self.os_user.pw_name!r} cannot reach {self.home}",
+                hint="set database.data_dir to a folder every user can traverse, e.g. /var/lib/datathon/<event>",
+            )
+
+    def _initdb(self) -> None:
+        self._prepare_home()
+        staging = self.home / "pgdata.initdb"
+        if staging.exists():
+            shutil.rmtree(staging)  # a half-made cluster from an interrupted run: start again
+        pwfile = self.home / ".pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.ctx.state.secret("admin") + "\n")
+        self._own(pwfile, 0o600)
+        try:
+            self._as_server_user([
+                "initdb", "-D", str(staging), "-U", ADMIN_USER, f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+            ])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with open(staging / "postgresql.conf", "a") as fh:
+            fh.write("\n# datathon's settings\ninclude_if_exists = 'datathon.conf'\n")
+        staging.rename(self.pgdata)  # only a complete cluster ever sits at pgdata/
+        self._write_tls()
+
+    def _write_tls(self) -> None:
+        hosts = [h for h in self.cfg.listen_addresses if h != "*"]
+        if self.cfg.public_host:
+            hosts.append(self.cfg.public_host)
+        cert, key = self_signed_certificate(hosts, common_name=f"datathon {self.ctx.config.event}")
+        for name, data in (("server.crt", cert), ("server.key", key)):
+            path = self.pgdata / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            self._own(path, 0o600)
+        self.ctx.state.ensure_dirs()
+        self.ca_cert.write_bytes(cert)
+        os.chmod(self.ca_cert, 0o644)
+
+    def _write_server_file(self, name: str, text: str) -> None:
+        path = self.pgdata / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        self._own(tmp, 0o600)
+        tmp.replace(path)
+
+    def _configure(self) -> None:
+        self._write_server_file("datathon.conf", self.settings_text())
+        self._write_server_file("pg_hba.conf", self.hba_text())
+        if not self.running():
+            return
+        self._as_server_user(["pg_ctl", "reload", "-D", str(self.pgdata), "-s"])
+        time.sleep(0.2)  # the postmaster re-reads its files asynchronously after SIGHUP
+        with self.connect(autocommit=True) as conn:
+            pending = conn.execute("SELECT name FROM pg_settings WHERE pending_restart").fetchall()
+        if pending:
+            self._stop()
+            self._start()
+
+    def _check_port_free(self) -> None:
+        for addr in self.cfg.listen_addresses:
+            host = "0.0.0.0" if addr == "*" else ("127.0.0.1" if addr == "localhost" else addr)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((host, self.cfg.port))
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise ProvisionError(
+                            f"port {self.cfg.port} on {host} is already in use by another program",
+                            hint="stop that program or set database.port in datathon.yaml to a free port",
+                        ) from None
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        raise ProvisionError(
+                            f"this machine has no address {host} (database.listen_addresses)",
+                            hint="list only addresses of this machine, or 127.0.0.1",
+                        ) from None
+                    raise
+
+    def _start(self) -> None:
+        if self.running():
+            return
+        self._check_port_free()
+        if not self.log_file.exists():
+            self.log_file.touch(mode=0o600)
+            self._own(self.log_file, 0o600)
+        proc = self._as_server_user(
+            ["pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
+             "-t", str(PG_CTL_TIMEOUT), "-s"], check=False, timeout=PG_CTL_TIMEOUT + 10,
+        )
+        if proc.returncode != 0:
+            raise ProvisionError(
+                f"the managed cluster did not start: {self._log_tail()}",
+                hint=f"read {self.log_file}; fix the setting it names in datathon.yaml, then run `datathon up` again",
+            )
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return "(no server log)"
+        return " | ".join(tail)
+
+    def _stop(self) -> None:
+        if not self.running():
+            return
+        proc = self._as_server_user(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w",
+                                     "-t", str(PG_CTL_TIMEOUT), "-s"], check=False, timeout=PG_CTL_TIMEOUT + 10)
+        if proc.returncode != 0 and self.running():
+            self._as_server_user(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-s"])
+
+    def _remove(self) -> None:
+        self._stop()
+        shutil.rmtree(self.home, ignore_errors=False)
+        self.ca_cert.unlink(missing_ok=True)
+
+    # -- DatabaseServer --------------------------------------------------------------------------
+    def is_reachable(self) -> bool:
+        return self.initialised() and self.running()
+
+    def connect(self, dbname: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                host=str(self.socket_dir), port=self.cfg.port, user=ADMIN_USER,
+                password=self.ctx.state.secret("admin", create=False) or "",
+                dbname=dbname or "postgres", autocommit=autocommit, connect_timeout=10,
+                application_name="datathon",
+            )
+        except psycopg.OperationalError as exc:
+            raise ProvisionError(
+                f"cannot connect to the managed cluster as its administrator: {str(exc).strip()}",
+                hint="run `datathon status` to see whether it is running, then `datathon up`",
+            ) from None
+
+    def endpoint(self) -> Endpoint:
+        host = self.cfg.public_host
+        if not host:
+            first = self.cfg.listen_addresses[0]
+            host = {"*": socket.gethostname(), "localhost": "127.0.0.1"}.get(first, first)
+        return Endpoint(host=host, port=self.cfg.port, sslmode=self.cfg.sslmode,
+                        ca_cert=self.ca_cert if self.ca_cert.exists() else None)
+
+    def status(self) -> list[ComponentStatus]:
+        if not self.initialised():
+            return [ComponentStatus("database", "managed cluster", "missing", "run `datathon up`", healthy=False)]
+        pid = self.pid()
+        if pid is None:
+            return [ComponentStatus("database", "managed cluster", "stopped",
+                                    f"data in {self.pgdata}; `datathon up` starts it", healthy=False)]
+        try:
+            with self.connect(autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT current_setting('server_version'), pg_postmaster_start_time()::timestamp(0)::text,"
+                    " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+                    " current_setting('max_connections'), current_setting('ssl')"
+                ).fetchone()
+        except ProvisionError as exc:
+            return [ComponentStatus("database", "managed cluster", "error", exc.message, healthy=False)]
+        version, since, conns, maxconn, ssl = row
+        ep = self.endpoint()
+        return [ComponentStatus(
+            "database", "managed cluster", "running",
+            f"PostgreSQL {version} on {ep.host}:{ep.port}, pid {pid}, up since {since}, "
+            f"{conns}/{maxconn} connections, TLS {ssl}",
+            extra={"pid": pid, "port": ep.port, "data_dir": str(self.pgdata), "log": str(self.log_file),
+                   "version": version, "connections": conns, "ssl": ssl},
+        )]
+
+    @property
+    def owns_server(self) -> bool:
+        return True
+
+    def teardown(self) -> list[Change]:
+        if not self.home.exists():
+            return [Change("cluster", "managed cluster", "keep", "no cluster on disk")]
+        return [Change("cluster", "managed cluster", "drop", f"stop the server and delete {self.home}",
+                       run=self._remove, destructive=True)]
+
+    def leftovers(self) -> list[str]:
+        left = []
+        if self.home.exists():
+            left.append(f"folder {self.home}")
+        pid = self.pid()
+        if pid:
+            left.append(f"server process {pid}")
+        for addr in self.cfg.listen_addresses:
+            host = "127.0.0.1" if addr in ("*", "localhost") else addr
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.settimeout(1)
+                if s.connect_ex((host, self.cfg.port)) == 0:
+                    left.append(f"something still listens on {host}:{self.cfg.port}")
+        return left

@@ -1,0 +1,330 @@
+"""Team tenancy as SQL that is the same on the managed cluster, an on-premise server or RDS.
+
+`plan_tenancy` is pure: wanted state (the config) + observed facts -> changes, each a few statements built
+with psycopg.sql. Running it again after `up` yields only `keep` entries.
+
+The model (for event E, team T, mentor M):
+  E_teams, E_mentors      NOLOGIN groups; E_data NOLOGIN owner of the shared dataset schemas
+  E_T, E_M                LOGIN roles with the policy as role defaults, members of their group
+  in every event database: CONNECT (and TEMP if allowed) for the groups only, nothing for PUBLIC, no CREATE
+  on public; shared schemas: USAGE + SELECT (also on future tables) for both groups; schema T owned by E_T,
+  readable by E_mentors (also future tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from datathon.config import EventConfig, Policy
+from datathon.database import roles
+from datathon.database.facts import META_SCHEMA, Facts, RoleFact
+from datathon.plan import Change
+
+MARK = "datathon:{event}"  # COMMENT on roles and databases datathon made: how it recognises its own
+
+
+@dataclass(frozen=True)
+class Login:
+    role: str
+    name: str  # team or mentor name
+    kind: str  # "team" or "mentor"
+    group: str
+    policy: Policy
+    search_path: tuple[str, ...]
+
+
+def wanted_logins(config: EventConfig) -> list[Login]:
+    shared = tuple(dict.fromkeys(s for d in config.databases for s in d.shared_schemas))
+    e = config.event
+    out = [
+        Login(roles.login_role(e, t.name), t.name, "team", roles.teams_group(e), config.policy, (t.name, *shared))
+        for t in config.team_list
+    ]
+    out += [
+        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e),
+              config.effective_mentor_policy, shared or ("public",))
+        for m in config.mentors
+    ]
+    return out
+
+
+def role_settings(login: Login) -> dict[str, str]:
+    p = login.policy
+    return {
+        "statement_timeout": p.statement_timeout,
+        "idle_in_transaction_session_timeout": p.idle_in_transaction_session_timeout,
+        "temp_file_limit": p.temp_file_limit,
+        "work_mem": p.work_mem,
+        "search_path": ", ".join(login.search_path),
+    }
+
+
+def _norm(value: str) -> str:
+    return value.replace('"', "").replace(" ", "")
+
+
+def _set_role_setting(role: str, key: str, value: str) -> sql.Composable:
+    if key == "search_path":
+        rhs = sql.SQL(", ").join(sql.Identifier(s) for s in value.split(", "))
+    else:
+        rhs = sql.Literal(value)
+    return sql.SQL("ALTER ROLE {} SET {} = {}").format(sql.Identifier(role), sql.Identifier(key), rhs)
+
+
+def password_statement(role: str, secret_for: Callable[[str], str]) -> Callable[[psycopg.Connection], sql.Composable]:
+    """Built at apply time (planning reads no secret): the server, and its log, only ever see a SCRAM
+    verifier computed by libpq on this side, never the password."""
+
+    def build(conn: psycopg.Connection) -> sql.Composable:
+        password = secret_for(role)
+        verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+        return sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier.decode()))
+
+    return build
+
+
+def _group_changes(config: EventConfig, facts: Facts) -> list[Change]:
+    out = []
+    mark = MARK.format(event=config.event)
+    for group, why in (
+        (roles.teams_group(config.event), "group of every team login"),
+        (roles.mentors_group(config.event), "group of mentors (read every team schema)"),
+        (roles.data_owner(config.event), "owner of the shared dataset schemas"),
+    ):
+        if group in facts.roles:
+            out.append(Change("role", group, "keep", "exists"))
+            continue
+        stmts: list = [
+            sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(sql.Identifier(group)),
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(group), sql.Literal(mark)),
+        ]
+        if not facts.admin_superuser:
+            stmts.append(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(group)))
+        out.append(Change("role", group, "create", why, statements=stmts))
+    return out
+
+
+def _login_attr_problems(fact: RoleFact, login: Login) -> list[str]:
+    bad = [a for a in ("superuser", "createdb", "createrole", "replication", "bypassrls") if getattr(fact, a)]
+    if not fact.login:
+        bad.append("nologin")
+    if not fact.inherit:
+        bad.append("noinherit")
+    if fact.connlimit != login.policy.connection_limit:
+        bad.append(f"connection limit {fact.connlimit}")
+    return bad
+
+
+def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: Callable[[str], str],
+                   stored: set[str]) -> list[Change]:
+    ident = sql.Identifier(login.role)
+    mark = MARK.format(event=config.event)
+    fact = facts.roles.get(login.role)
+    limit = sql.Literal(login.policy.connection_limit)
+    attrs = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {}")
+    if fact is None:
+        stmts: list = [
+            sql.SQL("CREATE ROLE {} ").format(ident) + attrs.format(limit)
+            + sql.SQL(" IN ROLE {}").format(sql.Identifier(login.group)),
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(mark)),
+            password_statement(login.role, secret_for),
+            *(_set_role_setting(login.role, k, v) for k, v in role_settings(login).items()),
+        ]
+        if not facts.admin_superuser:
+            stmts.append(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
+        return [Change("role", login.role, "create", f"login of {login.kind} {login.name}", statements=stmts)]
+    if fact.comment != mark:
+        return [Change("role", login.role, "blocked",
+                       "a role of that name exists and was not made by datathon for this event; "
+                       "rename the team or drop that role")]
+    out = []
+    bad = _login_attr_problems(fact, login)
+    if bad:
+        out.append(Change("role", login.role, "update", f"reset attributes ({', '.join(bad)})",
+                          statements=[sql.SQL("ALTER ROLE {} ").format(ident) + attrs.format(limit)]))
+    if (login.role, login.group) not in facts.memberships:
+        out.append(Change("role", login.role, "update", f"add to {login.group}",
+                          statements=[sql.SQL("GRANT {} TO {}").format(sql.Identifier(login.group), ident)]))
+    drift = [k for k, v in role_settings(login).items() if _norm(fact.config.get(k, "")) != _norm(v)]
+    if drift:
+        out.append(Change("role", login.role, "update", f"policy: {', '.join(drift)}",
+                          statements=[_set_role_setting(login.role, k, role_settings(login)[k]) for k in drift]))
+    if login.role not in stored:
+        out.append(Change("role", login.role, "update", "password reset: its secret file is missing",
+                          statements=[password_statement(login.role, secret_for)]))
+    if not facts.admin_superuser and (facts.admin, login.role) not in facts.memberships:
+        out.append(Change("role", login.role, "update", "let the administrator manage it",
+                          statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(ident)]))
+    return out or [Change("role", login.role, "keep", "exists with the wanted attributes and policy")]
+
+
+def _database_changes(config: EventConfig, facts: Facts, dbname: str) -> list[Change]:
+    """The database itself and its database-level privileges."""
+    e = config.event
+    ident = sql.Identifier(dbname)
+    groups = [roles.teams_group(e), roles.mentors_group(e)]
+    db = facts.databases.get(dbname)
+    out = []
+    if db is None:
+        out.append(Change("database", dbname, "create", "event database", autocommit=True, statements=[
+            sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(ident),
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(MARK.format(event=e))),
+        ]))
+        current: set = set()
+    else:
+        made = db.comment == MARK.format(event=e)
+        out.append(Change("database", dbname, "keep", "exists" if made else "exists (adopted, not made by datathon)"))
+        current = db.grants
+    wanted = {(g, "CONNECT") for g in groups}
+    if config.policy.temp_tables:
+        wanted |= {(g, "TEMPORARY") for g in groups}
+    public = {p for g, p in current if g == "PUBLIC"}
+    stmts: list = []
+    if db is None or public:
+        stmts.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+    for grantee, priv in sorted(wanted - current):
+        stmts.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(sql.SQL(priv), ident, sql.Identifier(grantee)))
+    if not config.policy.temp_tables:
+        for g in groups:
+            if (g, "TEMPORARY") in current:
+                stmts.append(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(ident, sql.Identifier(g)))
+    if stmts:
+        out.append(Change("grant", f"database {dbname}", "update" if db else "create",
+                          "only the event's teams and mentors may connect", database=None, statements=stmts))
+    return out
+
+
+def _schema_grants(dbname: str, schema: str, owner: str, readers: list[str], facts: Facts,
+                   *, kind: str, create_reason: str) -> list[Change]:
+    """A schema owned by `owner`, readable (now and later tables) by `readers`; nothing for PUBLIC."""
+    db = facts.databases.get(dbname)
+    fact = db.schemas.get(schema) if db else None
+    s = sql.Identifier(schema)
+    target = f"{dbname}.{schema}"
+    out: list[Change] = []
+    if fact is None:
+        out.append(Change("schema", target, "create", create_reason, database=dbname, statements=[
+            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(s, sql.Identifier(owner)),
+        ]))
+        grants: set = set()
+    else:
+        grants = fact.grants
+        if fact.owner != owner and kind == "team":
+            out.append(Change("schema", target, "update", f"owner is {fact.owner}, should be {owner}", database=dbname,
+                              statements=[sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(s, sql.Identifier(owner))]))
+        else:
+            out.append(Change("schema", target, "keep", "exists" if fact.owner == owner else f"exists (owner {fact.owner})"))
+        owner = fact.owner if kind == "shared" else owner
+    stmts: list = []
+    # A team schema is for its team and the mentors only; a shared schema must at least not be public.
+    strangers = sorted({g for g, _ in grants} - {owner, *readers}) if kind == "team" else (
+        ["PUBLIC"] if any(g == "PUBLIC" for g, _ in grants) else [])
+    for g in strangers:
+        stmts.append(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+            s, sql.SQL("PUBLIC") if g == "PUBLIC" else sql.Identifier(g)))
+    for r in readers:
+        if (r, "USAGE") not in grants:
+            stmts.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, sql.Identifier(r)))
+        # Tables already there: a reader made in this run has no grants yet; an old one may lack some.
+        if fact is not None and fact.tables and (r not in facts.roles or db.missing_select.get((schema, r))):
+            stmts.append(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(s, sql.Identifier(r)))
+        if db is None or (owner, schema, r, "SELECT") not in db.default_acls:
+            stmts.append(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}")
+                         .format(sql.Identifier(owner), s, sql.Identifier(r)))
+    if stmts:
+        who = " and ".join(r.split("_")[-1] for r in readers)
+        out.append(Change("grant", target, "update" if fact else "create",
+                          f"{who} read it (also tables made later)" + ("; others revoked" if strangers else ""),
+                          database=dbname, statements=stmts))
+    return out
+
+
+def _public_schema(config: EventConfig, facts: Facts, dbname: str) -> list[Change]:
+    db = facts.databases.get(dbname)
+    fact = db.schemas.get("public") if db else None
+    if fact is not None and ("PUBLIC", "CREATE") not in fact.grants:
+        return []
+    return [Change("grant", f"{dbname}.public", "update", "nobody but the owner creates in public", database=dbname,
+                   statements=[sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC")])]
+
+
+def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, drop_team_data: bool) -> list[Change]:
+    e = config.event
+    wanted_roles = {w.role for w in wanted}
+    out = []
+    for group, kind in ((roles.teams_group(e), "team"), (roles.mentors_group(e), "mentor")):
+        for role in facts.members_of(group):
+            if role in wanted_roles or role == facts.admin:
+                continue
+            name = role.removeprefix(f"{e}_")
+            owned = {db: f.schemas[name] for db, f in facts.databases.items()
+                     if name in f.schemas and f.schemas[name].owner == role}
+            with_tables = [f"{db}.{name} ({s.tables} tables)" for db, s in owned.items() if s.tables]
+            if with_tables and not drop_team_data:
+                out.append(Change("role", role, "blocked",
+                                  f"{kind} {name} left the file but its schema holds data: {', '.join(with_tables)}; "
+                                  "run `datathon up --drop-team-data` to delete it (archive it first)"))
+                continue
+            for db in facts.databases:
+                stmts = [sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))] if db in owned else []
+                stmts.append(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                out.append(Change("schema", f"{db}.{name}", "drop", f"{kind} {name} left the event file",
+                                  database=db, statements=stmts, destructive=True))
+            out.append(Change("role", role, "drop", f"{kind} {name} left the event file", destructive=True,
+                              statements=[sql.SQL("DROP ROLE {}").format(sql.Identifier(role))]))
+    return out
+
+
+def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str], str], stored_secrets: set[str],
+                 drop_team_data: bool = False) -> list[Change]:
+    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O)."""
+    e = config.event
+    teams_g, mentors_g, owner = roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)
+    logins = wanted_logins(config)
+    changes = _group_changes(config, facts)
+    if not facts.admin_superuser and (facts.admin, owner) not in facts.memberships and owner in facts.roles:
+        changes.append(Change("role", owner, "update", "let the administrator load data as it",
+                              statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))]))
+    for login in logins:
+        changes += _login_changes(config, facts, login, secret_for, stored_secrets)
+    for db in config.databases:
+        changes += _database_changes(config, facts, db.name)
+        changes += _public_schema(config, facts, db.name)
+        for schema in db.shared_schemas:
+            changes += _schema_grants(db.name, schema, owner, [teams_g, mentors_g], facts, kind="shared",
+                                      create_reason="shared dataset schema")
+        for login in logins:
+            if login.kind == "team":
+                changes += _schema_grants(db.name, login.name, login.role, [mentors_g], facts, kind="team",
+                                          create_reason=f"team {login.name}'s own schema")
+    changes += _removed_logins(config, facts, logins, drop_team_data=drop_team_data)
+    return changes
+
+
+def teardown_tenancy(config: EventConfig, facts: Facts) -> list[Change]:
+    """On a server datathon did not create: drop the event's databases (those it made) and roles."""
+    mark = MARK.format(event=config.event)
+    out = []
+    for name, db in facts.databases.items():
+        if db.comment == mark:
+            out.append(Change("database", name, "drop", "made by datathon for this event", autocommit=True,
+                              destructive=True, statements=[
+                                  sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))]))
+        else:
+            out.append(Change("schema", f"{name}.*", "drop", "team schemas and grants in an adopted database",
+                              database=name, destructive=True, statements=[
+                                  sql.SQL("DROP OWNED BY {}").format(sql.Identifier(r))
+                                  for r in sorted(facts.roles) if facts.roles[r].comment == mark]))
+    ours = sorted(r for r, f in facts.roles.items() if f.comment == mark)
+    logins = [r for r in ours if facts.roles[r].login]
+    for r in logins + [r for r in ours if r not in logins]:
+        out.append(Change("role", r, "drop", "made by datathon for this event", destructive=True,
+                          statements=[sql.SQL("DROP ROLE {}").format(sql.Identifier(r))]))
+    return out
+
+
+__all__ = ["META_SCHEMA", "Login", "plan_tenancy", "teardown_tenancy", "wanted_logins"]

@@ -1,0 +1,41 @@
+"""Observe -> plan -> apply for a whole event. The commands are thin layers over these functions."""
+
+from __future__ import annotations
+
+from datathon.database.facts import Facts, observe
+from datathon.database.server import DatabaseServer
+from datathon.database.sources import plan_sources
+from datathon.database.tenancy import plan_tenancy, wanted_logins
+from datathon.plan import Change, Plan
+from datathon.providers.base import Context
+
+
+def stored_secrets(ctx: Context) -> set[str]:
+    return {login.role for login in wanted_logins(ctx.config) if ctx.state.secret_path(login.role).exists()}
+
+
+def secret_for(ctx: Context):
+    def get(role: str) -> str:
+        return ctx.state.secret(role)  # generated and stored 0600 on first use, before the role is made
+
+    return get
+
+
+def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False) -> list[Change]:
+    """Tenancy and shared data, from observed facts."""
+    changes = plan_tenancy(ctx.config, facts, secret_for=secret_for(ctx), stored_secrets=stored_secrets(ctx),
+                           drop_team_data=drop_team_data)
+    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir)
+
+
+def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> Plan:
+    """What `up` would do, touching nothing. When the server does not run yet, the data part is planned as
+    for an empty server (exact for a new managed cluster)."""
+    plan = Plan(server.plan())
+    if server.is_reachable():
+        facts = observe(server, ctx.config)
+    else:
+        facts = Facts(admin="datathon", admin_superuser=True)
+        plan.notes.append("the database server is not running yet: roles and schemas are planned as for an empty server")
+    plan.extend(data_plan(ctx, facts, drop_team_data=drop_team_data))
+    return plan

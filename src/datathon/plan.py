@@ -1,0 +1,74 @@
+"""A plan is a list of changes computed from observed facts; applying it runs only what was planned.
+
+Every change carries the reason it is there; `keep` entries say why nothing needs doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from psycopg import sql
+
+Action = Literal["create", "update", "drop", "start", "restart", "load", "keep", "blocked"]
+# Actions that change something. `blocked` is a change we refuse to make without an explicit flag.
+MUTATING: frozenset[str] = frozenset({"create", "update", "drop", "start", "restart", "load"})
+
+
+@dataclass
+class Change:
+    component: str  # cluster, database, role, schema, grant, source, ...
+    target: str  # what it acts on, e.g. "role demo_team01" or "demo.team01"
+    action: Action
+    reason: str
+    database: str | None = None  # where the statements run; None = cluster-wide (admin database)
+    statements: list[sql.Composable] = field(default_factory=list)
+    autocommit: bool = False  # CREATE DATABASE cannot run in a transaction
+    run: Callable[[], None] | None = None  # non-SQL work (initdb, pg_ctl, loading a file)
+    destructive: bool = False
+
+    @property
+    def mutating(self) -> bool:
+        return self.action in MUTATING
+
+    def as_dict(self) -> dict:
+        return {
+            "component": self.component,
+            "target": self.target,
+            "action": self.action,
+            "reason": self.reason,
+            "database": self.database,
+            "destructive": self.destructive,
+        }
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def extend(self, changes: list[Change]) -> None:
+        self.changes.extend(changes)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.mutating]
+
+    @property
+    def destructive(self) -> list[Change]:
+        return [c for c in self.pending if c.destructive]
+
+    @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "blocked"]
+
+    @property
+    def empty(self) -> bool:
+        return not self.pending
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for c in self.changes:
+            counts[c.action] = counts.get(c.action, 0) + 1
+        return counts
