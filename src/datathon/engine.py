@@ -29,13 +29,16 @@ def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False) -> li
 
 
 def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> Plan:
-    """What `up` would do, touching nothing. When the server does not run yet, the data part is planned as
-    for an empty server (exact for a new managed cluster)."""
+    """What `up` would do, touching nothing. For a server still to be made, the data part is planned as for
+    an empty server (exact for a new managed cluster); for a stopped one it cannot be observed."""
     plan = Plan(server.plan())
     if server.is_reachable():
         facts = observe(server, ctx.config)
+    elif server.exists():
+        plan.notes.append("the database server is not running: roles and schemas are checked once `up` starts it")
+        return plan
     else:
         facts = Facts(admin="datathon", admin_superuser=True)
-        plan.notes.append("the database server is not running yet: roles and schemas are planned as for an empty server")
+        plan.notes.append("the database server does not exist yet: roles and schemas are planned as for an empty one")
     plan.extend(data_plan(ctx, facts, drop_team_data=drop_team_data))
     return plan

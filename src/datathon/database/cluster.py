@@ -68,6 +68,23 @@ def find_bin_dir(configured: Path | None) -> Path:
     )
 
 
+def process_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
 def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -134,13 +151,7 @@ class ManagedCluster(DatabaseServer):
             pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return pid if process_alive(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -377,12 +388,19 @@ class ManagedCluster(DatabaseServer):
         return " | ".join(tail)
 
     def _stop(self) -> None:
-        if not self.running():
+        pid = self.pid()
+        if pid is None:
             return
         proc = self._as_server_user(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w",
                                      "-t", str(PG_CTL_TIMEOUT), "-s"], check=False, timeout=PG_CTL_TIMEOUT + 10)
         if proc.returncode != 0 and self.running():
             self._as_server_user(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-s"])
+        # pg_ctl returns once the pid file is gone; the postmaster may still be exiting. Wait, with a bound.
+        deadline = time.monotonic() + PG_CTL_TIMEOUT
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                raise ProvisionError(f"the server process {pid} did not exit", hint=f"kill {pid}, then retry")
+            time.sleep(0.05)
 
     def _remove(self) -> None:
         self._stop()
@@ -390,6 +408,9 @@ class ManagedCluster(DatabaseServer):
         self.ca_cert.unlink(missing_ok=True)
 
     # -- DatabaseServer --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.initialised()
+
     def is_reachable(self) -> bool:
         return self.initialised() and self.running()
 

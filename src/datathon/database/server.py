@@ -51,6 +51,10 @@ class DatabaseServer(ABC):
         """What `up` must do to make the server exist and run, observed without changing anything."""
 
     @abstractmethod
+    def exists(self) -> bool:
+        """True when the server has been made (it may be stopped)."""
+
+    @abstractmethod
     def is_reachable(self) -> bool:
         """True when an admin connection can be opened now (tenancy facts can be observed)."""
 
