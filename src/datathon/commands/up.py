@@ -13,7 +13,7 @@ from datathon.apply import apply_changes
 from datathon.database.facts import observe
 from datathon.database.tenancy import wanted_logins
 from datathon.engine import data_plan
-from datathon.errors import Aborted
+from datathon.errors import Aborted, ProvisionError
 from datathon.handouts import HandoutFiles, build_handouts
 from datathon.plan import Plan
 from datathon.providers import get_provider
@@ -47,6 +47,10 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     with ctx.state.lock():
         ctx.state.ensure_dirs()
         infra = Plan(server.plan())
+        if infra.blocked:
+            first = infra.blocked[0]
+            raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
+                                 hint="nothing was changed; fix this and run `datathon up` again")
         applied = apply_changes(infra.changes, server, ctx.console, label="database server")
         facts = observe(server, ctx.config)
         data = Plan(data_plan(ctx, facts, drop_team_data=drop_team_data))

@@ -1,0 +1,148 @@
+"""The tenancy planner as a pure function: wanted state + faked facts -> expected changes (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from datathon.config.models import EventConfig
+from datathon.database.facts import DatabaseFact, Facts, RoleFact, SchemaFact
+from datathon.database.tenancy import MARK, plan_tenancy, role_settings, wanted_logins
+
+CONFIG = EventConfig.model_validate({
+    "event": "ev",
+    "teams": [{"name": "alpha"}, {"name": "beta"}],
+    "mentors": [{"name": "mia"}],
+    "databases": [{"name": "db", "shared_schemas": ["shared"]}],
+})
+MARKED = MARK.format(event="ev")
+
+
+def role(name, *, login=True, comment=MARKED, **kw) -> RoleFact:
+    base = dict(login=login, superuser=False, createdb=False, createrole=False, replication=False,
+                bypassrls=False, inherit=True, connlimit=CONFIG.policy.connection_limit, config={}, comment=comment)
+    base.update(kw)
+    return RoleFact(name=name, **base)
+
+
+def converged_facts() -> Facts:
+    """What the server looks like right after a successful `up` of CONFIG."""
+    facts = Facts(admin="datathon", admin_superuser=True)
+    for g in ("ev_teams", "ev_mentors", "ev_data"):
+        facts.roles[g] = role(g, login=False)
+    for login in wanted_logins(CONFIG):
+        facts.roles[login.role] = role(login.role, config=role_settings(login))
+        facts.memberships.add((login.role, login.group))
+    readers = {("ev_teams", "USAGE"), ("ev_mentors", "USAGE")}
+    schemas = {
+        "public": SchemaFact("pg_database_owner", {("pg_database_owner", "USAGE"), ("pg_database_owner", "CREATE"),
+                                                   ("PUBLIC", "USAGE")}, 0),
+        "shared": SchemaFact("ev_data", {("ev_data", "USAGE"), ("ev_data", "CREATE"), *readers}, 3),
+        "alpha": SchemaFact("ev_alpha", {("ev_alpha", "USAGE"), ("ev_alpha", "CREATE"), ("ev_mentors", "USAGE")}, 1),
+        "beta": SchemaFact("ev_beta", {("ev_beta", "USAGE"), ("ev_beta", "CREATE"), ("ev_mentors", "USAGE")}, 0),
+    }
+    default_acls = {("ev_data", "shared", "ev_teams", "SELECT"), ("ev_data", "shared", "ev_mentors", "SELECT"),
+                    ("ev_alpha", "alpha", "ev_mentors", "SELECT"), ("ev_beta", "beta", "ev_mentors", "SELECT")}
+    grants = {("datathon", "CONNECT"), ("datathon", "CREATE"), ("datathon", "TEMPORARY")}
+    grants |= {(g, p) for g in ("ev_teams", "ev_mentors") for p in ("CONNECT", "TEMPORARY")}
+    facts.databases["db"] = DatabaseFact(comment=MARKED, grants=grants, schemas=schemas, default_acls=default_acls,
+                                         missing_select={}, loaded_sources={})
+    return facts
+
+
+def plan(facts, **kw):
+    stored = {w.role for w in wanted_logins(CONFIG)}
+    return plan_tenancy(CONFIG, facts, secret_for=lambda r: "pw", stored_secrets=kw.pop("stored", stored), **kw)
+
+
+def pending(changes):
+    return [(c.action, c.component, c.target, c.reason) for c in changes if c.action != "keep"]
+
+
+def test_converged_server_needs_nothing():
+    assert pending(plan(converged_facts())) == []
+
+
+def test_empty_server_creates_everything_in_dependency_order():
+    changes = [c for c in plan(Facts(admin="datathon", admin_superuser=True)) if c.action != "keep"]
+    order = [(c.component, c.target) for c in changes]
+    assert order.index(("role", "ev_teams")) < order.index(("role", "ev_alpha"))
+    assert order.index(("database", "db")) < order.index(("schema", "db.alpha"))
+    assert order.index(("role", "ev_alpha")) < order.index(("schema", "db.alpha"))
+    assert {c.target for c in changes if c.component == "role"} == {
+        "ev_teams", "ev_mentors", "ev_data", "ev_alpha", "ev_beta", "ev_mia"}
+
+
+def mutate(fn):
+    facts = converged_facts()
+    fn(facts)
+    return facts
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda f: setattr(f.roles["ev_alpha"], "createdb", True),
+     ("update", "role", "ev_alpha", "reset attributes (createdb)")),
+    (lambda f: setattr(f.roles["ev_beta"], "connlimit", -1),
+     ("update", "role", "ev_beta", "reset attributes (connection limit -1)")),
+    (lambda f: f.memberships.discard(("ev_alpha", "ev_teams")),
+     ("update", "role", "ev_alpha", "add to ev_teams")),
+    (lambda f: f.roles["ev_alpha"].config.update(statement_timeout="0"),
+     ("update", "role", "ev_alpha", "policy: statement_timeout")),
+    (lambda f: setattr(f.roles["ev_alpha"], "comment", None),
+     ("blocked", "role", "ev_alpha",
+      "a role of that name exists and was not made by datathon for this event; rename the team or drop that role")),
+    (lambda f: f.databases["db"].grants.add(("PUBLIC", "CONNECT")),
+     ("update", "grant", "database db", "only the event's teams and mentors may connect")),
+    (lambda f: f.databases["db"].schemas["public"].grants.add(("PUBLIC", "CREATE")),
+     ("update", "grant", "db.public", "nobody but the owner creates in public")),
+    (lambda f: f.databases["db"].schemas["alpha"].grants.add(("ev_beta", "USAGE")),
+     ("update", "grant", "db.alpha", "mentors read it (also tables made later); others revoked")),
+    (lambda f: f.databases["db"].schemas["shared"].grants.add(("PUBLIC", "USAGE")),
+     ("update", "grant", "db.shared", "teams and mentors read it (also tables made later); others revoked")),
+    (lambda f: f.databases["db"].missing_select.update({("shared", "ev_teams"): 2}),
+     ("update", "grant", "db.shared", "teams and mentors read it (also tables made later)")),
+    (lambda f: f.databases["db"].default_acls.discard(("ev_alpha", "alpha", "ev_mentors", "SELECT")),
+     ("update", "grant", "db.alpha", "mentors read it (also tables made later)")),
+    (lambda f: setattr(f.databases["db"].schemas["beta"], "owner", "ev_alpha"),
+     ("update", "schema", "db.beta", "owner is ev_alpha, should be ev_beta")),
+])
+def test_each_drift_is_found_and_only_it(breakage, expected):
+    assert pending(plan(mutate(breakage))) == [expected]
+
+
+def test_missing_secret_resets_only_that_password():
+    stored = {w.role for w in wanted_logins(CONFIG)} - {"ev_beta"}
+    assert pending(plan(converged_facts(), stored=stored)) == [
+        ("update", "role", "ev_beta", "password reset: its secret file is missing")]
+
+
+def test_a_removed_team_with_data_is_blocked_without_the_flag():
+    facts = converged_facts()
+    facts.roles["ev_gone"] = role("ev_gone")
+    facts.memberships.add(("ev_gone", "ev_teams"))
+    facts.databases["db"].schemas["gone"] = SchemaFact("ev_gone", set(), 4)
+    (blocked,) = pending(plan(facts))
+    assert blocked[0] == "blocked" and "db.gone (4 tables)" in blocked[3]
+    dropped = pending(plan(facts, drop_team_data=True))
+    assert [(a, c, t) for a, c, t, _ in dropped] == [("drop", "schema", "db.gone"), ("drop", "role", "ev_gone")]
+    assert all(c.destructive for c in plan(facts, drop_team_data=True) if c.action == "drop")
+
+
+def statements(change) -> list[str]:
+    return [s.as_string(None) for s in change.statements if not callable(s)]
+
+
+def test_a_non_superuser_admin_grants_itself_what_it_needs():
+    """Like RDS's master user: it must be a member of a role to create its schema or default privileges."""
+    changes = {c.target: c for c in plan(Facts(admin="rdsadmin", admin_superuser=False))}
+    assert 'GRANT "ev_alpha" TO CURRENT_USER' in statements(changes["ev_alpha"])
+    assert 'GRANT "ev_data" TO CURRENT_USER' in statements(changes["ev_data"])
+    superuser = {c.target: c for c in plan(Facts(admin="datathon", admin_superuser=True))}
+    assert not any("CURRENT_USER" in s for s in statements(superuser["ev_alpha"]))
+
+
+def test_every_statement_is_composed_with_psycopg_sql():
+    from psycopg import sql
+
+    for c in plan(Facts(admin="datathon", admin_superuser=True)):
+        for s in c.statements:
+            assert callable(s) or isinstance(s, sql.Composable), (c.target, s)
