@@ -7,11 +7,10 @@ import psycopg
 import pytest
 import yaml
 
+from conftest import event_data, make_context
 from datathon.commands.down import run_down
 from datathon.commands.up import run_up
 from datathon.errors import ProvisionError
-
-from conftest import event_data, make_context
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ import sys
 import psycopg
 import pytest
 
+from conftest import event_yaml
 from datathon import apply as apply_mod
 from datathon.commands.down import run_down
 from datathon.commands.up import run_up
 from datathon.database.cluster import process_alive
 from datathon.engine import full_plan
 from datathon.errors import Aborted, ProvisionError
-
-from conftest import event_yaml, free_port
 
 TWO = [{"name": "alpha"}, {"name": "beta"}]
 
@@ -217,8 +216,8 @@ def test_down_asks_before_deleting(make_event, monkeypatch):
 
 
 def test_handout_snippets_connect_when_pasted(make_event):
-    from datathon.handouts.database import database_section
     from datathon.database.tenancy import wanted_logins
+    from datathon.handouts.database import database_section
 
     ev = make_event(event="snip", teams=TWO)
     ev.up()

@@ -42,7 +42,8 @@ def test_team_logs_in_over_tls_and_reads_every_shared_table(three_teams, team):
 @pytest.mark.parametrize("team", TEAMS)
 def test_team_creates_writes_and_drops_tables_in_its_own_schema(three_teams, team):
     with connect(three_teams, team) as conn:
-        conn.execute("CREATE TABLE cohort AS SELECT subject_id, anchor_age FROM mimiciv_demo.patients WHERE anchor_age > 60")
+        conn.execute("CREATE TABLE cohort AS"
+                     " SELECT subject_id, anchor_age FROM mimiciv_demo.patients WHERE anchor_age > 60")
         assert conn.execute(f"SELECT count(*) FROM {team}.cohort").fetchone()[0] > 0
         conn.execute("INSERT INTO cohort VALUES (1, 99)")
         conn.execute("UPDATE cohort SET anchor_age = 100 WHERE subject_id = 1")

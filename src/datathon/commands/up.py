@@ -60,7 +60,7 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
         applied += apply_changes(data.changes, server, ctx.console, label="roles, schemas, data")
         plan = Plan(infra.changes + data.changes)
         state = ctx.state.load()
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         state.update({
             "event": ctx.config.event,
             "provider": provider.name,

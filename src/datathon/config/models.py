@@ -6,7 +6,7 @@ import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -81,7 +81,7 @@ def _teams_shape(value: object) -> str:
 
 
 TeamsSpec = Annotated[
-    Union[Annotated[GeneratedTeams, Tag("generated")], Annotated[list[Team], Tag("list")]],
+    Annotated[GeneratedTeams, Tag("generated")] | Annotated[list[Team], Tag("list")],
     Discriminator(_teams_shape),
 ]
 

@@ -54,7 +54,8 @@ def sized_settings(*, memory_bytes: int, max_connections: int) -> dict[str, str]
 def find_bin_dir(configured: Path | None) -> Path:
     if configured:
         if not (configured / "initdb").exists():
-            raise ConfigError(f"database.bin_dir {configured} has no initdb", hint="point it at PostgreSQL's bin folder")
+            raise ConfigError(f"database.bin_dir {configured} has no initdb",
+                              hint="point it at PostgreSQL's bin folder")
         return configured
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     if found:
@@ -246,7 +247,8 @@ class ManagedCluster(DatabaseServer):
         return sorted(k for k in desired.keys() | current.keys() if desired.get(k) != current.get(k))
 
     # -- actions ---------------------------------------------------------------------------------
-    def _as_server_user(self, args: list[str], *, timeout: int = 120, check: bool = True) -> subprocess.CompletedProcess:
+    def _as_server_user(self, args: list[str], *, timeout: int = 120,
+                        check: bool = True) -> subprocess.CompletedProcess:
         env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "HOME": self.os_user.pw_dir}
         kwargs: dict = {}

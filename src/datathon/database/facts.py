@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import psycopg
 from psycopg import sql
 
 from datathon.config import EventConfig

@@ -199,7 +199,7 @@ def _database_changes(config: EventConfig, facts: Facts, dbname: str) -> list[Ch
 
 
 def _schema_grants(dbname: str, schema: str, owner: str, readers: list[str], facts: Facts,
-                   *, kind: str, create_reason: str) -> list[Change]:
+                   *, kind: str, create_reason: str, who: str) -> list[Change]:
     """A schema owned by `owner`, readable (now and later tables) by `readers`; nothing for PUBLIC."""
     db = facts.databases.get(dbname)
     fact = db.schemas.get(schema) if db else None
@@ -217,7 +217,8 @@ def _schema_grants(dbname: str, schema: str, owner: str, readers: list[str], fac
             out.append(Change("schema", target, "update", f"owner is {fact.owner}, should be {owner}", database=dbname,
                               statements=[sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(s, sql.Identifier(owner))]))
         else:
-            out.append(Change("schema", target, "keep", "exists" if fact.owner == owner else f"exists (owner {fact.owner})"))
+            why = "exists" if fact.owner == owner else f"exists (owner {fact.owner})"
+            out.append(Change("schema", target, "keep", why))
         owner = fact.owner if kind == "shared" else owner
     stmts: list = []
     # A team schema is for its team and the mentors only; a shared schema must at least not be public.
@@ -236,7 +237,6 @@ def _schema_grants(dbname: str, schema: str, owner: str, readers: list[str], fac
             stmts.append(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}")
                          .format(sql.Identifier(owner), s, sql.Identifier(r)))
     if stmts:
-        who = " and ".join(r.split("_")[-1] for r in readers)
         out.append(Change("grant", target, "update" if fact else "create",
                           f"{who} read it (also tables made later)" + ("; others revoked" if strangers else ""),
                           database=dbname, statements=stmts))
@@ -270,7 +270,9 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
                                   "run `datathon up --drop-team-data` to delete it (archive it first)"))
                 continue
             for db in facts.databases:
-                stmts = [sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))] if db in owned else []
+                stmts = []
+                if db in owned:
+                    stmts.append(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
                 stmts.append(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 out.append(Change("schema", f"{db}.{name}", "drop", f"{kind} {name} left the event file",
                                   database=db, statements=stmts, destructive=True))
@@ -296,11 +298,11 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
         changes += _public_schema(config, facts, db.name)
         for schema in db.shared_schemas:
             changes += _schema_grants(db.name, schema, owner, [teams_g, mentors_g], facts, kind="shared",
-                                      create_reason="shared dataset schema")
+                                      create_reason="shared dataset schema", who="teams and mentors")
         for login in logins:
             if login.kind == "team":
                 changes += _schema_grants(db.name, login.name, login.role, [mentors_g], facts, kind="team",
-                                          create_reason=f"team {login.name}'s own schema")
+                                          create_reason=f"team {login.name}'s own schema", who="mentors")
     changes += _removed_logins(config, facts, logins, drop_team_data=drop_team_data)
     return changes
 

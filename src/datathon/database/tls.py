@@ -25,7 +25,7 @@ def self_signed_certificate(hosts: list[str], *, common_name: str) -> tuple[byte
             if host not in ("*", ""):
                 names.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
