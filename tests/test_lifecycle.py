@@ -72,6 +72,15 @@ def test_removing_a_team_without_data_asks_first(make_event, monkeypatch):
     assert not role_exists(ev, "rm2_gamma")
 
 
+def test_up_shows_the_plan_and_asks_before_changing_anything(make_event, monkeypatch):
+    ev = make_event(event="ask1", teams=TWO)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    with pytest.raises(Aborted, match="re-run with --yes"):
+        run_up(ev.ctx, yes=False)
+    assert not ev.server.exists() and not ev.server.home.exists()
+    assert "Plan:" in ev.ctx.console.file.getvalue()
+
+
 def test_an_interrupted_up_is_finished_by_the_next(make_event, monkeypatch):
     ev = make_event(event="intr", teams={"count": 5})
     real = apply_mod.run_change

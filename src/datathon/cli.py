@@ -181,11 +181,19 @@ def _print_where(ctx: Context, result) -> None:
         table = Table(title="Logins", title_justify="left")
         for col in ("kind", "name", "database user", "schemas", "handout"):
             table.add_column(col)
-        files = {f.name: f.html for f in result.handouts}
+        files = {f.name: f.html.name for f in result.handouts}
         for login in st.logins:
-            table.add_row(login.kind, login.name, login.role, login.schemas, str(files.get(login.name, "")))
+            table.add_row(login.kind, login.name, login.role, login.schemas, files.get(login.name, ""))
         console.print(table)
-    console.print(f"Roster (passwords, 0600): {result.roster}")
+    folder = ctx.state.handouts_dir
+    console.print(f"Handouts (0600, they hold passwords): {folder}/\nRoster for the organizers: {result.roster}",
+                  soft_wrap=True)
+    first = next((x for x in st.logins if x.kind == "team"), None)
+    if first:
+        ep, sheet = result.endpoint, folder / f"team-{first.name}.md"
+        console.print(f"Try it: psql \"host={ep.host} port={ep.port} dbname={ctx.config.databases[0].name} "
+                      f"user={first.role} sslmode={ep.sslmode}\"  (the password is in {sheet})",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command()

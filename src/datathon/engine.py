@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from datathon.database.facts import Facts, observe
 from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources
@@ -28,17 +30,29 @@ def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False) -> li
     return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir)
 
 
-def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> Plan:
+@dataclass
+class EventPlan(Plan):
+    """A whole event's plan: the server's part, then the data part (None when it could not be observed)."""
+
+    infra: list[Change] = field(default_factory=list)
+    data: list[Change] | None = None
+    observed: bool = False  # the data part was planned from the server's real facts
+
+
+def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> EventPlan:
     """What `up` would do, touching nothing. For a server still to be made, the data part is planned as for
-    an empty server (exact for a new managed cluster); for a stopped one it cannot be observed."""
-    plan = Plan(server.plan())
+    an empty server (exact for a new managed cluster); for a stopped one it cannot be observed yet."""
+    infra = server.plan()
+    plan = EventPlan(changes=list(infra), infra=infra)
     if server.is_reachable():
         facts = observe(server, ctx.config)
+        plan.observed = True
     elif server.exists():
         plan.notes.append("the database server is not running: roles and schemas are checked once `up` starts it")
         return plan
     else:
         facts = Facts(admin="datathon", admin_superuser=True)
         plan.notes.append("the database server does not exist yet: roles and schemas are planned as for an empty one")
-    plan.extend(data_plan(ctx, facts, drop_team_data=drop_team_data))
+    plan.data = data_plan(ctx, facts, drop_team_data=drop_team_data)
+    plan.extend(plan.data)
     return plan

@@ -40,10 +40,31 @@ def plan_summary(plan: Plan) -> str:
     return ", ".join(parts) or "nothing to do"
 
 
+COMPACT_ABOVE = 40  # rows; a plan for 100 teams is summarised per kind of change (`plan --all` lists all)
+
+
+def grouped_table(plan: Plan) -> Table:
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for c in plan.changes:
+        if c.action != "keep":
+            key = (c.action, c.component, c.reason if c.component == "cluster" else "")
+            groups.setdefault(key, []).append(c.target)
+    table = Table(title="Plan (summarised; `datathon plan --all` lists every change)", title_justify="left")
+    for col in ("action", "component", "count", "targets"):
+        table.add_column(col)
+    for (action, component, _), targets in groups.items():
+        shown = ", ".join(targets[:3]) + (f", ... ({len(targets) - 3} more)" if len(targets) > 3 else "")
+        table.add_row(f"[{ACTION_STYLE.get(action, '')}]{action}[/]", component, str(len(targets)), shown)
+    return table
+
+
 def print_plan(console: Console, plan: Plan, *, show_keep: bool = False) -> None:
     for note in plan.notes:
         console.print(f"[dim]note: {note}[/]")
-    if plan.pending or plan.blocked or show_keep:
+    rows = len(plan.changes) if show_keep else len(plan.pending) + len(plan.blocked)
+    if rows > COMPACT_ABOVE and not show_keep:
+        console.print(grouped_table(plan))
+    elif rows:
         console.print(plan_table(plan, show_keep=show_keep))
     console.print(f"Plan: {plan_summary(plan)}")
 

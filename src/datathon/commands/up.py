@@ -11,8 +11,9 @@ import typer
 
 from datathon.apply import apply_changes
 from datathon.database.facts import observe
+from datathon.database.server import Endpoint
 from datathon.database.tenancy import wanted_logins
-from datathon.engine import data_plan
+from datathon.engine import data_plan, full_plan
 from datathon.errors import Aborted, ProvisionError
 from datathon.handouts import HandoutFiles, build_handouts
 from datathon.plan import Plan
@@ -28,6 +29,7 @@ class UpResult:
     seconds: float
     handouts: list[HandoutFiles] = field(default_factory=list)
     roster: str = ""
+    endpoint: Endpoint | None = None
 
 
 def confirm(ctx: Context, question: str, *, yes: bool) -> None:
@@ -41,24 +43,35 @@ def confirm(ctx: Context, question: str, *, yes: bool) -> None:
 
 
 def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> UpResult:
+    """Plan, show, confirm, apply. Only approved changes run; the data part of a server that was not running
+    when planned is planned after it starts, and asked about again if it would drop anything."""
     started = time.monotonic()
     provider = get_provider(ctx)
     server = provider.database_server()
     with ctx.state.lock():
-        ctx.state.ensure_dirs()
-        infra = Plan(server.plan())
-        if infra.blocked:
-            first = infra.blocked[0]
+        preview = full_plan(ctx, server, drop_team_data=drop_team_data)
+        if [c for c in preview.infra if c.action == "blocked"]:
+            first = next(c for c in preview.infra if c.action == "blocked")
             raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
                                  hint="nothing was changed; fix this and run `datathon up` again")
-        applied = apply_changes(infra.changes, server, ctx.console, label="database server")
-        facts = observe(server, ctx.config)
-        data = Plan(data_plan(ctx, facts, drop_team_data=drop_team_data))
-        if data.destructive:
-            print_plan(ctx.console, Plan([c for c in data.changes if c.destructive or c.action == "blocked"]))
-            confirm(ctx, f"Drop {len(data.destructive)} resource(s) listed above?", yes=yes)
+        if preview.pending and not yes:
+            print_plan(ctx.console, preview)
+            what = f"Apply these {len(preview.pending)} changes"
+            if preview.destructive:
+                what += f", {len(preview.destructive)} of them deleting"
+            confirm(ctx, what + "?", yes=yes)
+        elif preview.destructive:
+            print_plan(ctx.console, Plan([c for c in preview.changes if c.destructive]))
+        applied = apply_changes(preview.infra, server, ctx.console, label="database server")
+        if preview.observed:
+            data = Plan(preview.data or [])
+        else:
+            data = Plan(data_plan(ctx, observe(server, ctx.config), drop_team_data=drop_team_data))
+            if data.destructive:
+                print_plan(ctx.console, Plan([c for c in data.changes if c.destructive or c.action == "blocked"]))
+                confirm(ctx, f"Drop the {len(data.destructive)} resource(s) listed above?", yes=yes)
         applied += apply_changes(data.changes, server, ctx.console, label="roles, schemas, data")
-        plan = Plan(infra.changes + data.changes)
+        plan = Plan(preview.infra + data.changes)
         state = ctx.state.load()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         state.update({
@@ -71,7 +84,8 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             "logins": [login.role for login in wanted_logins(ctx.config)],
         })
         ctx.state.save(state)
-        handouts, roster = build_handouts(ctx, server.endpoint())
+        endpoint = server.endpoint()
+        handouts, roster = build_handouts(ctx, endpoint)
     print_blocked(ctx.console, plan)
     return UpResult(applied=applied, plan=plan, seconds=time.monotonic() - started, handouts=handouts,
-                    roster=str(roster))
+                    roster=str(roster), endpoint=endpoint)

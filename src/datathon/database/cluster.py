@@ -455,6 +455,7 @@ class ManagedCluster(DatabaseServer):
         except ProvisionError as exc:
             return [ComponentStatus("database", "managed cluster", "error", exc.message, healthy=False)]
         version, since, conns, maxconn, ssl = row
+        version = version.split(" ")[0]  # "15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
         ep = self.endpoint()
         return [ComponentStatus(
             "database", "managed cluster", "running",
