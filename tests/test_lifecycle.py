@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import stat
@@ -11,7 +12,7 @@ import sys
 import psycopg
 import pytest
 
-from conftest import event_yaml
+from conftest import event_yaml, free_port
 from datathon import apply as apply_mod
 from datathon.commands.down import run_down
 from datathon.commands.up import run_up
@@ -241,3 +242,61 @@ def test_handout_snippets_connect_when_pasted(make_event):
                      "RPostgreSQL", "create_engine"):
         assert expected in handout
     assert "<script" not in handout
+
+
+def listening_sockets_of(pids: set[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by one of `pids`, read from /proc."""
+    inodes: set[str] = set()
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:  # 0A = LISTEN
+                    addr, port = parts[1].split(":")
+                    raw = bytes.fromhex(addr)
+                    ip = socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6,
+                                          b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+                    found.add((ip, int(port, 16)))
+    return found
+
+
+def test_the_cluster_listens_only_where_the_file_says(make_event):
+    ev = make_event(event="lis", teams=TWO)
+    ev.up()
+    pid = ev.server.pid()
+    children = {int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid}
+    assert listening_sockets_of({pid, *children}) == {("127.0.0.1", ev.ctx.config.database.port)}
+    sock = ev.server.socket_dir
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o700  # the admin socket: server user and root only
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def test_changing_the_port_restarts_the_cluster_and_rewrites_handouts(make_event):
+    ev = make_event(event="mv", teams=TWO)
+    ev.up()
+    old_pid = ev.server.pid()
+    new_port = free_port()
+    ev.rewrite(event_yaml(event="mv", port=new_port, teams=TWO))
+    result = ev.up()
+    assert [c.reason for c in result.plan.pending] == ["changed: port"]
+    assert ev.server.pid() != old_pid
+    with login(ev, "alpha") as c:
+        assert c.execute("SELECT current_setting('port')").fetchone() == (str(new_port),)
+    assert f"port={new_port}" in (ev.ctx.state.handouts_dir / "team-alpha.md").read_text()
+    assert ev.up().applied == 0

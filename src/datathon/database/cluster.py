@@ -154,6 +154,14 @@ class ManagedCluster(DatabaseServer):
             return None
         return pid if process_alive(pid) else None
 
+    def running_port(self) -> int:
+        """The port the running server listens on (postmaster.pid, line 4); the configured one otherwise.
+        They differ between writing a new port to the settings and the restart that applies it."""
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().split("\n")[3])
+        except (OSError, ValueError, IndexError):
+            return self.cfg.port
+
     def running(self) -> bool:
         return self.pid() is not None
 
@@ -419,7 +427,7 @@ class ManagedCluster(DatabaseServer):
     def connect(self, dbname: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
         try:
             return psycopg.connect(
-                host=str(self.socket_dir), port=self.cfg.port, user=ADMIN_USER,
+                host=str(self.socket_dir), port=self.running_port(), user=ADMIN_USER,
                 password=self.ctx.state.secret("admin", create=False) or "",
                 dbname=dbname or "postgres", autocommit=autocommit, connect_timeout=10,
                 application_name="datathon",
