@@ -248,6 +248,30 @@ def handouts(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> N
 
 @app.command()
 @command
+def check(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write one record per team and probe here")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="write a standalone HTML report here")] = None,
+    team: Annotated[list[str] | None, typer.Option(help="check only this team (repeatable)")] = None,
+) -> None:
+    """Go/no-go: run every probe as every team, with the team's own credentials. Exits 1 on any failure."""
+    from datathon.check.report import print_report, write_html, write_json
+    from datathon.check.runner import run_check
+
+    report = run_check(_context(config), only=team)
+    print_report(console, report)
+    if json_path:
+        write_json(report, json_path)
+        console.print(f"JSON: {json_path}")
+    if html_path:
+        write_html(report, html_path)
+        console.print(f"HTML: {html_path}")
+    if not report.go:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
 def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone."""
     from datathon.commands.down import run_down

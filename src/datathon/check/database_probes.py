@@ -1,0 +1,342 @@
+"""Database probes, run as each team with its own credentials. Import registers them, in this order."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+from psycopg import sql
+
+from datathon.check.model import ProbeFailed, ProbeSkipped, probe
+from datathon.check.session import Session, _error
+from datathon.database import roles
+from datathon.database.tenancy import role_settings
+
+I = sql.Identifier  # noqa: E741  (short, and only ever an identifier)
+
+
+def _probe_table() -> str:
+    return f"datathon_probe_{secrets.token_hex(4)}"
+
+
+def _shared_tables(s: Session, *, writable_only: bool = False):
+    for db, tables in s.env.shared_tables.items():
+        for schema, table, kind, column in tables:
+            if not writable_only or kind in ("r", "p"):
+                yield db, schema, table, column
+
+
+# -- must work ---------------------------------------------------------------------------------------------
+
+@probe("db.login.tls", "logs in with its own password, over TLS", expect="works")
+def login_tls(s: Session) -> None:
+    rows = s.works(s.conn(), "SELECT current_user, ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    if not rows or rows[0][0] != s.me.login.role or rows[0][1] is not True:
+        raise ProbeFailed(f"not a TLS session as {s.me.login.role}: {rows}")
+
+
+@probe("db.search_path", "search_path is its own schema, then the shared schemas", expect="works")
+def search_path(s: Session) -> None:
+    for db in s.databases:
+        conn = s.conn(db)
+        (found,) = s.works(conn, "SELECT current_schemas(false)")[0]
+        present = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+        wanted = [x for x in s.me.login.search_path if x in present]
+        if found != wanted:
+            raise ProbeFailed(f"in {db}: search_path resolves to {found}, expected {wanted}")
+
+
+@probe("db.policy", "the event's limits are this login's settings", expect="works")
+def policy(s: Session) -> None:
+    conn = s.conn()
+    for key, value in role_settings(s.me.login).items():
+        if key == "search_path":
+            continue
+        (shown,) = s.works(conn, sql.SQL("SHOW {}").format(I(key)))[0]
+        if shown.replace(" ", "") != value:
+            raise ProbeFailed(f"{key} is {shown}, the policy says {value}")
+    (limit,) = s.works(conn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user")[0]
+    if limit != s.me.login.policy.connection_limit:
+        raise ProbeFailed(f"connection limit is {limit}, the policy says {s.me.login.policy.connection_limit}")
+
+
+@probe("db.shared.read", "reads every table of every shared schema", expect="works")
+def shared_read(s: Session) -> None:
+    count = 0
+    for db, schema, table, _ in _shared_tables(s):
+        s.works(s.conn(db), sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(I(schema), I(table)))
+        count += 1
+    if count == 0:
+        raise ProbeSkipped("no shared tables loaded yet")
+
+
+@probe("db.own.lifecycle", "creates, writes, reads and drops a table in its own schema, in every database",
+       expect="works")
+def own_lifecycle(s: Session) -> None:
+    for db in s.databases:
+        conn = s.conn(db)
+        t = sql.SQL("{}.{}").format(I(s.team), I(_probe_table()))
+        s.works(conn, sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(t))
+        try:
+            s.works(conn, sql.SQL("INSERT INTO {} VALUES (1, 'datathon check')").format(t))
+            rows = s.works(conn, sql.SQL("SELECT note FROM {}").format(t))
+            if rows != [("datathon check",)]:
+                raise ProbeFailed(f"read back {rows}")
+        finally:
+            s.works(conn, sql.SQL("DROP TABLE {}").format(t))
+
+
+@probe("db.temp_tables", "temporary tables are allowed or refused as the policy says", expect="works")
+def temp_tables(s: Session) -> None:
+    stmt = "CREATE TEMP TABLE datathon_probe_tmp (x int)"
+    if s.me.login.policy.temp_tables:
+        s.works(s.conn(), stmt)
+        s.works(s.conn(), "DROP TABLE datathon_probe_tmp")
+    else:
+        s.refused(s.conn(), stmt)
+
+
+@probe("db.statement_timeout", "a query running past statement_timeout is cancelled", expect="works")
+def statement_timeout(s: Session) -> None:
+    conn = s.conn()
+    (shown,) = s.works(conn, "SHOW statement_timeout")[0]
+    if shown != s.me.login.policy.statement_timeout:
+        raise ProbeFailed(f"statement_timeout is {shown}, the policy says {s.me.login.policy.statement_timeout}")
+    # The configured timeout is minutes long; prove the server cancels at a timeout with a short one.
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL statement_timeout = '150ms'")
+        try:
+            conn.execute("SELECT pg_sleep(3)")
+        except psycopg.errors.QueryCanceled as exc:
+            s.note("SET LOCAL statement_timeout = '150ms'; SELECT pg_sleep(3)", _error(exc))
+            return
+    s.note("SET LOCAL statement_timeout = '150ms'; SELECT pg_sleep(3)", "completed: not cancelled")
+    raise ProbeFailed("a query ran past statement_timeout")
+
+
+# -- must be refused ---------------------------------------------------------------------------------------
+
+@probe("db.login.wrong_password", "a wrong password is refused", expect="refused")
+def wrong_password(s: Session) -> None:
+    try:
+        s.open(password="not-" + s.me.password).close()
+    except psycopg.OperationalError as exc:
+        s.note(f"log in as {s.me.login.role} with a wrong password", _error(exc))
+        if "password authentication failed" in str(exc):
+            return
+        raise ProbeFailed("refused, but not for the password") from None
+    s.note(f"log in as {s.me.login.role} with a wrong password", "ALLOWED")
+    raise ProbeFailed("logged in with a wrong password")
+
+
+@probe("db.login.without_tls", "a login without TLS is refused", expect="refused")
+def without_tls(s: Session) -> None:
+    try:
+        s.open(sslmode="disable").close()
+    except psycopg.OperationalError as exc:
+        s.note(f"log in as {s.me.login.role} with sslmode=disable", _error(exc))
+        return
+    s.note(f"log in as {s.me.login.role} with sslmode=disable", "ALLOWED")
+    raise ProbeFailed("logged in without TLS")
+
+
+@probe("db.login.other_database", "logging in to a database outside the event is refused", expect="refused")
+def other_database(s: Session) -> None:
+    if not s.env.managed:
+        raise ProbeSkipped("an external server's own access rules decide this")
+    try:
+        s.open("postgres").close()
+    except psycopg.OperationalError as exc:
+        s.note(f"log in as {s.me.login.role} to database postgres", _error(exc))
+        return
+    s.note(f"log in as {s.me.login.role} to database postgres", "ALLOWED")
+    raise ProbeFailed("logged in to database postgres")
+
+
+@probe("db.shared.write", "inserting, updating, deleting or truncating shared data is refused", expect="refused")
+def shared_write(s: Session) -> None:
+    found = False
+    for db, schema, table, column in _shared_tables(s, writable_only=True):
+        found = True
+        t = sql.SQL("{}.{}").format(I(schema), I(table))
+        conn = s.conn(db)
+        for stmt in (sql.SQL("INSERT INTO {} DEFAULT VALUES").format(t),
+                     sql.SQL("UPDATE {} SET {} = {} WHERE false").format(t, I(column), I(column)),
+                     sql.SQL("DELETE FROM {} WHERE false").format(t),
+                     sql.SQL("TRUNCATE {}").format(t)):
+            s.refused(conn, stmt)
+    if not found:
+        raise ProbeSkipped("no shared tables loaded yet")
+
+
+@probe("db.shared.alter", "altering or dropping a shared table is refused", expect="refused")
+def shared_alter(s: Session) -> None:
+    found = False
+    for db, schema, table, _ in _shared_tables(s, writable_only=True):
+        found = True
+        t = sql.SQL("{}.{}").format(I(schema), I(table))
+        s.refused(s.conn(db), sql.SQL("ALTER TABLE {} ADD COLUMN datathon_probe int").format(t))
+        s.refused(s.conn(db), sql.SQL("DROP TABLE {}").format(t))
+    if not found:
+        raise ProbeSkipped("no shared tables loaded yet")
+
+
+@probe("db.shared.create", "creating a table in a shared schema is refused", expect="refused")
+def shared_create(s: Session) -> None:
+    schemas = [(d.name, x) for d in s.env.config.databases for x in d.shared_schemas]
+    if not schemas:
+        raise ProbeSkipped("no shared schemas")
+    for db, schema in schemas:
+        s.refused(s.conn(db), sql.SQL("CREATE TABLE {}.{} (x int)").format(I(schema), I(_probe_table())))
+
+
+@probe("db.other_team.read", "reading another team's schema is refused", expect="refused")
+def other_read(s: Session) -> None:
+    if s.neighbour is None:
+        raise ProbeSkipped("only one team")
+    for db in s.databases:
+        s.refused(s.conn(db), sql.SQL("SELECT * FROM {}.{}").format(I(s.neighbour.name), I(_probe_table())))
+    # and every other team, through the privileges the server would check
+    names = [o.name for o in s.others]
+    for db in s.databases:
+        rows = s.works(s.conn(db), "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)"
+                       " AND (has_schema_privilege(oid, 'USAGE') OR has_schema_privilege(oid, 'CREATE'))", (names,))
+        if rows:
+            raise ProbeFailed(f"in {db} this team may use other teams' schemas: {', '.join(r[0] for r in rows)}")
+
+
+@probe("db.other_team.write", "creating or writing in another team's schema is refused", expect="refused")
+def other_write(s: Session) -> None:
+    if s.neighbour is None:
+        raise ProbeSkipped("only one team")
+    for db in s.databases:
+        other = sql.SQL("{}.{}").format(I(s.neighbour.name), I(_probe_table()))
+        s.refused(s.conn(db), sql.SQL("CREATE TABLE {} (x int)").format(other))
+        s.refused(s.conn(db), sql.SQL("INSERT INTO {} VALUES (1)").format(other))
+
+
+@probe("db.public.create", "creating in schema public is refused", expect="refused")
+def public_create(s: Session) -> None:
+    for db in s.databases:
+        s.refused(s.conn(db), sql.SQL("CREATE TABLE public.{} (x int)").format(I(_probe_table())))
+
+
+@probe("db.create_schema", "creating a schema is refused", expect="refused")
+def create_schema(s: Session) -> None:
+    s.refused(s.conn(), sql.SQL("CREATE SCHEMA {}").format(I(_probe_table())))
+
+
+@probe("db.create_database", "creating a database is refused", expect="refused")
+def create_database(s: Session) -> None:
+    conn = s.conn()
+    stmt = sql.SQL("CREATE DATABASE {}").format(I(_probe_table()))
+    text = stmt.as_string(conn)
+    try:
+        conn.execute(stmt)  # CREATE DATABASE cannot run in a transaction block
+    except psycopg.Error as exc:
+        s.note(text, _error(exc))
+        if getattr(exc, "sqlstate", None) == "42501":
+            return
+        raise ProbeFailed("failed for another reason than a refusal") from None
+    s.note(text, "ALLOWED")
+    raise ProbeFailed("created a database")
+
+
+@probe("db.create_role", "creating or altering roles is refused", expect="refused")
+def create_role(s: Session) -> None:
+    conn = s.conn()
+    s.refused(conn, sql.SQL("CREATE ROLE {} LOGIN").format(I(_probe_table())))
+    s.refused(conn, sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(I(s.me.login.role)))
+
+
+@probe("db.set_role", "SET ROLE and SET SESSION AUTHORIZATION to another role are refused", expect="refused")
+def set_role(s: Session) -> None:
+    conn = s.conn()
+    e = s.env.config.event
+    targets = [roles.data_owner(e), roles.mentors_group(e)]
+    if s.neighbour:
+        targets.insert(0, s.neighbour.role)
+    for role in targets:
+        s.refused(conn, sql.SQL("SET ROLE {}").format(I(role)))
+        s.refused(conn, sql.SQL("SET SESSION AUTHORIZATION {}").format(I(role)))
+
+
+@probe("db.pg_authid", "reading password hashes (pg_authid) is refused", expect="refused")
+def pg_authid(s: Session) -> None:
+    s.refused(s.conn(), "SELECT rolname, rolpassword FROM pg_authid")
+
+
+@probe("db.server_files", "reading the server's files is refused", expect="refused")
+def server_files(s: Session) -> None:
+    conn = s.conn()
+    s.refused(conn, "SELECT pg_read_file('/etc/passwd')")
+    s.refused(conn, "SELECT pg_ls_dir('.')")
+    s.refused(conn, "SELECT lo_import('/etc/passwd')")
+
+
+@probe("db.copy_program", "COPY to or from a server file or program is refused", expect="refused")
+def copy_program(s: Session) -> None:
+    conn = s.conn()
+    s.refused(conn, "COPY (SELECT 1) TO PROGRAM 'id'")
+    s.refused(conn, "COPY (SELECT 1) TO '/tmp/datathon_probe'")
+    for source in ("'/etc/passwd'", "PROGRAM 'id'"):
+        t = sql.SQL("{}.{}").format(I(s.team), I(_probe_table()))
+        s.refused(conn, sql.SQL("CREATE TABLE {} (x text); COPY {} FROM ").format(t, t) + sql.SQL(source))
+
+
+@probe("mentor.read_later", "a mentor reads a table this team created after the grants", expect="works")
+def mentor_read(s: Session) -> None:
+    mentor = s.env.mentor
+    if mentor is None:
+        raise ProbeSkipped("the event has no mentors")
+    conn = s.conn()
+    t = sql.SQL("{}.{}").format(I(s.team), I(_probe_table()))
+    s.works(conn, sql.SQL("CREATE TABLE {} AS SELECT 1 AS x").format(t))
+    try:
+        with s.env.mentor_slots, s.open(creds=mentor) as m:
+            rows = s.works(m, sql.SQL("SELECT x FROM {}").format(t))
+            if rows != [(1,)]:
+                raise ProbeFailed(f"the mentor read {rows}")
+    except psycopg.OperationalError as exc:
+        s.note(f"log in as mentor {mentor.login.role}", _error(exc))
+        raise ProbeFailed("the mentor cannot log in") from None
+    finally:
+        s.works(conn, sql.SQL("DROP TABLE {}").format(t))
+
+
+@probe("mentor.write", "a mentor cannot write or create in this team's schema", expect="refused")
+def mentor_write(s: Session) -> None:
+    mentor = s.env.mentor
+    if mentor is None:
+        raise ProbeSkipped("the event has no mentors")
+    conn = s.conn()
+    name = _probe_table()
+    t = sql.SQL("{}.{}").format(I(s.team), I(name))
+    s.works(conn, sql.SQL("CREATE TABLE {} (x int)").format(t))
+    try:
+        with s.env.mentor_slots, s.open(creds=mentor) as m:
+            s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t))
+            s.refused(m, sql.SQL("CREATE TABLE {}.{} (x int)").format(I(s.team), I(name + "_m")))
+    finally:
+        s.works(conn, sql.SQL("DROP TABLE {}").format(t))
+
+
+@probe("db.connection_limit", "connections beyond the team's limit are refused", expect="refused")
+def connection_limit(s: Session) -> None:
+    s.close()  # this probe counts connections: hold none of our own
+    limit = s.me.login.policy.connection_limit
+    opened: list[psycopg.Connection] = []
+    try:
+        for i in range(limit + 1):
+            try:
+                opened.append(s.open())
+            except psycopg.OperationalError as exc:
+                s.note(f"open connection {i + 1} of {limit + 1} as {s.me.login.role}", _error(exc))
+                if "too many connections" in str(exc):
+                    return
+                raise ProbeFailed("refused, but not for the connection limit") from None
+        s.note(f"open {limit + 1} connections as {s.me.login.role}", "ALLOWED: all opened")
+        raise ProbeFailed(f"{limit + 1} connections were allowed; the limit is {limit}")
+    finally:
+        for c in opened:
+            c.close()

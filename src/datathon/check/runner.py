@@ -1,0 +1,143 @@
+"""Run every probe as every team, teams concurrently, and gather the verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import datathon.check.database_probes  # noqa: F401  (registers the database probes)
+from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
+from datathon.check.session import Credentials, Environment, Session
+from datathon.database.tenancy import Login, wanted_logins
+from datathon.errors import DatathonError, StateError
+from datathon.providers import get_provider
+from datathon.providers.base import Context
+
+MAX_PARALLEL_TEAMS = 8
+
+
+@dataclass
+class CheckReport:
+    event: str
+    started: str
+    config_sha256: str
+    seconds: float
+    probes: list[Probe]
+    teams: list[str]
+    results: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[ProbeResult]:
+        return [r for r in self.results if r.outcome == "fail"]
+
+    @property
+    def go(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {
+            "event": self.event, "started": self.started, "config_sha256": self.config_sha256,
+            "seconds": round(self.seconds, 2), "verdict": "GO" if self.go else "NO-GO",
+            "teams": self.teams, "probes": [{"id": p.id, "description": p.description, "expect": p.expect}
+                                            for p in self.probes],
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+def run_probe(p: Probe, session: Session) -> ProbeResult:
+    session.evidence = []
+    started = time.perf_counter()
+    outcome, detail = "pass", ""
+    try:
+        p.run(session)
+    except ProbeFailed as exc:
+        outcome, detail = "fail", exc.detail
+    except ProbeSkipped as exc:
+        outcome, detail = "skip", str(exc)
+    except Exception as exc:  # a probe that cannot run proves nothing: it fails, with the reason
+        outcome, detail = "fail", f"probe error: {type(exc).__name__}: {exc}"
+    return ProbeResult(p.id, session.team, outcome, p.description, p.expect, list(session.evidence), detail,
+                       time.perf_counter() - started)
+
+
+def _environment(ctx: Context) -> Environment:
+    server = get_provider(ctx).database_server()
+    if not server.is_reachable():
+        raise DatathonError("the database server is not running", hint="run `datathon up` first")
+    shared: dict[str, list[tuple[str, str, str, str]]] = {}
+    for db in ctx.config.databases:  # the list of tables is read by the organizer; every probe runs as a team
+        if not db.shared_schemas:
+            continue
+        with server.connect(db.name, autocommit=True) as conn:
+            shared[db.name] = conn.execute(
+                "SELECT n.nspname, c.relname, c.relkind,"
+                " (SELECT attname FROM pg_attribute WHERE attrelid = c.oid AND attnum = 1)"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r','p','v','m','f') ORDER BY 1, 2",
+                (db.shared_schemas,),
+            ).fetchall()
+    mentors = [x for x in wanted_logins(ctx.config) if x.kind == "mentor"]
+    mentor = None
+    if mentors:
+        mentor = Credentials(mentors[0], _password(ctx, mentors[0]))
+    env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.owns_server,
+                      shared_tables=shared, mentor=mentor)
+    if mentor:  # teams' probes share the mentor's login: stay under its connection limit
+        env.mentor_slots = threading.Semaphore(max(1, mentor.login.policy.connection_limit - 1))
+    return env
+
+
+def _password(ctx: Context, login: Login) -> str:
+    value = ctx.state.secret(login.role, create=False)
+    if value is None:
+        raise StateError(f"no stored password for {login.role}", hint="run `datathon up` to create the logins")
+    return value
+
+
+def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
+    env = _environment(ctx)
+    teams = [x for x in wanted_logins(ctx.config) if x.kind == "team"]
+    if only:
+        unknown = sorted(set(only) - {t.name for t in teams})
+        if unknown:
+            raise DatathonError(f"no team named {', '.join(unknown)}",
+                                hint=f"teams: {', '.join(t.name for t in teams)}")
+    chosen = [t for t in teams if not only or t.name in only]
+    creds = {t.role: Credentials(t, _password(ctx, t)) for t in chosen}
+    report = CheckReport(
+        event=ctx.config.event, started=datetime.now(UTC).isoformat(timespec="seconds"),
+        config_sha256=hashlib.sha256(ctx.loaded.path.read_bytes()).hexdigest(), seconds=0.0,
+        probes=list(REGISTRY), teams=[t.name for t in chosen],
+    )
+    started = time.perf_counter()
+    progress = Progress(TextColumn("[bold]checking"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("probes"), TimeElapsedColumn(), console=ctx.console,
+                        disable=not ctx.console.is_terminal)
+
+    def run_team(i: int) -> list[ProbeResult]:
+        me = chosen[i]
+        index = teams.index(me)
+        neighbour = teams[(index + 1) % len(teams)] if len(teams) > 1 else None
+        session = Session(env, creds[me.role], neighbour, [t for t in teams if t.role != me.role])
+        out = []
+        try:
+            for p in REGISTRY:
+                out.append(run_probe(p, session))
+                progress.advance(task)
+        finally:
+            session.close()
+        return out
+
+    with progress:
+        task = progress.add_task("check", total=len(chosen) * len(REGISTRY))
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_TEAMS, len(chosen) or 1)) as pool:
+            for results in pool.map(run_team, range(len(chosen))):
+                report.results.extend(results)
+    report.seconds = time.perf_counter() - started
+    return report
