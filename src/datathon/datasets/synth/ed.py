@@ -46,7 +46,7 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
                              "18", "98", str(int(rng.gauss(135, 20))), str(int(rng.gauss(78, 12))),
                              rng.choice(["0", "5", "10", "unable"]), str(rng.randint(1, 5)),
                              csv_text(rng.choice(COMPLAINTS)) if rng.random() < 0.95 else NULL])
-            for name, (rate, gen) in gens.items():
+            for rate, gen in gens.values():
                 emit(gen, ctx, w, rng.count(rate))
     w.close(tables)
     return w

@@ -48,7 +48,6 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
     tables = list(DS.tables)
     w = Writer(out, tables)
     lab_items = [x[0] for x in LABS] + [51000 + i for i in range(size["d_labitems"] - len(LABS))]
-    chart_items = [v[0] for v in VITALS]
     item_links = {}
     # -- dimensions --------------------------------------------------------------------------------------------
     for itemid, label, fluid, cat, *_ in LABS:
@@ -116,14 +115,15 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
                                  rng.choice(providers), "EMERGENCY ROOM", rng.maybe(0.8, "HOME"),
                                  rng.choice(["Medicare", "Medicaid", "Private", "Other"]),
                                  rng.choice(["English", "English", "English", "Spanish", "Chinese", "?"]),
-                                 rng.choice(["MARRIED", "SINGLE", "WIDOWED", "DIVORCED", NULL]), csv_text(rng.choice(RACES)),
+                                 rng.choice(["MARRIED", "SINGLE", "WIDOWED", "DIVORCED", NULL]),
+                                 csv_text(rng.choice(RACES)),
                                  ts(admit - dt.timedelta(hours=3)), ts(admit), "1" if died else "0"])
             span = int(los.total_seconds() // 60)
 
-            def at() -> dt.datetime:
+            def at(admit: dt.datetime = admit, span: int = span) -> dt.datetime:
                 return admit + dt.timedelta(minutes=rng.randint(0, span))
 
-            for k in range(max(1, rng.count(4.4))):
+            for _ in range(max(1, rng.count(4.4))):
                 tin = at()
                 w.add("transfers", [str(subject), str(hadm), str(ctx.next_id("transfer", 30000000)),
                                     rng.choice(["ED", "admit", "transfer", "discharge"]), csv_text(rng.choice(WARDS)),
@@ -137,7 +137,7 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
                 v = 10 if j % 3 else 9
                 w.add("procedures_icd", [str(subject), str(hadm), str(k + 1), at().strftime("%Y-%m-%d"), _icd(j, v),
                                          str(v)])
-            for k in range(rng.count(1.4)):
+            for _ in range(rng.count(1.4)):
                 w.add("drgcodes", [str(subject), str(hadm), rng.choice(["HCFA", "APR"]), str(rng.randint(1, 999)),
                                    rng.words(4, 195), rng.maybe(0.5, str(rng.randint(1, 4))),
                                    rng.maybe(0.5, str(rng.randint(1, 4)))])
