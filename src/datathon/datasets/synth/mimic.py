@@ -47,7 +47,7 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
     size = dims(patients)
     tables = list(DS.tables)
     w = Writer(out, tables)
-    lab_items = [x[0] for x in LABS] + [51000 + i for i in range(size["d_labitems"] - len(LABS))]
+    lab_items = [x[0] for x in LABS] + [52000 + i for i in range(size["d_labitems"] - len(LABS))]
     item_links = {}
     # -- dimensions --------------------------------------------------------------------------------------------
     for itemid, label, fluid, cat, *_ in LABS:
@@ -227,7 +227,7 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
                         minutes=3)), str(itemid), value, num, csv_text(uom) if uom else NULL, "0"])
                 for k in range(rng.count(105)):
                     when = intime + dt.timedelta(minutes=rng.randint(0, icu_span))
-                    w.add("datetimeevents", base + [NULL, ts(when + dt.timedelta(minutes=k)), NULL,
+                    w.add("datetimeevents", base + [NULL, ts(intime + dt.timedelta(minutes=k)), NULL,
                                                     str(rng.choice(by_link["datetimeevents"])), ts(when),
                                                     "Date", "0"])
                 for name, rate in (("inputevents", 116), ("ingredientevents", 120), ("procedureevents", 8.6)):

@@ -1,0 +1,127 @@
+"""Streaming a CSV(.gz) file: its header, its records in blocks cut at record boundaries (quotes respected),
+and finding where record N starts when a message must name a line. Memory stays at a few blocks."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from datathon.errors import ProvisionError
+
+CHUNK = 1 << 20  # 1 MiB reads
+
+
+def open_data(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_header(path: Path) -> list[str]:
+    try:
+        with open_data(path) as fh:
+            line = fh.readline(1 << 16)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ProvisionError(f"{path}: cannot read it ({exc})", hint="re-download the file") from None
+    return [c.strip().strip('"').lower() for c in line.decode("utf-8", "replace").rstrip("\r\n").split(",")]
+
+
+@dataclass
+class Block:
+    data: bytes
+    first_record: int  # 1-based number of its first record in the file (the header is record 0)
+    records: int
+    raw_bytes: int  # compressed bytes consumed so far (for progress)
+
+
+class RecordCounter:
+    """Counts record ends (newlines outside quotes) across chunks."""
+
+    def __init__(self) -> None:
+        self.in_quotes = False
+
+    def scan(self, chunk: bytes) -> tuple[int, int]:
+        """(records ended in chunk, offset just after the last record end, or -1)."""
+        if b'"' not in chunk and not self.in_quotes:
+            n = chunk.count(b"\n")
+            return n, chunk.rfind(b"\n") + 1 if n else -1
+        count, last, pos = 0, -1, 0
+        for i, part in enumerate(chunk.split(b'"')):
+            outside = (i % 2 == 0) != self.in_quotes
+            if outside and b"\n" in part:
+                count += part.count(b"\n")
+                last = pos + part.rfind(b"\n") + 1
+            pos += len(part) + 1
+        if chunk.count(b'"') % 2:
+            self.in_quotes = not self.in_quotes
+        return count, last
+
+
+def blocks(path: Path, *, block_size: int = 8 * CHUNK) -> Iterator[Block]:
+    """Records after the header, in blocks of about block_size bytes that end on a record boundary."""
+    raw = open(path, "rb")
+    fh = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+    counter = RecordCounter()
+    record = 1
+    try:
+        fh.readline(1 << 16)  # the header
+        pending = b""
+        while True:
+            try:
+                chunk = fh.read(CHUNK)
+            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+                raise ProvisionError(
+                    f"{path}: the compressed data is damaged after {raw.tell():,} bytes ({exc})",
+                    hint="re-download the file; a SHA256SUMS.txt next to the data finds such files before loading",
+                ) from None
+            if not chunk:
+                if pending:
+                    if not pending.endswith(b"\n"):
+                        pending += b"\n"
+                    yield Block(pending, record, _count_all(pending), raw.tell())
+                return
+            n, cut = counter.scan(chunk)
+            if cut < 0:
+                pending += chunk
+                continue
+            pending += chunk[:cut]
+            if len(pending) >= block_size:
+                m = _count_all(pending)
+                yield Block(pending, record, m, raw.tell())
+                record += m
+                pending = b""
+            pending += chunk[cut:]
+    finally:
+        fh.close()
+        raw.close()
+
+
+def _count_all(data: bytes) -> int:
+    """Records in a block that starts and ends on record boundaries."""
+    return RecordCounter().scan(data)[0]
+
+
+def physical_line(path: Path, record: int) -> int:
+    """The 1-based line of the file where record `record` (1-based, after the header) starts. Only used to
+    name a line in an error message, so a plain scan is fine."""
+    target, lines, ends, in_quotes = record - 1, 2, 0, False
+    if target <= 0:
+        return 2
+    with open_data(path) as fh:
+        fh.readline(1 << 16)
+        while chunk := fh.read(CHUNK):
+            for m in _QUOTE_OR_NEWLINE.finditer(chunk):
+                if m.group() == b'"':
+                    in_quotes = not in_quotes
+                    continue
+                lines += 1
+                if not in_quotes:
+                    ends += 1
+                    if ends == target:
+                        return lines
+    return lines
+
+
+_QUOTE_OR_NEWLINE = re.compile(rb'["\n]')

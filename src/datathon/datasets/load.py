@@ -1,0 +1,509 @@
+"""The loader: checksums first, then tables in parallel (biggest first) with streaming COPY, then keys, indexes
+and ANALYZE in parallel, then foreign keys that cannot lose the build, then a row-count check.
+
+Resumable by table: a table is created, loaded and recorded in datathon_meta.loaded_tables in one transaction
+(which is also what lets the managed cluster, at wal_level=minimal, skip writing WAL for it). A table split over
+several COPY streams is recorded once all of them commit, and dropped and redone after an interruption.
+It is a plain client: nothing here reads files on the server, so it works the same against RDS."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import resource
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table as RichTable
+
+from datathon.database.facts import META_SCHEMA
+from datathon.database.server import DatabaseServer
+from datathon.datasets.catalogue import Dataset, Table
+from datathon.datasets.checksums import verify
+from datathon.datasets.csvstream import blocks, physical_line, read_header
+from datathon.errors import ProvisionError
+
+I = sql.Identifier  # noqa: E741
+ForeignKeyMode = Literal["validate", "strict", "skip"]
+SPLIT_MIN_BYTES = 256 << 20  # only files at least this big are worth several COPY streams
+
+
+@dataclass
+class TableTask:
+    table: Table
+    path: Path
+    file: str  # relative to the dataset root, for messages
+    columns: list[str]  # from the file's header, in file order
+    size: int
+    create: bool = True  # False: the table exists already (generic kind: made by the user's DDL)
+
+
+@dataclass
+class TableResult:
+    schema: str
+    table: str
+    rows: int
+    file_records: int
+    expected: int | None
+    expected_from: str  # "official v3.1" or "file"
+    seconds: float = 0.0
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rows == (self.expected if self.expected is not None else self.file_records)
+
+
+@dataclass
+class LoadReport:
+    dataset: str
+    tables: list[TableResult] = field(default_factory=list)
+    fk_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes: int = 0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables if not t.skipped)
+
+    @property
+    def mismatches(self) -> list[TableResult]:
+        return [t for t in self.tables if not t.ok]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- what to load ------------------------------------------------------------------------------------------------
+
+def find_tasks(dataset: Dataset, root: Path, *, tables: list[str] | None = None) -> list[TableTask]:
+    """The files of the dataset under root, their headers checked against the catalogue (all problems at once)."""
+    wanted = [t for t in dataset.tables if not tables or t.name in tables]
+    problems, tasks = [], []
+    for t in wanted:
+        path = root / t.file
+        if not path.exists() and path.suffix == ".gz" and (root / t.file[:-3]).exists():
+            path = root / t.file[:-3]  # an uncompressed copy is fine too
+        if not path.exists():
+            problems.append(f"{t.file}: missing")
+            continue
+        header = read_header(path)
+        known = {c.name for c in t.columns}
+        extra = [c for c in header if c not in known]
+        missing = [c.name for c in t.columns if c.not_null and c.name not in header]
+        if extra:
+            problems.append(f"{t.file}: column(s) {', '.join(extra)} are not in the {dataset.title} definition of "
+                            f"{t.name} (a newer or different release?)")
+        if missing:
+            problems.append(f"{t.file}: required column(s) {', '.join(missing)} missing from the header")
+        if not extra and not missing:
+            tasks.append(TableTask(t, path, str(path.relative_to(root)), header, path.stat().st_size))
+    if problems:
+        raise ProvisionError(f"{dataset.title} in {root} cannot be loaded as it is; nothing was loaded:\n  "
+                             + "\n  ".join(problems),
+                             hint="download the missing files, or list the tables to load in the source's `tables:`")
+    return tasks
+
+
+def official_version(dataset: Dataset, root: Path, configured: str | None) -> str | None:
+    if configured:
+        return configured
+    parts = set(root.resolve().parts)
+    return next((v for v in dataset.versions if v in parts), None)
+
+
+# -- meta ----------------------------------------------------------------------------------------------------------
+
+def ensure_meta(conn: psycopg.Connection) -> None:
+    meta = I(META_SCHEMA)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(meta))
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {}.loaded_tables (schema_name text, table_name text, dataset text NOT NULL,"
+        " rows bigint NOT NULL, file_records bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(),"
+        " PRIMARY KEY (schema_name, table_name))").format(meta))
+
+
+def loaded_tables(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, int]]:
+    rows = conn.execute(sql.SQL("SELECT schema_name, table_name, rows, file_records FROM {}.loaded_tables")
+                        .format(I(META_SCHEMA))).fetchall()
+    return {(s, t): (r, f) for s, t, r, f in rows}
+
+
+def _record(conn: psycopg.Connection, task: TableTask, dataset: str, rows: int, records: int) -> None:
+    conn.execute(sql.SQL(
+        "INSERT INTO {}.loaded_tables (schema_name, table_name, dataset, rows, file_records)"
+        " VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (schema_name, table_name) DO UPDATE SET rows = EXCLUDED.rows,"
+        " file_records = EXCLUDED.file_records, loaded_at = now()").format(I(META_SCHEMA)),
+        (task.table.schema, task.table.name, dataset, rows, records))
+
+
+# -- one table -----------------------------------------------------------------------------------------------------
+
+def _qualified(t: Table) -> sql.Composable:
+    return sql.SQL("{}.{}").format(I(t.schema), I(t.name))
+
+
+def create_statement(t: Table) -> sql.Composable:
+    cols = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(I(c.name), sql.SQL(c.sql_type), sql.SQL(" NOT NULL" if c.not_null else ""))
+        for c in t.columns)
+    return sql.SQL("CREATE TABLE {} ({})").format(_qualified(t), cols)
+
+
+def _copy_statement(task: TableTask, *, freeze: bool) -> sql.Composable:
+    opts = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (" + opts + ")").format(
+        _qualified(task.table), sql.SQL(", ").join(I(c) for c in task.columns))
+
+
+def copy_error(task: TableTask, exc: psycopg.Error, record_of_line) -> ProvisionError:
+    """Name the file, line, column, value and expected type of a row the server refused."""
+    message = str(exc).strip().splitlines()[0]
+    context = exc.diag.context or ""
+    m = re.search(r'line (\d+)(?:, column (\w+))?(?:: "(.*)")?', context, re.S)
+    if not m:
+        return ProvisionError(f"{task.file}: {message}", hint="the table was left as it was; fix the file and retry")
+    record = record_of_line(int(m.group(1)))
+    line = physical_line(task.path, record)
+    column, value = m.group(2), m.group(3)
+    where = f"{task.file}, line {line}"
+    if column and (col := task.table.column(column)) is not None and value is not None:
+        what = f"column {column}: {value!r} is not a valid {col.sql_type.lower()} ({message})"
+    elif "extra data after last expected column" in message:
+        what = f"more fields than the {len(task.columns)} columns of the header ({message})"
+    elif "missing data for column" in message:
+        what = f"fewer fields than the {len(task.columns)} columns of the header ({message})"
+    else:
+        what = f"{'column ' + column + ': ' if column else ''}{message}"
+    return ProvisionError(f"{where}, {what}",
+                          hint=f"nothing of {task.table.schema}.{task.table.name} was kept; fix the file and retry")
+
+
+class Loader:
+    def __init__(self, server: DatabaseServer, dbname: str, owner: str, dataset: str, *, workers: int,
+                 progress: Progress, overall: TaskID) -> None:
+        self.server, self.dbname, self.owner, self.dataset = server, dbname, owner, dataset
+        self.workers = workers
+        self.progress, self.overall = progress, overall
+
+    def _connect(self) -> psycopg.Connection:
+        conn = self.server.connect(self.dbname, autocommit=True)
+        conn.execute("SET synchronous_commit = off")  # a table is redone after a crash anyway
+        conn.execute("SET client_encoding = 'UTF8'")
+        return conn
+
+    def load(self, task: TableTask, *, streams: int = 1) -> TableResult:
+        started = time.perf_counter()
+        bar = self.progress.add_task(f"{task.table.schema}.{task.table.name}", total=task.size, rows=0)
+        try:
+            if streams <= 1:
+                rows, records = self._load_one(task, bar)
+            else:
+                rows, records = self._load_split(task, bar, streams)
+        finally:
+            self.progress.update(bar, completed=task.size)
+        return TableResult(task.table.schema, task.table.name, rows, records, None, "file",
+                           time.perf_counter() - started)
+
+    def _advance(self, bar: TaskID, block, last: list[int], rows: int) -> None:
+        step = block.raw_bytes - last[0]
+        last[0] = block.raw_bytes
+        self.progress.update(bar, advance=step, rows=rows)
+        self.progress.advance(self.overall, step)
+
+    def _load_one(self, task: TableTask, bar: TaskID) -> tuple[int, int]:
+        records, last = 0, [0]
+        with self._connect() as conn, conn.cursor() as cur:
+            try:
+                with conn.transaction():
+                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
+                    if task.create:
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(task.table)))
+                        cur.execute(create_statement(task.table))
+                    else:
+                        cur.execute(sql.SQL("TRUNCATE {}").format(_qualified(task.table)))
+                    with cur.copy(_copy_statement(task, freeze=True)) as copy:
+                        for block in blocks(task.path):
+                            copy.write(block.data)
+                            records += block.records
+                            self._advance(bar, block, last, records)
+                    rows = cur.rowcount
+                    cur.execute("RESET ROLE")
+                    _record(conn, task, self.dataset, rows, records)
+            except psycopg.Error as exc:
+                raise copy_error(task, exc, lambda line: line) from None
+        return rows, records
+
+    def _load_split(self, task: TableTask, bar: TaskID, streams: int) -> tuple[int, int]:
+        """One reader, several COPY streams (each its own connection and transaction) for one big file."""
+        with self._connect() as conn:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(task.table)))
+                conn.execute(create_statement(task.table))
+        work: queue.Queue = queue.Queue(maxsize=2 * streams)  # bounded: memory stays at a few blocks
+        errors: list[BaseException] = []
+        totals = [0] * streams
+        conns = [self._connect() for _ in range(streams)]
+        lock = threading.Lock()
+        sent = [0, 0]  # records, raw bytes
+
+        def consume(i: int) -> None:
+            conn = conns[i]
+            spans: list[tuple[int, int]] = []  # (records sent before, first record of block)
+            try:
+                conn.execute("BEGIN")
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
+                with conn.cursor() as cur:
+                    with cur.copy(_copy_statement(task, freeze=False)) as copy:
+                        done = 0
+                        while (block := work.get()) is not None:
+                            spans.append((done, block.first_record))
+                            copy.write(block.data)
+                            done += block.records
+                            with lock:
+                                sent[0] += block.records
+                                step = block.raw_bytes - sent[1] if block.raw_bytes > sent[1] else 0
+                                sent[1] = max(sent[1], block.raw_bytes)
+                            self.progress.update(bar, advance=step, rows=sent[0])
+                            self.progress.advance(self.overall, step)
+                    totals[i] = cur.rowcount
+            except psycopg.Error as exc:
+                def record_of(line: int) -> int:
+                    before, first = max((s for s in spans if s[0] < line), default=(0, 1))
+                    return first + (line - before) - 1
+                errors.append(copy_error(task, exc, record_of))
+                while work.get() is not None:  # drain so the reader never blocks
+                    pass
+            except BaseException as exc:  # noqa: BLE001  (re-raised below, in the caller's thread)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(streams)]
+        for t in threads:
+            t.start()
+        records = 0
+        try:
+            for block in blocks(task.path):
+                if errors:
+                    break
+                work.put(block)
+                records += block.records
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            for _ in threads:
+                work.put(None)
+            for t in threads:
+                t.join()
+        try:
+            if errors:
+                for c in conns:
+                    c.execute("ROLLBACK")
+                with self._connect() as conn:  # leave nothing half-loaded behind
+                    conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(task.table)))
+                raise errors[0]
+            rows = sum(totals)
+            for c in conns[1:]:
+                c.execute("COMMIT")
+            _record(conns[0], task, self.dataset, rows, records)
+            conns[0].execute("COMMIT")
+        finally:
+            for c in conns:
+                c.close()
+        return rows, records
+
+
+# -- keys, indexes, foreign keys -------------------------------------------------------------------------------------
+
+def _index_name(t: Table, cols: tuple[str, ...]) -> str:
+    return f"{t.name}_{'_'.join(cols)}_idx"[:63]
+
+
+def build_keys_and_indexes(server: DatabaseServer, dbname: str, owner: str, tables: list[Table], *, workers: int,
+                           progress: Progress) -> None:
+    """Primary keys and indexes after the data, several at once, then ANALYZE. Idempotent."""
+    jobs: list[tuple[str, sql.Composable]] = []
+    with server.connect(dbname, autocommit=True) as conn:
+        have_pk = {r[0] for r in conn.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'")}
+        have_idx = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    for t in tables:
+        q = _qualified(t)
+        if t.primary_key and f"{t.schema}.{t.name}" not in have_pk:
+            jobs.append((f"{t.name} primary key", sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                q, sql.SQL(", ").join(I(c) for c in t.primary_key))))
+        for cols in t.indexes:
+            name = _index_name(t, cols)
+            if name not in have_idx:
+                jobs.append((f"{t.name} index ({', '.join(cols)})", sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})")
+                             .format(I(name), q, sql.SQL(", ").join(I(c) for c in cols))))
+    jobs += [(f"{t.name} analyze", sql.SQL("ANALYZE {}").format(_qualified(t))) for t in tables]
+    task = progress.add_task("keys, indexes, analyze", total=len(jobs), rows=0)
+    memory = max(64, min(2048, (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20) // (4 * workers)))
+    local = threading.local()
+    opened: list[psycopg.Connection] = []
+
+    def run(job: tuple[str, sql.Composable]) -> None:
+        if not hasattr(local, "conn"):
+            local.conn = server.connect(dbname, autocommit=True)
+            opened.append(local.conn)
+            local.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
+            local.conn.execute(sql.SQL("SET ROLE {}").format(I(owner)))
+        try:
+            local.conn.execute(job[1])
+        except psycopg.Error as exc:
+            raise ProvisionError(f"{job[0]} failed: {str(exc).strip().splitlines()[0]}",
+                                 hint="the data is loaded; fix the cause and run the load again to finish") from None
+        progress.advance(task)
+
+    try:
+        # primary keys and indexes first (foreign keys need the keys), ANALYZE last
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, [j for j in jobs if not j[0].endswith("analyze")]))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, [j for j in jobs if j[0].endswith("analyze")]))
+    finally:
+        for c in opened:
+            c.close()
+
+
+def add_foreign_keys(server: DatabaseServer, dbname: str, owner: str, dataset: Dataset, tables: list[Table], *,
+                     mode: ForeignKeyMode) -> list[str]:
+    """Add each key NOT VALID, then validate it; a violation (official data has some) leaves that key NOT VALID
+    and is reported with the number of violating rows, instead of losing the build. Returns the problems."""
+    if mode == "skip":
+        return []
+    loaded = {t.name for t in tables}
+    problems = []
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(I(owner)))
+        existing = dict(conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f'").fetchall())
+        for t in tables:
+            for fk in t.foreign_keys:
+                if fk.ref_table not in loaded:
+                    continue
+                ref = dataset.table(fk.ref_table)
+                name = f"{t.name}_{'_'.join(fk.columns)}_fkey"[:63]
+                if existing.get(name) is True:
+                    continue
+                cols = sql.SQL(", ").join(I(c) for c in fk.columns)
+                if name not in existing:
+                    ref_cols = sql.SQL(", ").join(I(c) for c in fk.ref_columns)
+                    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})"
+                                         " NOT VALID").format(_qualified(t), I(name), cols, _qualified(ref), ref_cols))
+                try:
+                    conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(_qualified(t), I(name)))
+                except psycopg.errors.ForeignKeyViolation:
+                    cond = sql.SQL(" AND ").join(sql.SQL("r.{} = x.{}").format(I(rc), I(c))
+                                                 for c, rc in zip(fk.columns, fk.ref_columns, strict=True))
+                    notnull = sql.SQL(" AND ").join(sql.SQL("x.{} IS NOT NULL").format(I(c)) for c in fk.columns)
+                    count, sample = conn.execute(sql.SQL(
+                        "SELECT count(*), (array_agg(DISTINCT ({})::text))[1:3] FROM {} x WHERE {} AND NOT EXISTS"
+                        " (SELECT 1 FROM {} r WHERE {})").format(
+                        cols, _qualified(t), notnull, _qualified(ref), cond)).fetchone()
+                    problems.append(f"{t.schema}.{t.name}({', '.join(fk.columns)}) -> {ref.name}: {count} row(s) "
+                                    f"refer to missing keys, e.g. {', '.join(sample or [])}; key kept NOT VALID")
+    if problems and mode == "strict":
+        raise ProvisionError("foreign keys are violated:\n  " + "\n  ".join(problems),
+                             hint="the data and indexes are loaded; set foreign_keys: validate to accept this")
+    return problems
+
+
+# -- the whole dataset --------------------------------------------------------------------------------------------
+
+def make_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<34}"), BarColumn(bar_width=24), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"), TimeRemainingColumn(), console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Dataset, root: Path, console: Console, *,
+                 workers: int | None = None, version: str | None = None, tables: list[str] | None = None,
+                 foreign_keys: ForeignKeyMode = "validate", verify_cache: Path | None = None,
+                 split_min_bytes: int = SPLIT_MIN_BYTES) -> LoadReport:
+    started = time.perf_counter()
+    workers = workers or os.cpu_count() or 2
+    tasks = sorted(find_tasks(dataset, root, tables=tables), key=lambda t: -t.size)
+    report = LoadReport(dataset=dataset.kind)
+    with make_progress(console) as progress:
+        verify(root, [t.file for t in tasks], progress=progress, cache=verify_cache)
+        with server.connect(dbname, autocommit=True) as conn:
+            ensure_meta(conn)
+            for schema in dataset.schemas:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(I(schema), I(owner)))
+            done = loaded_tables(conn)
+        todo = [t for t in tasks if (t.table.schema, t.table.name) not in done]
+        overall = progress.add_task(f"{dataset.kind} ({len(todo)} of {len(tasks)} tables to load)",
+                                    total=sum(t.size for t in todo), rows=0)
+        loader = Loader(server, dbname, owner, dataset.kind, workers=workers, progress=progress, overall=overall)
+        # More workers than big files: give the biggest files several COPY streams each, so no core idles.
+        big = [t for t in todo if t.size >= split_min_bytes]
+        streams = {id(t): max(1, workers // max(1, len(todo))) if t in big else 1 for t in todo}
+        results: dict[tuple[str, str], TableResult] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
+            futures = {pool.submit(loader.load, t, streams=streams[id(t)]): t for t in todo}
+            try:
+                for f in futures:
+                    r = f.result()
+                    results[(r.schema, r.table)] = r
+                    report.bytes += futures[f].size
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+        for t in tasks:
+            key = (t.table.schema, t.table.name)
+            if key not in results:
+                rows, records = done[key]
+                results[key] = TableResult(*key, rows, records, None, "file", skipped=True)
+        build_keys_and_indexes(server, dbname, owner, [t.table for t in tasks], workers=workers, progress=progress)
+    report.fk_problems = add_foreign_keys(server, dbname, owner, dataset, [t.table for t in tasks], mode=foreign_keys)
+    known = official_version(dataset, root, version)
+    for t in tasks:
+        r = results[(t.table.schema, t.table.name)]
+        if known and known in t.table.counts:
+            r.expected, r.expected_from = t.table.counts[known], f"official v{known}"
+        report.tables.append(r)
+    report.seconds = time.perf_counter() - started
+    report.peak_rss_mb = peak_rss_mb()
+    return report
+
+
+def print_load_report(console: Console, report: LoadReport) -> None:
+    rate = report.rows / report.seconds if report.seconds else 0
+    console.print(f"[green]{report.dataset}[/]: {len(report.tables)} tables, {report.rows:,} rows, "
+                  f"{report.bytes / 2**20:,.0f} MiB compressed in {report.seconds:.1f}s ({rate:,.0f} rows/s); "
+                  f"peak memory {report.peak_rss_mb:.0f} MB", highlight=False)
+    if report.mismatches:
+        table = RichTable(title="Row counts that do not match", title_justify="left")
+        for col in ("table", "loaded", "expected", "expected from"):
+            table.add_column(col)
+        for r in report.mismatches:
+            expected = r.expected if r.expected is not None else r.file_records
+            table.add_row(f"{r.schema}.{r.table}", f"{r.rows:,}", f"{expected:,}", r.expected_from)
+        console.print(table)
+    for p in report.fk_problems:
+        console.print(f"[yellow]foreign key[/] {p}", highlight=False)
