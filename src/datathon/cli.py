@@ -117,7 +117,7 @@ def validate(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> N
     facts = {
         "event": cfg.event, "provider": cfg.provider, "teams": len(cfg.team_list), "mentors": len(cfg.mentors),
         "database_server": cfg.database.server, "databases": [d.name for d in cfg.databases],
-        "shared_schemas": sorted({s for d in cfg.databases for s in d.shared_schemas}),
+        "shared_schemas": sorted({s for d in cfg.databases for s in d.readable_schemas}),
     }
     if json_out:
         console.print_json(data={"valid": True, **facts})

@@ -183,7 +183,7 @@ def shared_alter(s: Session) -> None:
 
 @probe("db.shared.create", "creating a table in a shared schema is refused", expect="refused")
 def shared_create(s: Session) -> None:
-    schemas = [(d.name, x) for d in s.env.config.databases for x in d.shared_schemas]
+    schemas = [(d.name, x) for d in s.env.config.databases for x in d.readable_schemas]
     if not schemas:
         raise ProbeSkipped("no shared schemas")
     for db, schema in schemas:

@@ -72,7 +72,7 @@ def _environment(ctx: Context) -> Environment:
         raise DatathonError("the database server is not running", hint="run `datathon up` first")
     shared: dict[str, list[tuple[str, str, str, str]]] = {}
     for db in ctx.config.databases:  # the list of tables is read by the organizer; every probe runs as a team
-        if not db.shared_schemas:
+        if not db.readable_schemas:
             continue
         with server.connect(db.name, autocommit=True) as conn:
             shared[db.name] = conn.execute(
@@ -80,7 +80,7 @@ def _environment(ctx: Context) -> Environment:
                 " (SELECT attname FROM pg_attribute WHERE attrelid = c.oid AND attnum = 1)"
                 " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r','p','v','m','f') ORDER BY 1, 2",
-                (db.shared_schemas,),
+                (db.readable_schemas,),
             ).fetchall()
     mentors = [x for x in wanted_logins(ctx.config) if x.kind == "mentor"]
     mentor = None

@@ -11,10 +11,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from datathon.config.models import EventConfig
+from datathon.config.models import SOURCE_TAGS, EventConfig
 from datathon.errors import ConfigError
 
 DEFAULT_CONFIG = Path("datathon.yaml")
+UNION_TAGS = {"generated", "list", *SOURCE_TAGS}  # pydantic's names for union branches; not keys of the file
 Loc = tuple[str | int, ...]
 
 
@@ -111,7 +112,7 @@ def _data_loc(loc: Loc, data: object) -> Loc:
         elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
             out.append(step)
             node = node[step]
-        elif isinstance(node, dict) and isinstance(step, str) and step not in {"generated", "list"}:
+        elif isinstance(node, dict) and isinstance(step, str) and step not in UNION_TAGS:
             out.append(step)  # a missing key: keep it so the message names it
             node = None
     return tuple(out)
@@ -162,7 +163,7 @@ def _valid_keys(model_loc: Loc) -> list[str]:
 
 
 def _step(tp: object, step: str | int) -> object:
-    if step in ("generated", "list"):
+    if step in UNION_TAGS:
         return _unwrap(tp, step)  # a union tag: choose that branch
     tp = _unwrap(tp, None)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -177,21 +178,15 @@ def _step(tp: object, step: str | int) -> object:
 
 
 def _unwrap(tp: object, step: str | int | None) -> object:
-    """Strip Optional/Annotated/Union; for a tagged union pick the branch named by the step."""
+    """Strip Optional/Annotated/Union; for a tagged union pick the branch whose Tag is the step."""
     while True:
         origin = typing.get_origin(tp)
         if origin is typing.Annotated:
             tp = typing.get_args(tp)[0]
         elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if step == "list":
-                args = [a for a in args if typing.get_origin(_strip(a)) is list] or args
-            elif step == "generated":
-                args = [a for a in args if typing.get_origin(_strip(a)) is not list] or args
-            tp = args[0]
+            tagged = [a for a in args if typing.get_origin(a) is typing.Annotated
+                      and any(getattr(m, "tag", None) == step for m in typing.get_args(a)[1:])]
+            tp = (tagged or args)[0]
         else:
             return tp
-
-
-def _strip(tp: object) -> object:
-    return typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp

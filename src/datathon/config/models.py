@@ -125,6 +125,15 @@ class Policy(Strict):
         return v.replace(" ", "")
 
 
+def _existing(v: Path, info: ValidationInfo, *, what: str, folder: bool) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = v if v.is_absolute() or base is None else Path(base) / v
+    ok = path.is_dir() if folder else path.is_file()
+    if not ok:
+        raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
+    return path.resolve()
+
+
 class SqlSource(Strict):
     """A plain SQL file (schema-qualified statements, no psql meta-commands) run once, as the data owner."""
 
@@ -133,17 +142,132 @@ class SqlSource(Strict):
     @field_validator("sql")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
+        return _existing(v, info, what="SQL file", folder=False)
+
+    @property
+    def name(self) -> str:
+        return f"sql {self.sql}"
+
+    @property
+    def schemas(self) -> list[str]:
+        return []
+
+
+class DatasetSource(Strict):
+    """A release of a known dataset (its official folder layout), or synthetic data in the same layout."""
+
+    dataset: Literal["mimic-iv", "mimic-iv-ed", "mimic-iv-note", "mimic-cxr", "eicu"]
+    path: Path
+    version: str | None = Field(default=None, description="e.g. 3.1; read from the path when it names one")
+    tables: list[str] = Field(default=[], description="load only these tables (default: all)")
+    foreign_keys: Literal["validate", "strict", "skip"] = "validate"
+    workers: int | None = Field(default=None, ge=1, le=256, description="parallel loads (default: the cores)")
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v: Path, info: ValidationInfo) -> Path:
+        return _existing(v, info, what="dataset folder", folder=True)
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> DatasetSource:
+        from datathon.datasets.catalogue import DATASETS
+
+        names = {t.name for t in DATASETS[self.dataset].tables}
+        unknown = [t for t in self.tables if t not in names]
+        if unknown:
+            raise ValueError(f"{self.dataset} has no table(s) {', '.join(unknown)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset} {self.path}"
+
+    @property
+    def schemas(self) -> list[str]:
+        from datathon.datasets.catalogue import DATASETS
+
+        return DATASETS[self.dataset].schemas
+
+
+class CsvSource(Strict):
+    """Any folder of CSV(.gz) files with a header row, into the tables a DDL file creates (table = file name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    csv: Path
+    ddl: Path
+    target_schema: str = Field(alias="schema")
+
+    @field_validator("csv")
+    @classmethod
+    def _folder(cls, v: Path, info: ValidationInfo) -> Path:
+        return _existing(v, info, what="CSV folder", folder=True)
+
+    @field_validator("ddl")
+    @classmethod
+    def _ddl(cls, v: Path, info: ValidationInfo) -> Path:
+        return _existing(v, info, what="DDL file", folder=False)
+
+    @field_validator("target_schema")
+    @classmethod
+    def _schema(cls, v: str) -> str:
+        return check_identifier(v, what="schema name", max_len=40)
+
+    @property
+    def name(self) -> str:
+        return f"csv {self.csv}"
+
+    @property
+    def schemas(self) -> list[str]:
+        return [self.target_schema]
+
+
+class DumpSource(Strict):
+    """A pg_dump archive (custom or directory format, restored with pg_restore -j) or a plain SQL dump."""
+
+    pg_dump: Path
+    jobs: int | None = Field(default=None, ge=1, le=64)
+
+    @field_validator("pg_dump")
+    @classmethod
+    def _exists(cls, v: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir")
         path = v if v.is_absolute() or base is None else Path(base) / v
-        if not path.is_file():
-            raise ValueError(f"SQL file {str(v)!r} not found (looked at {path})")
+        if not path.exists():
+            raise ValueError(f"dump {str(v)!r} not found (looked at {path})")
         return path.resolve()
+
+    @property
+    def name(self) -> str:
+        return f"pg_dump {self.pg_dump}"
+
+    @property
+    def schemas(self) -> list[str]:
+        return []
+
+
+SOURCE_TAGS = {"src:sql", "src:dataset", "src:csv", "src:pg_dump"}
+
+
+def _source_kind(value: object) -> str:
+    if isinstance(value, dict):
+        for key in ("dataset", "csv", "pg_dump"):
+            if key in value:
+                return f"src:{key}"
+    return "src:sql"
+
+
+Source = Annotated[
+    Annotated[SqlSource, Tag("src:sql")] | Annotated[DatasetSource, Tag("src:dataset")]
+    | Annotated[CsvSource, Tag("src:csv")] | Annotated[DumpSource, Tag("src:pg_dump")],
+    Discriminator(_source_kind),
+]
 
 
 class Database(Strict):
     name: str
     shared_schemas: list[str] = Field(default=[], description="schemas every team and mentor may read")
-    sources: list[SqlSource] = []
+    sources: list[Source] = Field(default=[], description="run in order: sql, dataset, csv, pg_dump")
 
     @field_validator("name")
     @classmethod
@@ -160,6 +284,11 @@ class Database(Strict):
         if len(set(v)) != len(v):
             raise ValueError("a schema is listed twice")
         return v
+
+    @property
+    def readable_schemas(self) -> list[str]:
+        """The shared schemas, plus those the sources load into: teams read all of them."""
+        return list(dict.fromkeys([*self.shared_schemas, *(s for src in self.sources for s in src.schemas)]))
 
 
 class DatabaseServer(Strict):
@@ -270,7 +399,7 @@ class EventConfig(Strict):
         dbs = [d.name for d in self.databases]
         if len(set(dbs)) != len(dbs):
             raise ValueError("a database is listed twice")
-        shared = {s for d in self.databases for s in d.shared_schemas}
+        shared = {s for d in self.databases for s in d.readable_schemas}
         clash = shared & {t.name for t in self.team_list}
         if clash:
             raise ValueError(f"team names clash with shared schemas: {', '.join(sorted(clash))}")

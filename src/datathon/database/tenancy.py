@@ -38,7 +38,7 @@ class Login:
 
 
 def wanted_logins(config: EventConfig) -> list[Login]:
-    shared = tuple(dict.fromkeys(s for d in config.databases for s in d.shared_schemas))
+    shared = tuple(dict.fromkeys(s for d in config.databases for s in d.readable_schemas))
     e = config.event
     out = [
         Login(roles.login_role(e, t.name), t.name, "team", roles.teams_group(e), config.policy, (t.name, *shared))
@@ -296,7 +296,7 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
     for db in config.databases:
         changes += _database_changes(config, facts, db.name)
         changes += _public_schema(config, facts, db.name)
-        for schema in db.shared_schemas:
+        for schema in db.readable_schemas:
             changes += _schema_grants(db.name, schema, owner, [teams_g, mentors_g], facts, kind="shared",
                                       create_reason="shared dataset schema", who="teams and mentors")
         for login in logins:

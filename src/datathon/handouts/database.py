@@ -13,7 +13,7 @@ from datathon.handouts.model import Item, Section, Snippet
 def database_section(config: EventConfig, login: Login, endpoint: Endpoint, password: str) -> Section:
     db = config.databases[0].name
     names = ", ".join(d.name for d in config.databases)
-    shared = [s for d in config.databases for s in d.shared_schemas]
+    shared = [s for d in config.databases for s in d.readable_schemas]
     h, p, u, ssl = endpoint.host, endpoint.port, login.role, endpoint.sslmode
     example = shared[0] if shared else "public"
     list_tables = (
