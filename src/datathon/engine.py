@@ -23,11 +23,17 @@ def secret_for(ctx: Context):
     return get
 
 
-def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False) -> list[Change]:
-    """Tenancy and shared data, from observed facts."""
+def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False,
+              server: DatabaseServer | None = None) -> list[Change]:
+    """Tenancy and shared data, from observed facts. With a server, bulk sources get their loaders."""
     changes = plan_tenancy(ctx.config, facts, secret_for=secret_for(ctx), stored_secrets=stored_secrets(ctx),
                            drop_team_data=drop_team_data)
-    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir)
+    bulk = None
+    if server is not None:
+        from datathon.datasets.run import bulk_factory
+
+        bulk = bulk_factory(ctx, server)
+    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir, bulk)
 
 
 @dataclass
@@ -53,6 +59,6 @@ def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = Fa
     else:
         facts = Facts(admin="datathon", admin_superuser=True)
         plan.notes.append("the database server does not exist yet: roles and schemas are planned as for an empty one")
-    plan.data = data_plan(ctx, facts, drop_team_data=drop_team_data)
+    plan.data = data_plan(ctx, facts, drop_team_data=drop_team_data, server=server)
     plan.extend(plan.data)
     return plan

@@ -66,11 +66,17 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
         if preview.observed:
             data = Plan(preview.data or [])
         else:
-            data = Plan(data_plan(ctx, observe(server, ctx.config), drop_team_data=drop_team_data))
+            data = Plan(data_plan(ctx, observe(server, ctx.config), drop_team_data=drop_team_data, server=server))
             if data.destructive:
                 print_plan(ctx.console, Plan([c for c in data.changes if c.destructive or c.action == "blocked"]))
                 confirm(ctx, f"Drop the {len(data.destructive)} resource(s) listed above?", yes=yes)
         applied += apply_changes(data.changes, server, ctx.console, label="roles, schemas, data")
+        if any(c.component == "source" and c.mutating for c in data.changes):
+            # What the sources made (a dump's own schemas, tables of other owners) gets the teams' grants now,
+            # through the same tenancy plan, not at the next `up`.
+            regrant = [c for c in data_plan(ctx, observe(server, ctx.config), server=server)
+                       if c.component in ("grant", "schema") and c.mutating and not c.destructive]
+            applied += apply_changes(regrant, server, ctx.console, label="grants on loaded data")
         plan = Plan(preview.infra + data.changes)
         state = ctx.state.load()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

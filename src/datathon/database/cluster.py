@@ -438,6 +438,10 @@ class ManagedCluster(DatabaseServer):
                 hint="run `datathon status` to see whether it is running, then `datathon up`",
             ) from None
 
+    def cli_env(self, dbname: str) -> dict[str, str]:
+        return {"PGHOST": str(self.socket_dir), "PGPORT": str(self.running_port()), "PGUSER": ADMIN_USER,
+                "PGPASSWORD": self.ctx.state.secret("admin", create=False) or "", "PGDATABASE": dbname}
+
     def endpoint(self) -> Endpoint:
         host = self.cfg.public_host
         if not host:

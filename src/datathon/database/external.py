@@ -79,6 +79,15 @@ class ExternalServer(DatabaseServer):
             return False
         return True
 
+    def cli_env(self, dbname: str) -> dict[str, str]:
+        names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "sslmode": "PGSSLMODE",
+                 "sslrootcert": "PGSSLROOTCERT"}
+        env = {var: str(self.params[k]) for k, var in names.items() if k in self.params}
+        password = self._password()
+        if password is not None:
+            env["PGPASSWORD"] = password
+        return {**env, "PGDATABASE": dbname}
+
     def endpoint(self) -> Endpoint:
         host = self.cfg.public_host or self.params.get("host") or "localhost"
         return Endpoint(host=host, port=int(self.params.get("port") or 5432), sslmode=self.cfg.sslmode)

@@ -66,6 +66,10 @@ class DatabaseServer(ABC):
     def endpoint(self) -> Endpoint: ...
 
     @abstractmethod
+    def cli_env(self, dbname: str) -> dict[str, str]:
+        """PG* variables for client programs (psql, pg_restore) connecting as the administrator."""
+
+    @abstractmethod
     def status(self) -> list[ComponentStatus]: ...
 
     @abstractmethod

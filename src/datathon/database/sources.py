@@ -7,14 +7,18 @@ so an interrupted `up` either loaded a file completely and knows it, or loads it
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from datathon.config import EventConfig
+from datathon.config.models import SqlSource
 from datathon.database import roles
-from datathon.database.facts import META_SCHEMA, Facts
+from datathon.database.facts import Facts
+from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.errors import ProvisionError
 from datathon.plan import Change
 
@@ -34,36 +38,46 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def plan_sources(config: EventConfig, facts: Facts, base_dir: Path) -> list[Change]:
+BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database, source, name, digest) -> run
+
+
+def source_identity(src, base_dir: Path) -> tuple[str, str]:
+    """A source's stable name (what is recorded as loaded) and a digest of what it is."""
+    if isinstance(src, SqlSource):
+        return source_name(src.sql, base_dir), file_sha256(src.sql)
+    path = next(p for p in (getattr(src, a, None) for a in ("path", "csv", "pg_dump")) if p is not None)
+    kind = getattr(src, "dataset", None) or ("csv" if hasattr(src, "csv") else "pg_dump")
+    digest = hashlib.sha256(json.dumps(src.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return f"{kind}:{source_name(path, base_dir)}", digest
+
+
+def plan_sources(config: EventConfig, facts: Facts, base_dir: Path, bulk: BulkFactory | None = None) -> list[Change]:
     out = []
+    owner = roles.data_owner(config.event)
     for db in config.databases:
         loaded = facts.databases[db.name].loaded_sources if db.name in facts.databases else {}
         for src in db.sources:
-            name = source_name(src.sql, base_dir)
-            digest = file_sha256(src.sql)
+            name, digest = source_identity(src, base_dir)
             target = f"{db.name} <- {name}"
             if loaded.get(name) == digest:
                 out.append(Change("source", target, "keep", "loaded"))
             elif name in loaded:
                 out.append(Change("source", target, "blocked",
-                                  "the file changed since it was loaded; it is not reloaded over existing tables "
-                                  "(drop them, or give the new file another name)"))
-            else:
-                owner = roles.data_owner(config.event)
+                                  "it changed since it was loaded; it is not reloaded over existing tables "
+                                  "(drop them, or give the new source another name)"))
+            elif isinstance(src, SqlSource):
                 out.append(Change("source", target, "load", f"run {src.sql.name} as {owner}", database=db.name,
                                   statements=[_loader(src.sql, name, digest, owner)]))
+            else:
+                out.append(Change("source", target, "load", f"load as {owner} (resumes where it stopped)",
+                                  database=db.name, run=bulk(db.name, src, name, digest) if bulk else None))
     return out
 
 
 def _loader(path: Path, name: str, digest: str, owner: str):
     def build(conn: psycopg.Connection) -> sql.Composable:
         text = path.read_text(encoding="utf-8")
-        meta = sql.Identifier(META_SCHEMA)
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(meta))
-        conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.loaded_sources"
-            " (name text PRIMARY KEY, sha256 text NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now())"
-        ).format(meta))
+        ensure_meta(conn)
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
         try:
             conn.execute(sql.SQL(text))  # type: ignore[arg-type]  # a file the organizer wrote, run as is
@@ -73,10 +87,7 @@ def _loader(path: Path, name: str, digest: str, owner: str):
                 hint="fix the SQL file and run `datathon up` again; nothing of it was kept",
             ) from None
         conn.execute("RESET ROLE")
-        return sql.SQL(
-            "INSERT INTO {}.loaded_sources (name, sha256) VALUES ({}, {})"
-            " ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, loaded_at = now()"
-        ).format(meta, sql.Literal(name), sql.Literal(digest))
+        return mark_source_statement(name, digest)
 
     return build
 

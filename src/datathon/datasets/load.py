@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Table as RichTable
 
 from datathon.database.facts import META_SCHEMA
+from datathon.database.meta import ensure_meta
 from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import Dataset, Table
 from datathon.datasets.checksums import verify
@@ -95,7 +96,8 @@ def peak_rss_mb() -> float:
 
 # -- what to load ------------------------------------------------------------------------------------------------
 
-def find_tasks(dataset: Dataset, root: Path, *, tables: list[str] | None = None) -> list[TableTask]:
+def find_tasks(dataset: Dataset, root: Path, *, tables: list[str] | None = None,
+               create: bool = True) -> list[TableTask]:
     """The files of the dataset under root, their headers checked against the catalogue (all problems at once)."""
     wanted = [t for t in dataset.tables if not tables or t.name in tables]
     problems, tasks = [], []
@@ -116,7 +118,7 @@ def find_tasks(dataset: Dataset, root: Path, *, tables: list[str] | None = None)
         if missing:
             problems.append(f"{t.file}: required column(s) {', '.join(missing)} missing from the header")
         if not extra and not missing:
-            tasks.append(TableTask(t, path, str(path.relative_to(root)), header, path.stat().st_size))
+            tasks.append(TableTask(t, path, str(path.relative_to(root)), header, path.stat().st_size, create))
     if problems:
         raise ProvisionError(f"{dataset.title} in {root} cannot be loaded as it is; nothing was loaded:\n  "
                              + "\n  ".join(problems),
@@ -132,15 +134,6 @@ def official_version(dataset: Dataset, root: Path, configured: str | None) -> st
 
 
 # -- meta ----------------------------------------------------------------------------------------------------------
-
-def ensure_meta(conn: psycopg.Connection) -> None:
-    meta = I(META_SCHEMA)
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(meta))
-    conn.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {}.loaded_tables (schema_name text, table_name text, dataset text NOT NULL,"
-        " rows bigint NOT NULL, file_records bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(),"
-        " PRIMARY KEY (schema_name, table_name))").format(meta))
-
 
 def loaded_tables(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, int]]:
     rows = conn.execute(sql.SQL("SELECT schema_name, table_name, rows, file_records FROM {}.loaded_tables")
@@ -443,16 +436,16 @@ def make_progress(console: Console) -> Progress:
 def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Dataset, root: Path, console: Console, *,
                  workers: int | None = None, version: str | None = None, tables: list[str] | None = None,
                  foreign_keys: ForeignKeyMode = "validate", verify_cache: Path | None = None,
-                 split_min_bytes: int = SPLIT_MIN_BYTES) -> LoadReport:
+                 split_min_bytes: int = SPLIT_MIN_BYTES, create: bool = True) -> LoadReport:
     started = time.perf_counter()
     workers = workers or os.cpu_count() or 2
-    tasks = sorted(find_tasks(dataset, root, tables=tables), key=lambda t: -t.size)
+    tasks = sorted(find_tasks(dataset, root, tables=tables, create=create), key=lambda t: -t.size)
     report = LoadReport(dataset=dataset.kind)
     with make_progress(console) as progress:
         verify(root, [t.file for t in tasks], progress=progress, cache=verify_cache)
         with server.connect(dbname, autocommit=True) as conn:
             ensure_meta(conn)
-            for schema in dataset.schemas:
+            for schema in dataset.schemas if create else []:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(I(schema), I(owner)))
             done = loaded_tables(conn)
         todo = [t for t in tasks if (t.table.schema, t.table.name) not in done]
