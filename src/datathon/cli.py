@@ -285,6 +285,55 @@ def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
     console.print(table)
 
 
+data_app = typer.Typer(help="Clinical datasets: synthesize, load.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synth")
+@command
+def data_synth(
+    kind: Annotated[str, typer.Argument(help="mimic-iv, mimic-iv-ed or eicu")],
+    out: Annotated[Path, typer.Option(help="folder to write the release layout into")],
+    patients: Annotated[int, typer.Option(min=1, help="number of patients (eICU: unit stays)")] = 100,
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 42,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Write synthetic data in exactly the official layout (no real patient)."""
+    import time
+
+    from datathon.datasets.synth import GENERATORS, synthesize
+    from datathon.errors import ConfigError
+
+    if kind not in GENERATORS:
+        raise ConfigError(f"no synthetic generator for {kind!r}", hint=f"choose one of: {', '.join(GENERATORS)}")
+    started = time.monotonic()
+    with console.status(f"generating {kind} for {patients} patients ..."):
+        writer = synthesize(kind, out, patients=patients, seed=seed)
+    seconds = time.monotonic() - started
+    rows = sum(writer.rows.values())
+    size = sum(p.stat().st_size for p in out.rglob("*.csv.gz"))
+    table = Table()
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in sorted(writer.rows.items(), key=lambda x: -x[1]):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(f"{kind} in {out}: {rows:,} rows, {size / 2**20:.1f} MiB, {seconds:.1f}s; "
+                  f"checksums in {out / 'SHA256SUMS.txt'}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("load")
+@command
+def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+    """Load the sources of datathon.yaml that are not loaded yet (as `up` does; resumes where it stopped)."""
+    from datathon.commands.up import run_up
+    from datathon.ui import plan_summary
+
+    result = run_up(_context(config), yes=yes)
+    console.print(f"{'No changes' if not result.applied else 'Done: ' + plan_summary(result.plan)} "
+                  f"({result.seconds:.1f}s)")
+
+
 def main() -> None:
     app()
 

@@ -44,6 +44,12 @@ def sized_settings(*, memory_bytes: int, max_connections: int) -> dict[str, str]
         return max(lo, min(hi, v))
 
     return {
+        # Bulk loads: at wal_level=minimal a table created and filled in one transaction writes no WAL, and
+        # fewer checkpoints interrupt a long load. (No streaming replicas: the archive verb takes backups.)
+        "wal_level": "minimal",
+        "max_wal_senders": "0",
+        "max_wal_size": "4GB",
+        "checkpoint_timeout": "15min",
         "max_connections": str(max_connections),
         "shared_buffers": f"{clamp(mb // 8, 128, 8192)}MB",
         "effective_cache_size": f"{max(mb // 2, 512)}MB",

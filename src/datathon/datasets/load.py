@@ -319,6 +319,7 @@ class Loader:
             rows = sum(totals)
             for c in conns[1:]:
                 c.execute("COMMIT")
+            conns[0].execute("RESET ROLE")
             _record(conns[0], task, self.dataset, rows, records)
             conns[0].execute("COMMIT")
         finally:

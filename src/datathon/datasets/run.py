@@ -119,7 +119,16 @@ def restore_dump(server: DatabaseServer, dbname: str, owner: str, src: DumpSourc
     else:
         cmd = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                "-c", f'SET ROLE "{owner}"', "-f", str(src.pg_dump), dbname]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    # The dump creates its schemas as the data owner, which may not create schemas otherwise: allow it for
+    # the length of the restore only.
+    grant = sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(I(dbname), I(owner))
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute(grant)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    finally:
+        with server.connect(dbname, autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(I(dbname), I(owner)))
     if proc.returncode != 0:
         raise ProvisionError(f"restoring {src.pg_dump} failed: {proc.stderr.strip()[-600:]}",
                              hint="a plain dump runs in one transaction and left nothing; an archive may have "

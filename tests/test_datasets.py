@@ -1,0 +1,316 @@
+"""Synthetic datasets and the loader, against real managed clusters."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from conftest import Event, event_data, free_port
+from datathon.commands.up import run_up
+from datathon.datasets import csvstream
+from datathon.datasets.catalogue import DATASETS
+from datathon.datasets.load import load_dataset
+from datathon.datasets.synth import synthesize
+from datathon.errors import ProvisionError
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> dict[str, tuple[Path, dict[str, int]]]:
+    """Each kind generated once per module: (folder, rows per table)."""
+    root = tmp_path_factory.mktemp("synth")
+    return {kind: (root / kind, dict(synthesize(kind, root / kind, patients=n, seed=11).rows))
+            for kind, n in (("mimic-iv", 25), ("mimic-iv-ed", 60), ("eicu", 25))}
+
+
+def copy_of(synth, kind: str, dest: Path) -> tuple[Path, dict[str, int]]:
+    folder, rows = synth[kind]
+    shutil.copytree(folder, dest)
+    return dest, rows
+
+
+@pytest.fixture
+def dataset_event(tmp_path):
+    made = []
+
+    def make(sources: list[dict], *, shared: list[str] | None = None, event: str = "ds") -> Event:
+        data = event_data(event=event, port=free_port(), teams=[{"name": "alpha"}, {"name": "beta"}])
+        data["databases"] = [{"name": f"{event}db", "shared_schemas": shared or [], "sources": sources}]
+        ev = Event(tmp_path, yaml.safe_dump(data, sort_keys=False))
+        made.append(ev)
+        return ev
+
+    yield make
+    for ev in made:
+        ev.close()
+
+
+def admin_count(ev, qualified: str) -> int:
+    with ev.server.connect(f"{ev.ctx.config.event}db", autocommit=True) as c:
+        return c.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0]
+
+
+def team(ev, name="alpha"):
+    e = ev.ctx.config.event
+    ep = ev.server.endpoint()
+    return psycopg.connect(host=ep.host, port=ep.port, dbname=f"{e}db", user=f"{e}_{name}",
+                           password=ev.password(f"{e}_{name}"), sslmode="require", autocommit=True)
+
+
+# -- the generator ------------------------------------------------------------------------------------------------
+
+def test_synthetic_layout_headers_and_checksums(synth):
+    for kind, (folder, _) in synth.items():
+        ds = DATASETS[kind]
+        for t in ds.tables:
+            assert csvstream.read_header(folder / t.file) == [c.name for c in t.columns], t.file
+        sums = (folder / "SHA256SUMS.txt").read_text().split("\n")
+        assert len([s for s in sums if s]) == len(ds.tables)
+    assert (synth["mimic-iv"][0] / "hosp" / "labevents.csv.gz").exists()
+    assert (synth["mimic-iv"][0] / "icu" / "chartevents.csv.gz").exists()
+    assert (synth["mimic-iv-ed"][0] / "ed" / "triage.csv.gz").exists()
+    assert (synth["eicu"][0] / "vitalPeriodic.csv.gz").exists()  # eICU's camelCase file names
+
+
+def test_generation_is_deterministic_for_a_seed(tmp_path, synth):
+    again = tmp_path / "again"
+    synthesize("mimic-iv", again, patients=25, seed=11)
+    assert (again / "SHA256SUMS.txt").read_text() == (synth["mimic-iv"][0] / "SHA256SUMS.txt").read_text()
+    other = tmp_path / "other"
+    synthesize("mimic-iv", other, patients=25, seed=12)
+    assert (other / "SHA256SUMS.txt").read_text() != (again / "SHA256SUMS.txt").read_text()
+
+
+def test_event_tables_dwarf_dimensions_and_grow_linearly(tmp_path, synth):
+    _, rows = synth["mimic-iv"]
+    assert rows["chartevents"] > rows["labevents"] > rows["admissions"] > rows["patients"] == 25
+    double = synthesize("mimic-iv", tmp_path / "x2", patients=50, seed=11).rows
+    for table in ("chartevents", "labevents", "emar", "poe", "admissions"):
+        assert 1.4 < double[table] / rows[table] < 2.8, table
+
+
+def test_ids_are_consistent_across_tables(synth):
+    folder, _ = synth["mimic-iv"]
+
+    def column(file: str, name: str) -> set[str]:
+        import csv
+        with gzip.open(folder / file, "rt", newline="") as fh:
+            return {row[name] for row in csv.DictReader(fh)}
+
+    subjects = column("hosp/patients.csv.gz", "subject_id")
+    hadms = column("hosp/admissions.csv.gz", "hadm_id")
+    stays = column("icu/icustays.csv.gz", "stay_id")
+    assert column("hosp/labevents.csv.gz", "subject_id") <= subjects
+    assert column("hosp/labevents.csv.gz", "hadm_id") <= hadms
+    assert column("icu/chartevents.csv.gz", "stay_id") <= stays
+    assert column("icu/chartevents.csv.gz", "itemid") <= column("icu/d_items.csv.gz", "itemid")
+    assert column("hosp/labevents.csv.gz", "itemid") <= column("hosp/d_labitems.csv.gz", "itemid")
+
+
+def test_the_real_files_quirks_are_there(synth):
+    data = b"".join(gzip.open(p).read() for p in synth["mimic-iv"][0].rglob("*.csv.gz"))
+    assert b',"",' in data  # a quoted empty string (under NOT NULL in the real files)
+    assert "é".encode() in data or "µ".encode() in data  # non-ASCII
+    assert b'""' in data.replace(b',"",', b"")  # an escaped quote inside a quoted field
+    assert b'"line one\nline two"' in data  # a newline inside a quoted field
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["mimic-iv", "mimic-iv-ed", "eicu"])
+def test_up_loads_each_kind_with_every_row_keys_and_team_access(dataset_event, synth, tmp_path, kind):
+    folder, rows = copy_of(synth, kind, tmp_path / kind)
+    ev = dataset_event([{"dataset": kind, "path": str(folder)}], event=kind.replace("-", ""))
+    result = run_up(ev.ctx, yes=True)
+    assert any(c.component == "source" and c.action == "load" for c in result.plan.changes)
+    ds = DATASETS[kind]
+    for t in ds.tables:
+        assert admin_count(ev, f"{t.schema}.{t.name}") == rows[t.name], t.name
+    with ev.server.connect(f"{ev.ctx.config.event}db", autocommit=True) as c:
+        pks = c.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'p'"
+                        " AND connamespace::regnamespace::text = ANY(%s)", (ds.schemas,)).fetchone()[0]
+        fks = c.execute("SELECT count(*), count(*) FILTER (WHERE convalidated) FROM pg_constraint"
+                        " WHERE contype = 'f' AND connamespace::regnamespace::text = ANY(%s)", (ds.schemas,)).fetchone()
+        analyzed = c.execute("SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = ANY(%s)"
+                             " AND last_analyze IS NULL", (ds.schemas,)).fetchone()[0]
+    assert pks == sum(1 for t in ds.tables if t.primary_key)
+    assert fks[0] == fks[1] == sum(len(t.foreign_keys) for t in ds.tables)  # consistent data: all validated
+    assert analyzed == 0
+    big = max(ds.tables, key=lambda t: rows[t.name])
+    with team(ev) as conn:  # the teams read what was loaded, through the tenancy grants
+        assert conn.execute(f"SELECT count(*) FROM {big.schema}.{big.name}").fetchone()[0] == rows[big.name]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"DELETE FROM {big.schema}.{big.name}")
+    assert run_up(ev.ctx, yes=True).applied == 0
+
+
+def test_a_bad_checksum_names_the_file_and_loads_nothing(dataset_event, synth, tmp_path):
+    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    path = folder / "ed" / "vitalsign.csv.gz"
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="badsum")
+    with pytest.raises(ProvisionError, match=r"ed/vitalsign.csv.gz \(expected") as err:
+        run_up(ev.ctx, yes=True)
+    assert "nothing was loaded" in str(err.value)
+    with ev.server.connect("badsumdb", autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'mimiciv_ed'").fetchone() == (0,)
+
+
+def test_a_corrupt_gzip_names_the_file_and_keeps_nothing_of_that_table(dataset_event, synth, tmp_path):
+    folder, rows = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    (folder / "SHA256SUMS.txt").unlink()  # no checksums: the damage is found while streaming
+    path = folder / "ed" / "medrecon.csv.gz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated download
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="trunc")
+    with pytest.raises(ProvisionError, match=r"ed/medrecon.csv.gz: the compressed data is damaged"):
+        run_up(ev.ctx, yes=True)
+    with ev.server.connect("truncdb", autocommit=True) as c:
+        assert c.execute("SELECT to_regclass('mimiciv_ed.medrecon')").fetchone() == (None,)
+
+
+def test_an_extra_column_is_refused_before_loading(dataset_event, synth, tmp_path):
+    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    (folder / "SHA256SUMS.txt").unlink()
+    path = folder / "ed" / "triage.csv.gz"
+    lines = gzip.open(path).read().decode().split("\n")
+    lines[0] += ",newcol"
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="extra")
+    with pytest.raises(ProvisionError, match=r"ed/triage.csv.gz: column\(s\) newcol are not in the MIMIC-IV-ED"):
+        run_up(ev.ctx, yes=True)
+
+
+def test_a_bad_value_is_named_by_file_line_column_value_and_type(dataset_event, synth, tmp_path):
+    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    (folder / "SHA256SUMS.txt").unlink()
+    path = folder / "ed" / "edstays.csv.gz"
+    lines = gzip.open(path).read().decode().split("\n")
+    fields = lines[5].split(",")
+    fields[3] = "2180-13-45 25:00:00"  # intime
+    lines[5] = ",".join(fields)
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="badts")
+    with pytest.raises(ProvisionError) as err:
+        run_up(ev.ctx, yes=True)
+    msg = str(err.value)
+    assert "ed/edstays.csv.gz, line 6, column intime: '2180-13-45 25:00:00' is not a valid timestamp(0)" in msg
+    with ev.server.connect("badtsdb", autocommit=True) as c:
+        assert c.execute("SELECT to_regclass('mimiciv_ed.edstays')").fetchone() == (None,)
+
+
+def test_an_interrupted_load_finishes_on_the_next_run(dataset_event, synth, tmp_path, monkeypatch):
+    folder, rows = copy_of(synth, "mimic-iv", tmp_path / "mimic")
+    ev = dataset_event([{"dataset": "mimic-iv", "path": str(folder), "workers": 1}], event="resume")
+    real = csvstream.blocks
+    seen = {"n": 0}
+
+    def dying(path, **kw):
+        for block in real(path, **kw):
+            seen["n"] += 1
+            if seen["n"] == 12:
+                raise KeyboardInterrupt  # killed in the middle of a table
+            yield block
+
+    monkeypatch.setattr("datathon.datasets.load.blocks", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_up(ev.ctx, yes=True)
+    with ev.server.connect("resumedb", autocommit=True) as c:
+        done = c.execute("SELECT count(*) FROM datathon_meta.loaded_tables").fetchone()[0]
+    assert 0 < done < 31
+    monkeypatch.setattr("datathon.datasets.load.blocks", real)
+    run_up(ev.ctx, yes=True)
+    for t in DATASETS["mimic-iv"].tables:
+        assert admin_count(ev, f"{t.schema}.{t.name}") == rows[t.name], t.name
+
+
+def test_one_big_file_split_over_several_copy_streams(tmp_path, synth, make_event):
+    ev = make_event(event="split", teams=[{"name": "alpha"}])
+    ev.up()
+    folder, rows = synth["mimic-iv"]
+    report = load_dataset(ev.server, "splitdb", "split_data", DATASETS["mimic-iv"], folder, ev.ctx.console,
+                          workers=4, tables=["chartevents", "labevents"], split_min_bytes=0, foreign_keys="skip")
+    assert {(t.table, t.rows) for t in report.tables} == {("chartevents", rows["chartevents"]),
+                                                          ("labevents", rows["labevents"])}
+    assert not report.mismatches and report.peak_rss_mb < 300
+
+
+def test_foreign_key_violations_do_not_lose_the_build(dataset_event, synth, tmp_path):
+    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    (folder / "SHA256SUMS.txt").unlink()
+    path = folder / "ed" / "diagnosis.csv.gz"
+    text = gzip.open(path).read().decode()
+    path.write_bytes(gzip.compress((text + "10000001,39999999,1,R079,10,orphan diagnosis\n").encode()))
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="fkv")
+    run_up(ev.ctx, yes=True)  # completes
+    with ev.server.connect("fkvdb", autocommit=True) as c:
+        state = dict(c.execute("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f'").fetchall())
+        indexes = c.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'mimiciv_ed'").fetchone()[0]
+    assert state["diagnosis_stay_id_fkey"] is False and state["triage_stay_id_fkey"] is True
+    assert indexes >= 6
+    assert "39999999" in ev.ctx.console.file.getvalue()  # the violating key is reported
+
+
+def test_strict_foreign_keys_fail_after_building_everything_else(dataset_event, synth, tmp_path):
+    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
+    (folder / "SHA256SUMS.txt").unlink()
+    path = folder / "ed" / "pyxis.csv.gz"
+    text = gzip.open(path).read().decode()
+    path.write_bytes(gzip.compress((text + "10000001,39999999,,1,x,1,\n").encode()))
+    ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder), "foreign_keys": "strict"}], event="fks")
+    with pytest.raises(ProvisionError, match="pyxis\\(stay_id\\) -> edstays: 1 row"):
+        run_up(ev.ctx, yes=True)
+
+
+def test_generic_csv_folder_with_ddl(dataset_event, tmp_path):
+    data = tmp_path / "site"
+    data.mkdir()
+    (data / "cohort.csv").write_text('id,label,seen\n1,"a, b",2150-01-01 10:00:00\n2,,\n')
+    (data / "Scores.csv.gz").write_bytes(gzip.compress(b"id,score\n1,0.5\n2,0.75\n3,\n"))
+    (tmp_path / "site.sql").write_text("CREATE TABLE cohort (id int PRIMARY KEY, label text, seen timestamp);\n"
+                                       "CREATE TABLE scores (id int, score double precision);\n")
+    ev = dataset_event([{"csv": str(data), "ddl": "site.sql", "schema": "site"}], event="gen")
+    run_up(ev.ctx, yes=True)
+    assert admin_count(ev, "site.cohort") == 2 and admin_count(ev, "site.scores") == 3
+    with team(ev, "beta") as conn:
+        assert conn.execute("SELECT label FROM site.cohort WHERE id = 1").fetchone() == ("a, b",)
+    assert run_up(ev.ctx, yes=True).applied == 0
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])
+def test_pg_dump_sources(dataset_event, make_event, tmp_path, fmt):
+    source = make_event(event="dumpsrc", teams=[{"name": "alpha"}])
+    source.up()
+    env = {**source.server.cli_env("dumpsrcdb")}
+    out = tmp_path / f"dump.{fmt}"
+    cmd = [str(source.server.bin_dir / "pg_dump"), "--no-owner", "--no-privileges", "-n", "mimiciv_demo",
+           f"--format={fmt}", "-f", str(out), "dumpsrcdb"]
+    subprocess.run(cmd, env={**__import__("os").environ, **env}, check=True)
+    ev = dataset_event([{"pg_dump": str(out)}], shared=["mimiciv_demo"], event=f"d{fmt[:3]}")
+    run_up(ev.ctx, yes=True)
+    assert admin_count(ev, "mimiciv_demo.patients") == 50
+    with team(ev) as conn:
+        assert conn.execute("SELECT count(*) FROM mimiciv_demo.labevents").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM mimiciv_demo.patients")
+    assert run_up(ev.ctx, yes=True).applied == 0
+
+
+def test_cli_data_synth(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "datathon.cli", "data", "synth", "eicu", "--patients", "3",
+                           "--out", str(tmp_path / "e")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "eicu in" in proc.stdout and (tmp_path / "e" / "patient.csv.gz").exists()
+    digest = hashlib.sha256((tmp_path / "e" / "patient.csv.gz").read_bytes()).hexdigest()
+    assert digest in (tmp_path / "e" / "SHA256SUMS.txt").read_text()
+    bad = subprocess.run([sys.executable, "-m", "datathon.cli", "data", "synth", "mimic-v", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "choose one of" in bad.stderr
