@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo demo-down test lint bench clean
+.PHONY: setup system venv demo demo-down test lint bench bench-load clean
 
 setup: system venv
 
@@ -26,11 +26,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: setup
+DEMO_PATIENTS ?= 200
+
+demo: setup examples/data/mimic-iv/SHA256SUMS.txt examples/data/mimic-iv-ed/SHA256SUMS.txt
 	$(VENV)/bin/datathon up -c examples/demo.yaml --yes
+
+examples/data/%/SHA256SUMS.txt: | venv
+	$(VENV)/bin/datathon data synth $* --patients $(DEMO_PATIENTS) --seed 42 --out examples/data/$*
 
 demo-down: venv
 	$(VENV)/bin/datathon down -c examples/demo.yaml --yes
+
+bench-load: setup
+	$(PY) benchmarks/load.py
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

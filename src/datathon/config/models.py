@@ -161,7 +161,7 @@ class DatasetSource(Strict):
     version: str | None = Field(default=None, description="e.g. 3.1; read from the path when it names one")
     tables: list[str] = Field(default=[], description="load only these tables (default: all)")
     foreign_keys: Literal["validate", "strict", "skip"] = "validate"
-    workers: int | None = Field(default=None, ge=1, le=256, description="parallel loads (default: the cores)")
+    workers: int | None = Field(default=None, ge=1, le=256, description="parallel loads (default: twice the cores)")
 
     @field_validator("path")
     @classmethod

@@ -1,0 +1,212 @@
+"""Load benchmark: a MIMIC-IV-shaped dataset of a given size, loaded three ways, each into a fresh database:
+
+  (a) the official way (create tables; one `\\copy ... FROM PROGRAM 'gzip -dc'` per table, serially; then primary
+      keys, indexes and foreign keys, serially) on a stock PostgreSQL 15 cluster with its default configuration;
+  (b) the same official way on datathon's managed cluster (its settings);
+  (c) datathon's loader on its managed cluster.
+
+Prints wall times, rows/s, the ratios and the loader's peak memory (RSS of its process).
+
+    .venv/bin/python benchmarks/load.py [--gb 1.0] [--data /var/tmp/datathon-bench] [--workers N]
+
+The data is generated once per size and kept in --data (about 110 s per 100 MB compressed on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from datathon.datasets.catalogue import DATASETS  # noqa: E402
+from datathon.datasets.load import _index_name, create_statement  # noqa: E402
+from datathon.datasets.synth import synthesize  # noqa: E402
+
+MIMIC = DATASETS["mimic-iv"]
+KB_PER_PATIENT = 54  # compressed size of the synthetic data per patient (dimension tables aside)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dataset(root: Path, gb: float) -> tuple[Path, int, int]:
+    patients = max(50, int(gb * 2**20 / KB_PER_PATIENT))
+    folder = root / f"mimic-iv-{patients}"
+    if not (folder / "SHA256SUMS.txt").exists():
+        print(f"generating {patients:,} patients into {folder} ...", file=sys.stderr, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        w = synthesize("mimic-iv", folder, patients=patients, seed=1)
+        (folder / "rows.json").write_text(json.dumps(w.rows))
+        print(f"  generated in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    rows = sum(json.loads((folder / "rows.json").read_text()).values())
+    size = sum(p.stat().st_size for p in folder.rglob("*.csv.gz"))
+    return folder, rows, size
+
+
+def official_scripts(folder: Path) -> tuple[str, str]:
+    """The official build, as psql scripts: tables + serial \\copy; then keys, indexes, foreign keys."""
+    load = ["\\set ON_ERROR_STOP 1"]
+    for schema in MIMIC.schemas:
+        load.append(f"CREATE SCHEMA {schema};")
+    for t in MIMIC.tables:
+        load.append(create_statement(t).as_string(None) + ";")
+    for t in MIMIC.tables:
+        cols = ", ".join(c.name for c in t.columns)
+        load.append(f"\\copy {t.schema}.{t.name} ({cols}) FROM PROGRAM 'gzip -dc {folder / t.file}' "
+                    "DELIMITER ',' CSV HEADER NULL ''")
+    keys = ["\\set ON_ERROR_STOP 1"]
+    for t in MIMIC.tables:
+        if t.primary_key:
+            keys.append(f"ALTER TABLE {t.schema}.{t.name} ADD PRIMARY KEY ({', '.join(t.primary_key)});")
+    for t in MIMIC.tables:
+        for cols in t.indexes:
+            keys.append(f"CREATE INDEX {_index_name(t, cols)} ON {t.schema}.{t.name} ({', '.join(cols)});")
+    for t in MIMIC.tables:
+        for fk in t.foreign_keys:
+            ref = MIMIC.table(fk.ref_table)
+            keys.append(f"ALTER TABLE {t.schema}.{t.name} ADD FOREIGN KEY ({', '.join(fk.columns)}) "
+                        f"REFERENCES {ref.schema}.{ref.name} ({', '.join(fk.ref_columns)});")
+    return "\n".join(load) + "\n", "\n".join(keys) + "\n"
+
+
+def psql(env: dict, db: str, script: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
+        fh.write(script)
+    os.chmod(fh.name, 0o644)
+    subprocess.run(["psql", "-X", "-q", "-d", db, "-f", fh.name], env={**os.environ, **env}, check=True,
+                   stdout=subprocess.DEVNULL)
+    os.unlink(fh.name)
+
+
+def official(env: dict, db: str, folder: Path) -> float:
+    load, keys = official_scripts(folder)
+    subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"CREATE DATABASE {db}"],
+                   env={**os.environ, **env}, check=True)
+    started = time.perf_counter()
+    psql(env, db, load)
+    psql(env, db, keys)
+    return time.perf_counter() - started
+
+
+class StockCluster:
+    """A stock PostgreSQL 15 cluster: initdb defaults, nothing tuned, run as `postgres` in a temp folder."""
+
+    def __init__(self) -> None:
+        self.user = pwd.getpwnam("postgres")
+        self.home = Path(tempfile.mkdtemp(prefix="stockpg-", dir="/var/tmp"))
+        os.chown(self.home, self.user.pw_uid, self.user.pw_gid)
+        self.port = free_port()
+        self.bin = Path("/usr/lib/postgresql/15/bin")
+
+    def run(self, *args: str) -> None:
+        subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, user=self.user.pw_uid,
+                       group=self.user.pw_gid, cwd=self.home, stdout=subprocess.DEVNULL, start_new_session=True)
+
+    def __enter__(self) -> dict:
+        self.run("initdb", "-D", str(self.home / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.run("pg_ctl", "start", "-D", str(self.home / "data"), "-l", str(self.home / "log"), "-w",
+                 "-o", f"-p {self.port} -k {self.home} -c listen_addresses=''")
+        return {"PGHOST": str(self.home), "PGPORT": str(self.port), "PGUSER": "postgres"}
+
+    def __exit__(self, *exc) -> None:
+        self.run("pg_ctl", "stop", "-D", str(self.home / "data"), "-m", "immediate", "-w")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+LOADER = """
+import json, sys, time
+from pathlib import Path
+from rich.console import Console
+sys.path.insert(0, {src!r})
+from datathon.cli import _context
+from datathon.providers import get_provider
+from datathon.datasets.catalogue import DATASETS
+from datathon.datasets.load import load_dataset
+ctx = _context(Path({config!r}))
+server = get_provider(ctx).database_server()
+with server.connect(autocommit=True) as c:
+    c.execute("CREATE DATABASE bench_c")
+started = time.perf_counter()
+r = load_dataset(server, "bench_c", "datathon", DATASETS["mimic-iv"], Path({folder!r}), Console(stderr=True),
+                 workers={workers})
+print(json.dumps({{"seconds": time.perf_counter() - started, "rows": r.rows, "peak_mb": r.peak_rss_mb,
+                  "fk": len(r.fk_problems)}}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gb", type=float, default=1.0, help="compressed size of the dataset")
+    parser.add_argument("--data", type=Path, default=Path("/var/tmp/datathon-bench"))
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the loader's own)")
+    parser.add_argument("--skip-stock", action="store_true", help="skip (a)")
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    os.chmod(args.data, 0o755)
+    folder, rows, size = dataset(args.data, args.gb)
+    for p in [folder, *folder.rglob("*")]:  # the server-side `gzip -dc` of (a)/(b) runs as psql's user: root
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    print(f"dataset: {rows:,} rows, {size / 2**20:,.0f} MiB compressed, {len(MIMIC.tables)} tables", file=sys.stderr)
+
+    results: dict[str, float] = {}
+    if not args.skip_stock:
+        with StockCluster() as env:
+            print("(a) official way, stock cluster ...", file=sys.stderr, flush=True)
+            results["a"] = official(env, "bench_a", folder)
+
+    work = Path(tempfile.mkdtemp(prefix="benchload-"))
+    config = work / "datathon.yaml"
+    config.write_text(yaml.safe_dump({"event": "benchload", "teams": {"count": 1}, "database": {"port": free_port()},
+                                      "databases": [{"name": "benchload"}]}))
+    cli = [sys.executable, "-m", "datathon.cli"]
+    subprocess.run(cli + ["up", "--yes", "-c", str(config)], check=True, capture_output=True)
+    try:
+        sys.path.insert(0, str(REPO / "src"))
+        from datathon.cli import _context
+        from datathon.providers import get_provider
+
+        server = get_provider(_context(config)).database_server()
+        env = server.cli_env("postgres")
+        print("(b) official way, datathon's managed cluster ...", file=sys.stderr, flush=True)
+        results["b"] = official(env, "bench_b", folder)
+        print("(c) datathon loader, managed cluster ...", file=sys.stderr, flush=True)
+        code = LOADER.format(src=str(REPO / "src"), config=str(config), folder=str(folder), workers=args.workers)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        c = json.loads(proc.stdout.strip().splitlines()[-1])
+        results["c"] = c["seconds"]
+    finally:
+        subprocess.run(cli + ["down", "--yes", "-c", str(config)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nload benchmark: MIMIC-IV-shaped synthetic data, {rows:,} rows, {size / 2**20:,.0f} MiB compressed, "
+          f"{len(MIMIC.tables)} tables, end to end with keys and indexes; {os.cpu_count()} cores, "
+          f"loader workers {args.workers or 'default (2 x cores)'}\n")
+    names = {"a": "(a) official, stock PG15", "b": "(b) official, managed cluster", "c": "(c) datathon loader"}
+    for k, name in names.items():
+        if k in results:
+            print(f"  {name:<32} {results[k]:8.1f} s  {rows / results[k]:>12,.0f} rows/s")
+    if "a" in results:
+        print(f"\n  (c) vs (a): {results['a'] / results['c']:.2f}x faster (aim >= 2x)")
+    print(f"  (c) vs (b): {results['b'] / results['c']:.2f}x faster (aim >= 1.4x)")
+    print(f"  loader peak memory: {c['peak_mb']:.0f} MB (aim < 300 MB); foreign keys left NOT VALID: {c['fk']}")
+
+
+if __name__ == "__main__":
+    main()
