@@ -210,7 +210,7 @@ def test_a_bad_value_is_named_by_file_line_column_value_and_type(dataset_event, 
 def test_an_interrupted_load_finishes_on_the_next_run(dataset_event, synth, tmp_path, monkeypatch):
     folder, rows = copy_of(synth, "mimic-iv", tmp_path / "mimic")
     ev = dataset_event([{"dataset": "mimic-iv", "path": str(folder), "workers": 1}], event="resume")
-    real = csvstream.blocks
+    real = csvstream.chunks
     seen = {"n": 0}
 
     def dying(path, **kw):
@@ -220,13 +220,13 @@ def test_an_interrupted_load_finishes_on_the_next_run(dataset_event, synth, tmp_
                 raise KeyboardInterrupt  # killed in the middle of a table
             yield block
 
-    monkeypatch.setattr("datathon.datasets.load.blocks", dying)
+    monkeypatch.setattr("datathon.datasets.load.chunks", dying)
     with pytest.raises(KeyboardInterrupt):
         run_up(ev.ctx, yes=True)
     with ev.server.connect("resumedb", autocommit=True) as c:
         done = c.execute("SELECT count(*) FROM datathon_meta.loaded_tables").fetchone()[0]
     assert 0 < done < 31
-    monkeypatch.setattr("datathon.datasets.load.blocks", real)
+    monkeypatch.setattr("datathon.datasets.load.chunks", real)
     run_up(ev.ctx, yes=True)
     for t in DATASETS["mimic-iv"].tables:
         assert admin_count(ev, f"{t.schema}.{t.name}") == rows[t.name], t.name
@@ -314,3 +314,36 @@ def test_cli_data_synth(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "datathon.cli", "data", "synth", "mimic-v", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "choose one of" in bad.stderr
+
+
+def test_a_load_killed_mid_table_finishes_on_the_next_run(dataset_event, tmp_path):
+    """SIGKILL, not a polite interrupt: the server rolls back the half-copied tables, the next `up` redoes them."""
+    import os
+    import signal
+    import time
+
+    folder = tmp_path / "mimic"
+    rows = synthesize("mimic-iv", folder, patients=250, seed=5).rows
+    ev = dataset_event([{"dataset": "mimic-iv", "path": str(folder), "workers": 2}], event="kill")
+    ev.up()  # the cluster, roles and a first load; the load to kill starts from a fresh database
+    with ev.server.connect(autocommit=True) as c:
+        c.execute("DROP DATABASE killdb WITH (FORCE)")
+    proc = subprocess.Popen([sys.executable, "-m", "datathon.cli", "up", "--yes", "-c", str(ev.ctx.loaded.path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with ev.server.connect("killdb", autocommit=True) as c:
+                done = c.execute("SELECT count(*) FROM datathon_meta.loaded_tables").fetchone()[0]
+        except (ProvisionError, psycopg.Error):
+            done = 0
+        if done >= 3:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert 3 <= done < 31, "the load was not caught mid-way"
+    run_up(ev.ctx, yes=True)
+    for t in DATASETS["mimic-iv"].tables:
+        assert admin_count(ev, f"{t.schema}.{t.name}") == rows[t.name], t.name
