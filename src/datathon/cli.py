@@ -72,7 +72,7 @@ def command(fn):
             return fn(*args, **kwargs)
         except DatathonError as exc:
             log.error("%s", exc, exc_info=True)
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             log.warning("interrupted")
@@ -83,7 +83,8 @@ def command(fn):
         except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
             log.exception("unexpected error")
             where = f"; the traceback is in {log_path}" if log_path else ""
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}{where}", highlight=False)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}{where}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(70) from None
 
     return wrapper

@@ -69,6 +69,20 @@ def run_status(ctx: Context) -> StatusResult:
         f"missing: {', '.join(missing)}" if missing else ", ".join(d.name for d in config.databases),
         healthy=not missing,
     ))
+    from datathon.database.sources import source_identity
+
+    for db in config.databases:
+        if not db.sources or db.name not in facts.databases:
+            continue
+        loaded = facts.databases[db.name].loaded_sources
+        names = [source_identity(src, ctx.loaded.base_dir)[0] for src in db.sources]
+        missing = [n for n in names if n not in loaded]
+        result.components.append(ComponentStatus(
+            "data", f"sources of {db.name}", "loaded" if not missing else "incomplete",
+            f"{len(names) - len(missing)}/{len(names)} loaded"
+            + (f"; not yet: {', '.join(missing)}" if missing else ""),
+            healthy=not missing,
+        ))
     groups = [roles.teams_group(config.event), roles.mentors_group(config.event)]
     result.components.append(ComponentStatus(
         "database", "per-team limits", "enforced",
