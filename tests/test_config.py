@@ -177,3 +177,11 @@ def test_cli_init_writes_a_valid_file_and_refuses_to_overwrite(tmp_path):
     assert len(load_config(path).config.team_list) == 5
     proc = subprocess.run(run, capture_output=True, text=True)
     assert proc.returncode == 1 and "exists already" in proc.stderr
+
+
+def test_down_and_status_do_not_need_the_data_folders(tmp_path):
+    text = GOOD + "    sources:\n      - {dataset: mimic-iv, path: gone/}\n"
+    (msg,) = problems(tmp_path, text)
+    assert "dataset folder 'gone' not found" in msg
+    cfg = load_config(tmp_path / "datathon.yaml", check_paths=False).config
+    assert cfg.databases[0].readable_schemas == ["mimiciv_hosp", "mimiciv_icu"]

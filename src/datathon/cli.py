@@ -90,8 +90,8 @@ def command(fn):
     return wrapper
 
 
-def _context(config: Path) -> Context:
-    loaded = load_config(config)
+def _context(config: Path, *, check_paths: bool = True) -> Context:
+    loaded = load_config(config, check_paths=check_paths)
     return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=console)
 
 
@@ -204,7 +204,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
     from datathon.commands.status import run_status
     from datathon.ui import status_table
 
-    st = run_status(_context(config))
+    st = run_status(_context(config, check_paths=False))
     if json_out:
         console.print_json(data=st.as_dict())
     else:
@@ -259,7 +259,7 @@ def check(
     from datathon.check.report import print_report, write_html, write_json
     from datathon.check.runner import run_check
 
-    report = run_check(_context(config), only=team)
+    report = run_check(_context(config, check_paths=False), only=team)
     print_report(console, report)
     if json_path:
         write_json(report, json_path)
@@ -277,7 +277,7 @@ def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config), yes=yes)
+    result = run_down(_context(config, check_paths=False), yes=yes)
     table = Table(title="Teardown", title_justify="left")
     table.add_column("what")
     table.add_column("result")

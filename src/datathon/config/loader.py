@@ -29,8 +29,9 @@ class LoadedConfig:
         return self.path.parent
 
 
-def load_config(path: Path) -> LoadedConfig:
-    """Parse and validate; raises ConfigError listing every problem found."""
+def load_config(path: Path, *, check_paths: bool = True) -> LoadedConfig:
+    """Parse and validate; raises ConfigError listing every problem found. Without check_paths, the data
+    files a source names need not exist (for verbs that do not read them: down, status, handouts, check)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(
@@ -50,7 +51,8 @@ def load_config(path: Path) -> LoadedConfig:
             hint="run `datathon init` to see a complete example",
         )
     try:
-        config = EventConfig.model_validate(data, context={"base_dir": path.resolve().parent})
+        config = EventConfig.model_validate(data, context={"base_dir": path.resolve().parent,
+                                                                "check_paths": check_paths})
     except ValidationError as exc:
         problems = [_describe(err, path, lines, data) for err in exc.errors()]
         n = len(problems)
