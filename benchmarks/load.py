@@ -19,7 +19,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _common import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -37,12 +37,6 @@ from datathon.datasets.synth import synthesize  # noqa: E402
 
 MIMIC = DATASETS["mimic-iv"]
 KB_PER_PATIENT = 54  # compressed size of the synthetic data per patient (dimension tables aside)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dataset(root: Path, gb: float) -> tuple[Path, int, int]:

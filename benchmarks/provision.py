@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,15 +18,10 @@ import time
 from pathlib import Path
 
 import yaml
+from _common import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "datathon.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(args: list[str]) -> float:

@@ -116,41 +116,35 @@ def statement_timeout(s: Session) -> None:
 
 # -- must be refused ---------------------------------------------------------------------------------------
 
+def _login_refused(s: Session, what: str, *, because: str | None = None, **how) -> None:
+    """A login that must fail (and, with `because`, fail for that reason)."""
+    try:
+        s.open(**how).close()
+    except psycopg.OperationalError as exc:
+        s.note(what, _error(exc))
+        if because is None or because in str(exc):
+            return
+        raise ProbeFailed(f"refused, but not because of: {because}") from None
+    s.note(what, "ALLOWED")
+    raise ProbeFailed(f"allowed: {what}")
+
+
 @probe("db.login.wrong_password", "a wrong password is refused", expect="refused")
 def wrong_password(s: Session) -> None:
-    try:
-        s.open(password="not-" + s.me.password).close()
-    except psycopg.OperationalError as exc:
-        s.note(f"log in as {s.me.login.role} with a wrong password", _error(exc))
-        if "password authentication failed" in str(exc):
-            return
-        raise ProbeFailed("refused, but not for the password") from None
-    s.note(f"log in as {s.me.login.role} with a wrong password", "ALLOWED")
-    raise ProbeFailed("logged in with a wrong password")
+    _login_refused(s, f"log in as {s.me.login.role} with a wrong password", because="password authentication failed",
+                   password="not-" + s.me.password)
 
 
 @probe("db.login.without_tls", "a login without TLS is refused", expect="refused")
 def without_tls(s: Session) -> None:
-    try:
-        s.open(sslmode="disable").close()
-    except psycopg.OperationalError as exc:
-        s.note(f"log in as {s.me.login.role} with sslmode=disable", _error(exc))
-        return
-    s.note(f"log in as {s.me.login.role} with sslmode=disable", "ALLOWED")
-    raise ProbeFailed("logged in without TLS")
+    _login_refused(s, f"log in as {s.me.login.role} with sslmode=disable", sslmode="disable")
 
 
 @probe("db.login.other_database", "logging in to a database outside the event is refused", expect="refused")
 def other_database(s: Session) -> None:
     if not s.env.managed:
         raise ProbeSkipped("an external server's own access rules decide this")
-    try:
-        s.open("postgres").close()
-    except psycopg.OperationalError as exc:
-        s.note(f"log in as {s.me.login.role} to database postgres", _error(exc))
-        return
-    s.note(f"log in as {s.me.login.role} to database postgres", "ALLOWED")
-    raise ProbeFailed("logged in to database postgres")
+    _login_refused(s, f"log in as {s.me.login.role} to database postgres", db="postgres")
 
 
 @probe("db.shared.write", "inserting, updating, deleting or truncating shared data is refused", expect="refused")

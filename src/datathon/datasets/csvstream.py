@@ -59,15 +59,13 @@ class RecordCounter:
         return count, last
 
 
-def chunks(path: Path) -> Iterator[Block]:
-    """Records after the header as they come, 1 MiB at a time, for a single COPY stream (no need to cut at
-    record boundaries: the server reassembles records). Record ends are still counted, quotes respected."""
+def _raw(path: Path) -> Iterator[tuple[bytes, int]]:
+    """The decompressed bytes after the header, 1 MiB at a time, with the compressed bytes read so far.
+    A damaged gzip stream becomes a message that names the file and where it breaks."""
     raw = open(path, "rb")
     fh = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
-    counter = RecordCounter()
-    last = b"\n"
     try:
-        fh.readline(1 << 16)
+        fh.readline(1 << 16)  # the header
         while True:
             try:
                 chunk = fh.read(CHUNK)
@@ -77,61 +75,54 @@ def chunks(path: Path) -> Iterator[Block]:
                     hint="re-download the file; a SHA256SUMS.txt next to the data finds such files before loading",
                 ) from None
             if not chunk:
-                if last != b"\n":
-                    yield Block(b"\n", 0, 1, raw.tell())  # the last record had no newline
                 return
-            last = chunk[-1:]
-            yield Block(chunk, 0, counter.scan(chunk)[0], raw.tell())
+            yield chunk, raw.tell()
     finally:
         fh.close()
         raw.close()
+
+
+def chunks(path: Path) -> Iterator[Block]:
+    """Records after the header as they come, for a single COPY stream (no need to cut at record boundaries:
+    the server reassembles records). Record ends are still counted, quotes respected."""
+    counter = RecordCounter()
+    last, pos = b"\n", 0
+    for chunk, pos in _raw(path):
+        last = chunk[-1:]
+        yield Block(chunk, 0, counter.scan(chunk)[0], pos)
+    if last != b"\n":
+        yield Block(b"\n", 0, 1, pos)  # the last record had no newline
 
 
 def blocks(path: Path, *, block_size: int = 8 * CHUNK) -> Iterator[Block]:
-    """Records after the header, in blocks of about block_size bytes that end on a record boundary. Each chunk
-    is scanned once: the record ends it holds are counted as the cut is found."""
-    raw = open(path, "rb")
-    fh = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+    """Records after the header, in blocks of about block_size bytes that end on a record boundary (for
+    several COPY streams of one file). Each chunk is scanned once."""
     counter = RecordCounter()
-    record = 1
-    try:
-        fh.readline(1 << 16)  # the header
-        pieces: list[bytes] = []  # joined once per block: no quadratic re-copying of a growing buffer
-        size, pending_records = 0, 0
-        while True:
-            try:
-                chunk = fh.read(CHUNK)
-            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-                raise ProvisionError(
-                    f"{path}: the compressed data is damaged after {raw.tell():,} bytes ({exc})",
-                    hint="re-download the file; a SHA256SUMS.txt next to the data finds such files before loading",
-                ) from None
-            if not chunk:
-                data = b"".join(pieces)
-                if data:
-                    if not data.endswith(b"\n"):
-                        data += b"\n"
-                        pending_records += 1  # the last record had no newline
-                    yield Block(data, record, pending_records, raw.tell())
-                return
-            n, cut = counter.scan(chunk)
-            if cut < 0:
-                pieces.append(chunk)
-                size += len(chunk)
-                continue
-            pieces.append(chunk[:cut] if cut < len(chunk) else chunk)
-            size += cut
-            pending_records += n
-            if size >= block_size:
-                yield Block(b"".join(pieces), record, pending_records, raw.tell())
-                record += pending_records
-                pieces, size, pending_records = [], 0, 0
-            if cut < len(chunk):
-                pieces.append(chunk[cut:])
-                size += len(chunk) - cut
-    finally:
-        fh.close()
-        raw.close()
+    record, pos = 1, 0
+    pieces: list[bytes] = []  # joined once per block: no quadratic re-copying of a growing buffer
+    size, pending_records = 0, 0
+    for chunk, pos in _raw(path):
+        n, cut = counter.scan(chunk)
+        if cut < 0:
+            pieces.append(chunk)
+            size += len(chunk)
+            continue
+        pieces.append(chunk[:cut] if cut < len(chunk) else chunk)
+        size += cut
+        pending_records += n
+        if size >= block_size:
+            yield Block(b"".join(pieces), record, pending_records, pos)
+            record += pending_records
+            pieces, size, pending_records = [], 0, 0
+        if cut < len(chunk):
+            pieces.append(chunk[cut:])
+            size += len(chunk) - cut
+    data = b"".join(pieces)
+    if data:
+        if not data.endswith(b"\n"):
+            data += b"\n"
+            pending_records += 1  # the last record had no newline
+        yield Block(data, record, pending_records, pos)
 
 
 def _count_all(data: bytes) -> int:
