@@ -141,7 +141,7 @@ started = time.perf_counter()
 r = load_dataset(server, "bench_c", "datathon", DATASETS["mimic-iv"], Path({folder!r}), Console(stderr=True),
                  workers={workers})
 print(json.dumps({{"seconds": time.perf_counter() - started, "rows": r.rows, "peak_mb": r.peak_rss_mb,
-                  "fk": len(r.fk_problems)}}))
+                  "fk": len(r.fk_problems), "phases": {{k: round(v, 1) for k, v in r.phases.items()}}}}))
 """
 
 
@@ -164,6 +164,7 @@ def main() -> None:
         with StockCluster() as env:
             print("(a) official way, stock cluster ...", file=sys.stderr, flush=True)
             results["a"] = official(env, "bench_a", folder)
+            print(f"    {results['a']:.1f} s", file=sys.stderr, flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="benchload-"))
     config = work / "datathon.yaml"
@@ -180,11 +181,13 @@ def main() -> None:
         env = server.cli_env("postgres")
         print("(b) official way, datathon's managed cluster ...", file=sys.stderr, flush=True)
         results["b"] = official(env, "bench_b", folder)
+        print(f"    {results['b']:.1f} s", file=sys.stderr, flush=True)
         print("(c) datathon loader, managed cluster ...", file=sys.stderr, flush=True)
         code = LOADER.format(src=str(REPO / "src"), config=str(config), folder=str(folder), workers=args.workers)
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         c = json.loads(proc.stdout.strip().splitlines()[-1])
         results["c"] = c["seconds"]
+        print(f"    {results['c']:.1f} s; phases {c.get('phases')}", file=sys.stderr, flush=True)
     finally:
         subprocess.run(cli + ["down", "--yes", "-c", str(config)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
