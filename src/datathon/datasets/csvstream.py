@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from isal import igzip  # ISA-L: the same gzip format, decompressed about 3.5x faster than zlib
+
 from datathon.errors import ProvisionError
 
 CHUNK = 1 << 20  # 1 MiB reads
@@ -42,6 +44,16 @@ class RecordCounter:
     def __init__(self) -> None:
         self.in_quotes = False
 
+    def count(self, chunk: bytes) -> int:
+        """Record ends in chunk (no position needed): all newlines minus those inside quotes, at C speed."""
+        if not self.in_quotes and b'"' not in chunk:
+            return chunk.count(b"\n")
+        parts = chunk.split(b'"')
+        inside = b"".join(parts[0 if self.in_quotes else 1::2])
+        if len(parts) % 2 == 0:  # an odd number of quotes: the chunk ends on the other side
+            self.in_quotes = not self.in_quotes
+        return chunk.count(b"\n") - inside.count(b"\n")
+
     def scan(self, chunk: bytes) -> tuple[int, int]:
         """(records ended in chunk, offset just after the last record end, or -1)."""
         if b'"' not in chunk and not self.in_quotes:
@@ -63,13 +75,13 @@ def _raw(path: Path) -> Iterator[tuple[bytes, int]]:
     """The decompressed bytes after the header, 1 MiB at a time, with the compressed bytes read so far.
     A damaged gzip stream becomes a message that names the file and where it breaks."""
     raw = open(path, "rb")
-    fh = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+    fh = igzip.IGzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
     try:
         fh.readline(1 << 16)  # the header
         while True:
             try:
                 chunk = fh.read(CHUNK)
-            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+            except (EOFError, zlib.error, gzip.BadGzipFile, OSError, igzip.BadGzipFile) as exc:
                 raise ProvisionError(
                     f"{path}: the compressed data is damaged after {raw.tell():,} bytes ({exc})",
                     hint="re-download the file; a SHA256SUMS.txt next to the data finds such files before loading",
@@ -89,7 +101,7 @@ def chunks(path: Path) -> Iterator[Block]:
     last, pos = b"\n", 0
     for chunk, pos in _raw(path):
         last = chunk[-1:]
-        yield Block(chunk, 0, counter.scan(chunk)[0], pos)
+        yield Block(chunk, 0, counter.count(chunk), pos)
     if last != b"\n":
         yield Block(b"\n", 0, 1, pos)  # the last record had no newline
 

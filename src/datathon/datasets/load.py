@@ -144,7 +144,7 @@ def split_streams(task: TableTask, todo: list[TableTask], workers: int, min_byte
         return 1
     parallel = max(1, min(workers, os.cpu_count() or 1))
     share = load_cost(task) / max(1e-9, sum(load_cost(t) for t in todo))
-    return max(1, min(parallel, round(share * 2 * parallel)))
+    return parallel if share * 2 * parallel >= 1.5 else 1
 
 
 def load_cost(task: TableTask) -> float:
@@ -534,13 +534,22 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 return on_loaded
 
             loads = {}
-            for t in todo:
-                f = pool.submit(loader.load, t, streams=streams[id(t)])
-                f.add_done_callback(after_load(t.table))
-                loads[f] = t
             for t in tasks:
                 if t not in todo:
                     submit(keys_then_ready_fks, t.table)
+            # A table split over every core goes first and alone: it is the critical path (its load, then its
+            # index and foreign keys), and the other loads fill the cores while its index is built.
+            lead = [t for t in todo if streams[id(t)] > 1]
+            for t in lead:
+                f = pool.submit(loader.load, t, streams=streams[id(t)])
+                f.add_done_callback(after_load(t.table))
+                loads[f] = t
+                f.exception()  # wait for it (its errors are raised below, in order)
+            for t in todo:
+                if t not in lead:
+                    f = pool.submit(loader.load, t, streams=1)
+                    f.add_done_callback(after_load(t.table))
+                    loads[f] = t
             try:
                 for f, t in loads.items():
                     r = f.result()
