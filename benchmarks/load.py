@@ -161,6 +161,7 @@ def main() -> None:
     print(f"dataset: {rows:,} rows, {size / 2**20:,.0f} MiB compressed, {len(MIMIC.tables)} tables", file=sys.stderr)
 
     results: dict[str, float] = {}
+    subprocess.run(["sync"], check=False)
     if not (args.skip_stock or args.only_loader):
         with StockCluster() as env:
             print("(a) official way, stock cluster ...", file=sys.stderr, flush=True)
@@ -184,6 +185,9 @@ def main() -> None:
             print("(b) official way, datathon's managed cluster ...", file=sys.stderr, flush=True)
             results["b"] = official(env, "bench_b", folder)
             print(f"    {results['b']:.1f} s", file=sys.stderr, flush=True)
+            # (c) must not pay for flushing (b)'s dirty buffers: drop (b)'s database and checkpoint first
+            subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE bench_b", "-c", "CHECKPOINT"],
+                           env={**os.environ, **env}, check=True)
         print("(c) datathon loader, managed cluster ...", file=sys.stderr, flush=True)
         code = LOADER.format(src=str(REPO / "src"), config=str(config), folder=str(folder), workers=args.workers)
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
