@@ -243,12 +243,17 @@ def test_one_big_file_split_over_several_copy_streams(tmp_path, synth, make_even
     assert not report.mismatches and report.peak_rss_mb < 300
 
 
-def test_foreign_key_violations_do_not_lose_the_build(dataset_event, synth, tmp_path):
+def with_orphan_row(synth, tmp_path, file: str, row: str) -> Path:
+    """The ED data with one row that refers to an ED stay that does not exist (no checksums any more)."""
     folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
     (folder / "SHA256SUMS.txt").unlink()
-    path = folder / "ed" / "diagnosis.csv.gz"
-    text = gzip.open(path).read().decode()
-    path.write_bytes(gzip.compress((text + "10000001,39999999,1,R079,10,orphan diagnosis\n").encode()))
+    path = folder / "ed" / file
+    path.write_bytes(gzip.compress(gzip.open(path).read() + row.encode() + b"\n"))
+    return folder
+
+
+def test_foreign_key_violations_do_not_lose_the_build(dataset_event, synth, tmp_path):
+    folder = with_orphan_row(synth, tmp_path, "diagnosis.csv.gz", "10000001,39999999,1,R079,10,orphan diagnosis")
     ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder)}], event="fkv")
     run_up(ev.ctx, yes=True)  # completes
     with ev.server.connect("fkvdb", autocommit=True) as c:
@@ -260,11 +265,7 @@ def test_foreign_key_violations_do_not_lose_the_build(dataset_event, synth, tmp_
 
 
 def test_strict_foreign_keys_fail_after_building_everything_else(dataset_event, synth, tmp_path):
-    folder, _ = copy_of(synth, "mimic-iv-ed", tmp_path / "ed")
-    (folder / "SHA256SUMS.txt").unlink()
-    path = folder / "ed" / "pyxis.csv.gz"
-    text = gzip.open(path).read().decode()
-    path.write_bytes(gzip.compress((text + "10000001,39999999,,1,x,1,\n").encode()))
+    folder = with_orphan_row(synth, tmp_path, "pyxis.csv.gz", "10000001,39999999,,1,x,1,")
     ev = dataset_event([{"dataset": "mimic-iv-ed", "path": str(folder), "foreign_keys": "strict"}], event="fks")
     with pytest.raises(ProvisionError, match="pyxis\\(stay_id\\) -> edstays: 1 row"):
         run_up(ev.ctx, yes=True)

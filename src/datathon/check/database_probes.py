@@ -147,11 +147,17 @@ def other_database(s: Session) -> None:
     _login_refused(s, f"log in as {s.me.login.role} to database postgres", db="postgres")
 
 
+def _writable_shared(s: Session) -> list[tuple[str, str, str, str]]:
+    """The shared tables (not views) of every database; the probe does not apply before any is loaded."""
+    found = list(_shared_tables(s, writable_only=True))
+    if not found:
+        raise ProbeSkipped("no shared tables loaded yet")
+    return found
+
+
 @probe("db.shared.write", "inserting, updating, deleting or truncating shared data is refused", expect="refused")
 def shared_write(s: Session) -> None:
-    found = False
-    for db, schema, table, column in _shared_tables(s, writable_only=True):
-        found = True
+    for db, schema, table, column in _writable_shared(s):
         t = sql.SQL("{}.{}").format(I(schema), I(table))
         conn = s.conn(db)
         for stmt in (sql.SQL("INSERT INTO {} DEFAULT VALUES").format(t),
@@ -159,20 +165,14 @@ def shared_write(s: Session) -> None:
                      sql.SQL("DELETE FROM {} WHERE false").format(t),
                      sql.SQL("TRUNCATE {}").format(t)):
             s.refused(conn, stmt)
-    if not found:
-        raise ProbeSkipped("no shared tables loaded yet")
 
 
 @probe("db.shared.alter", "altering or dropping a shared table is refused", expect="refused")
 def shared_alter(s: Session) -> None:
-    found = False
-    for db, schema, table, _ in _shared_tables(s, writable_only=True):
-        found = True
+    for db, schema, table, _ in _writable_shared(s):
         t = sql.SQL("{}.{}").format(I(schema), I(table))
         s.refused(s.conn(db), sql.SQL("ALTER TABLE {} ADD COLUMN datathon_probe int").format(t))
         s.refused(s.conn(db), sql.SQL("DROP TABLE {}").format(t))
-    if not found:
-        raise ProbeSkipped("no shared tables loaded yet")
 
 
 @probe("db.shared.create", "creating a table in a shared schema is refused", expect="refused")
