@@ -88,3 +88,13 @@ def test_check_one_team_and_unknown_team(event):
     assert report.teams == ["beta"] and report.go
     with pytest.raises(Exception, match="no team named delta"):
         run_check(event.ctx, only=["delta"])
+
+
+def test_policy_values_the_server_writes_differently_still_pass(make_event):
+    """120s is shown as 2min, 1024MB as 1GB: the check compares what the server means, not the spelling."""
+    ev = make_event(event="units", teams=[{"name": "alpha"}, {"name": "beta"}],
+                    policy={"statement_timeout": "120s", "work_mem": "1024MB",
+                            "idle_in_transaction_session_timeout": "90000ms"})
+    ev.up()
+    report = run_check(ev.ctx)
+    assert report.go, [(r.probe, r.detail) for r in report.failures]

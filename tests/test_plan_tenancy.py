@@ -146,3 +146,19 @@ def test_every_statement_is_composed_with_psycopg_sql():
     for c in plan(Facts(admin="datathon", admin_superuser=True)):
         for s in c.statements:
             assert callable(s) or isinstance(s, sql.Composable), (c.target, s)
+
+
+def test_roles_datathon_did_not_make_are_never_dropped():
+    """A DBA's own role that someone granted the teams group is not a removed team."""
+    facts = converged_facts()
+    facts.roles["ev_dba"] = role("ev_dba", comment=None)
+    facts.memberships.add(("ev_dba", "ev_teams"))
+    facts.memberships.add(("ev_dba", "ev_mentors"))
+    assert pending(plan(facts, drop_team_data=True)) == []
+
+
+def test_mentor_sessions_are_read_only_by_default():
+    mentor = next(w for w in wanted_logins(CONFIG) if w.kind == "mentor")
+    team = next(w for w in wanted_logins(CONFIG) if w.kind == "team")
+    assert role_settings(mentor)["default_transaction_read_only"] == "on"
+    assert "default_transaction_read_only" not in role_settings(team)

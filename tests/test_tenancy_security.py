@@ -125,6 +125,11 @@ def test_mentor_reads_team_tables_created_after_the_grants_but_cannot_write(thre
     with connect(three_teams, "mentor_ana") as mentor:
         assert mentor.execute("SELECT x FROM alpha.later_result").fetchone() == (1,)
         assert mentor.execute("SELECT count(*) FROM mimiciv_demo.patients").fetchone()[0] == 50
+        # a mentor's session is read-only (so a team's view cannot make a mentor write for it) ...
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            mentor.execute("INSERT INTO alpha.later_result VALUES (2)")
+        # ... and under that, a mentor has no write privilege anyway
+        mentor.execute("SET default_transaction_read_only = off")
         refused(mentor, "INSERT INTO alpha.later_result VALUES (2)")
         refused(mentor, "CREATE TABLE alpha.from_mentor (x int)")
         refused(mentor, "INSERT INTO mimiciv_demo.patients VALUES (2, 'F', 30, 2150, NULL)")

@@ -284,7 +284,24 @@ class ManagedCluster(DatabaseServer):
             )
         return proc
 
+    def _write_owned(self, path: Path, data: bytes) -> None:
+        """Write a file in a folder the server's OS user owns, as root, without following a link that user
+        could have planted there (O_EXCL|O_NOFOLLOW on a fresh name, fchown, then an atomic rename)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)  # removes a planted link itself, never its target
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            if os.geteuid() == 0:
+                os.fchown(fd, self.os_user.pw_uid, self.os_user.pw_gid)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
     def _own(self, path: Path, mode: int) -> None:
+        if path.is_symlink():
+            raise ProvisionError(f"{path} is a symbolic link where datathon expects its own file or folder",
+                                 hint="remove it (someone else put it there), then run `datathon up` again")
         if os.geteuid() == 0:
             os.chown(path, self.os_user.pw_uid, self.os_user.pw_gid)
         os.chmod(path, mode)
@@ -307,10 +324,7 @@ class ManagedCluster(DatabaseServer):
         if staging.exists():
             shutil.rmtree(staging)  # a half-made cluster from an interrupted run: start again
         pwfile = self.home / ".pwfile"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.ctx.state.secret("admin") + "\n")
-        self._own(pwfile, 0o600)
+        self._write_owned(pwfile, (self.ctx.state.secret("admin") + "\n").encode())
         try:
             self._as_server_user([
                 "initdb", "-D", str(staging), "-U", ADMIN_USER, f"--pwfile={pwfile}",
@@ -330,20 +344,13 @@ class ManagedCluster(DatabaseServer):
         cert, key = self_signed_certificate(hosts, common_name=f"datathon {self.ctx.config.event}")
         for name, data in (("server.crt", cert), ("server.key", key)):
             path = self.pgdata / name
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            self._own(path, 0o600)
+            self._write_owned(path, data)
         self.ctx.state.ensure_dirs()
         self.ca_cert.write_bytes(cert)
         os.chmod(self.ca_cert, 0o644)
 
     def _write_server_file(self, name: str, text: str) -> None:
-        path = self.pgdata / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        self._own(tmp, 0o600)
-        tmp.replace(path)
+        self._write_owned(self.pgdata / name, text.encode())
 
     def _configure(self) -> None:
         self._write_server_file("datathon.conf", self.settings_text())

@@ -54,13 +54,18 @@ def wanted_logins(config: EventConfig) -> list[Login]:
 
 def role_settings(login: Login) -> dict[str, str]:
     p = login.policy
-    return {
+    settings = {
         "statement_timeout": p.statement_timeout,
         "idle_in_transaction_session_timeout": p.idle_in_transaction_session_timeout,
         "temp_file_limit": p.temp_file_limit,
         "work_mem": p.work_mem,
         "search_path": ", ".join(login.search_path),
     }
+    if login.kind == "mentor":
+        # Mentors read every team's schema. A team could plant a view over a function that, run by a mentor,
+        # copies another team's rows somewhere the planting team can read. A read-only session stops the copy.
+        settings["default_transaction_read_only"] = "on"
+    return settings
 
 
 def _norm(value: str) -> str:
@@ -258,7 +263,10 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
     out = []
     for group, kind in ((roles.teams_group(e), "team"), (roles.mentors_group(e), "mentor")):
         for role in facts.members_of(group):
-            if role in wanted_roles or role == facts.admin:
+            fact = facts.roles.get(role)
+            # only logins datathon made for this event: never an administrator or a DBA's own role
+            if role in wanted_roles or role == facts.admin or fact is None or fact.comment != MARK.format(event=e) \
+                    or not fact.login:
                 continue
             name = role.removeprefix(f"{e}_")
             owned = {db: f.schemas[name] for db, f in facts.databases.items()
@@ -319,8 +327,10 @@ def teardown_tenancy(config: EventConfig, facts: Facts) -> list[Change]:
         else:
             out.append(Change("schema", f"{name}.*", "drop", "team schemas and grants in an adopted database",
                               database=name, destructive=True, statements=[
-                                  sql.SQL("DROP OWNED BY {}").format(sql.Identifier(r))
-                                  for r in sorted(facts.roles) if facts.roles[r].comment == mark]))
+                                  *(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(r))
+                                    for r in sorted(facts.roles) if facts.roles[r].comment == mark),
+                                  # what was loaded went with its owner: forget that it was loaded
+                                  sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(META_SCHEMA))]))
     ours = sorted(r for r, f in facts.roles.items() if f.comment == mark)
     logins = [r for r in ours if facts.roles[r].login]
     for r in logins + [r for r in ours if r not in logins]:

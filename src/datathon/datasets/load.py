@@ -8,6 +8,7 @@ It is a plain client: nothing here reads files on the server, so it works the sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -140,7 +141,7 @@ def split_streams(task: TableTask, todo: list[TableTask], workers: int, min_byte
     one core would outlast everything else (MIMIC-IV's chartevents is about 40% of the rows): then up to one
     per core. Several streams cannot skip WAL (the table must exist before they start), which costs less than
     an idle core: chartevents of 200 MB of data loads in 9.7 s in one stream, 6.7 s in two."""
-    if task.size < min_bytes:
+    if task.size < min_bytes or not task.create:  # a table from the user's DDL is never dropped and remade
         return 1
     parallel = max(1, min(workers, os.cpu_count() or 1))
     share = load_cost(task) / max(1e-9, sum(load_cost(t) for t in todo))
@@ -286,7 +287,14 @@ class Loader:
         work: queue.Queue = queue.Queue(maxsize=2 * streams)  # bounded: memory stays at a few blocks
         errors: list[BaseException] = []
         totals = [0] * streams
-        conns = [self._connect() for _ in range(streams)]
+        conns: list[psycopg.Connection] = []
+        try:
+            for _ in range(streams):
+                conns.append(self._connect())
+        except BaseException:
+            for c in conns:
+                c.close()
+            raise
         lock = threading.Lock()
         sent = [0, 0]  # records, raw bytes
 
@@ -310,15 +318,16 @@ class Loader:
                             self.progress.update(bar, advance=step, rows=sent[0])
                             self.progress.advance(self.overall, step)
                     totals[i] = cur.rowcount
-            except psycopg.Error as exc:
-                def record_of(line: int) -> int:
-                    before, first = max((s for s in spans if s[0] < line), default=(0, 1))
-                    return first + (line - before) - 1
-                errors.append(copy_error(task, exc, record_of))
+            except BaseException as exc:  # noqa: BLE001  (re-raised below, in the caller's thread)
+                if isinstance(exc, psycopg.Error):
+                    def record_of(line: int) -> int:
+                        before, first = max((s for s in spans if s[0] < line), default=(0, 1))
+                        return first + (line - before) - 1
+                    errors.append(copy_error(task, exc, record_of))
+                else:
+                    errors.append(exc)
                 while work.get() is not None:  # drain so the reader never blocks
                     pass
-            except BaseException as exc:  # noqa: BLE001  (re-raised below, in the caller's thread)
-                errors.append(exc)
 
         threads = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(streams)]
         for t in threads:
@@ -340,7 +349,8 @@ class Loader:
         try:
             if errors:
                 for c in conns:
-                    c.execute("ROLLBACK")
+                    with contextlib.suppress(psycopg.Error):  # a broken connection has rolled back already
+                        c.execute("ROLLBACK")
                 with self._connect() as conn:  # leave nothing half-loaded behind
                     conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(task.table)))
@@ -439,8 +449,14 @@ class ForeignKeyBuilder:
         with self.server.connect(self.dbname, autocommit=True) as conn:
             conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
             for fk in todo:
-                problems += _foreign_key(conn, self.dataset, t, fk, fk_name=_fk_name(t, fk),
-                                         exists=_fk_name(t, fk) in self.existing)
+                try:
+                    problems += _foreign_key(conn, self.dataset, t, fk, fk_name=_fk_name(t, fk),
+                                             exists=_fk_name(t, fk) in self.existing)
+                except psycopg.Error as exc:
+                    raise ProvisionError(
+                        f"foreign key {_fk_name(t, fk)} failed: {str(exc).strip().splitlines()[0]}",
+                        hint="the data and indexes are loaded; fix the cause and run the load again to finish",
+                    ) from None
         return problems
 
 
@@ -527,11 +543,10 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 for u in ready:  # queued behind the loads still waiting: they fill idle workers
                     submit(fks.build, u)
 
-            def after_load(table: Table):
-                def on_loaded(f) -> None:
-                    if f.exception() is None:
-                        submit(keys_then_ready_fks, table)
-                return on_loaded
+            def load_then_keys(t: TableTask, streams: int) -> TableResult:
+                result = loader.load(t, streams=streams)
+                submit(keys_then_ready_fks, t.table)  # queued before this load counts as done: never missed
+                return result
 
             loads = {}
             for t in tasks:
@@ -541,15 +556,12 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
             # index and foreign keys), and the other loads fill the cores while its index is built.
             lead = [t for t in todo if streams[id(t)] > 1]
             for t in lead:
-                f = pool.submit(loader.load, t, streams=streams[id(t)])
-                f.add_done_callback(after_load(t.table))
+                f = pool.submit(load_then_keys, t, streams[id(t)])
                 loads[f] = t
-                f.exception()  # wait for it (its errors are raised below, in order)
+                f.result()  # its error stops everything before the other loads start
             for t in todo:
                 if t not in lead:
-                    f = pool.submit(loader.load, t, streams=1)
-                    f.add_done_callback(after_load(t.table))
-                    loads[f] = t
+                    loads[pool.submit(load_then_keys, t, 1)] = t
             try:
                 for f, t in loads.items():
                     r = f.result()

@@ -40,7 +40,8 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
                 report = load_csv_folder(server, dbname, owner, src, ctx)
                 print_load_report(ctx.console, report)
             elif isinstance(src, DumpSource):
-                restore_dump(server, dbname, owner, src)
+                readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
+                restore_dump(server, dbname, owner, src, readable)
             with server.connect(dbname, autocommit=True) as conn:
                 ensure_meta(conn)
                 conn.execute(mark_source_statement(name, digest))
@@ -106,12 +107,13 @@ def _is_archive(path: Path) -> bool:
         return fh.read(5) == b"PGDMP"
 
 
-def restore_dump(server: DatabaseServer, dbname: str, owner: str, src: DumpSource) -> None:
+def restore_dump(server: DatabaseServer, dbname: str, owner: str, src: DumpSource, readable: list[str]) -> None:
     env = {**os.environ, **server.cli_env(dbname)}
     bin_dir = getattr(server, "bin_dir", None)
     tool = (lambda name: str(bin_dir / name)) if bin_dir else (lambda name: shutil.which(name) or name)
     archive = _is_archive(src.pg_dump)
-    _make_room_for_schemas(server, dbname, _dump_schemas(src.pg_dump, archive, env, tool))
+    _make_room_for_schemas(server, dbname, [x for x in _dump_schemas(src.pg_dump, archive, env, tool)
+                                            if x in readable and x != "public"])
     if archive:
         jobs = src.jobs or os.cpu_count() or 2
         cmd = [tool("pg_restore"), "--no-owner", "--no-privileges", f"--role={owner}", "--exit-on-error",
@@ -131,8 +133,9 @@ def restore_dump(server: DatabaseServer, dbname: str, owner: str, src: DumpSourc
             conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(I(dbname), I(owner)))
     if proc.returncode != 0:
         raise ProvisionError(f"restoring {src.pg_dump} failed: {proc.stderr.strip()[-600:]}",
-                             hint="a plain dump runs in one transaction and left nothing; an archive may have "
-                                  "restored some objects: drop them, then run `datathon up` again")
+                             hint="make dumps with `pg_dump --no-owner --no-privileges`; a plain dump runs in one "
+                                  "transaction and left nothing, an archive may have restored some objects: drop "
+                                  "them, then run `datathon up` again")
 
 
 def _dump_schemas(path: Path, archive: bool, env: dict, tool) -> list[str]:
