@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
@@ -287,19 +289,20 @@ def copy_program(s: Session) -> None:
         s.refused(conn, sql.SQL("CREATE TABLE {} (x text); COPY {} FROM ").format(t, t) + sql.SQL(source))
 
 
-@probe("mentor.read_later", "a mentor reads a table this team created after the grants", expect="works")
-def mentor_read(s: Session) -> None:
+@contextlib.contextmanager
+def _mentor_on_new_table(s: Session, body: str) -> Iterator[tuple[psycopg.Connection, sql.Composable, str]]:
+    """A table this team creates now (`CREATE TABLE t <body>`), and the mentor's session; the table is dropped
+    afterwards whatever happens."""
     mentor = s.env.mentor
     if mentor is None:
         raise ProbeSkipped("the event has no mentors")
     conn = s.conn()
-    t = sql.SQL("{}.{}").format(I(s.team), I(_probe_table()))
-    s.works(conn, sql.SQL("CREATE TABLE {} AS SELECT 1 AS x").format(t))
+    name = _probe_table()
+    t = sql.SQL("{}.{}").format(I(s.team), I(name))
+    s.works(conn, sql.SQL("CREATE TABLE {} ").format(t) + sql.SQL(body))
     try:
         with s.env.mentor_slots, s.open(creds=mentor) as m:
-            rows = s.works(m, sql.SQL("SELECT x FROM {}").format(t))
-            if rows != [(1,)]:
-                raise ProbeFailed(f"the mentor read {rows}")
+            yield m, t, name
     except psycopg.OperationalError as exc:
         s.note(f"log in as mentor {mentor.login.role}", _error(exc))
         raise ProbeFailed("the mentor cannot log in") from None
@@ -307,24 +310,22 @@ def mentor_read(s: Session) -> None:
         s.works(conn, sql.SQL("DROP TABLE {}").format(t))
 
 
+@probe("mentor.read_later", "a mentor reads a table this team created after the grants", expect="works")
+def mentor_read(s: Session) -> None:
+    with _mentor_on_new_table(s, "AS SELECT 1 AS x") as (m, t, _):
+        rows = s.works(m, sql.SQL("SELECT x FROM {}").format(t))
+        if rows != [(1,)]:
+            raise ProbeFailed(f"the mentor read {rows}")
+
+
 @probe("mentor.write", "a mentor cannot write or create in this team's schema", expect="refused")
 def mentor_write(s: Session) -> None:
-    mentor = s.env.mentor
-    if mentor is None:
-        raise ProbeSkipped("the event has no mentors")
-    conn = s.conn()
-    name = _probe_table()
-    t = sql.SQL("{}.{}").format(I(s.team), I(name))
-    s.works(conn, sql.SQL("CREATE TABLE {} (x int)").format(t))
-    try:
-        with s.env.mentor_slots, s.open(creds=mentor) as m:
-            # refused twice over: a mentor's session is read-only (25006), and without it, no privilege (42501)
-            s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t), ("25006",))
-            m.execute("SET default_transaction_read_only = off")
-            s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t))
-            s.refused(m, sql.SQL("CREATE TABLE {}.{} (x int)").format(I(s.team), I(name + "_m")))
-    finally:
-        s.works(conn, sql.SQL("DROP TABLE {}").format(t))
+    with _mentor_on_new_table(s, "(x int)") as (m, t, name):
+        # refused twice over: a mentor's session is read-only (25006), and without it, no privilege (42501)
+        s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t), ("25006",))
+        m.execute("SET default_transaction_read_only = off")
+        s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t))
+        s.refused(m, sql.SQL("CREATE TABLE {}.{} (x int)").format(I(s.team), I(name + "_m")))
 
 
 @probe("db.connection_limit", "connections beyond the team's limit are refused", expect="refused")
