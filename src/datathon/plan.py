@@ -62,13 +62,3 @@ class Plan:
     @property
     def blocked(self) -> list[Change]:
         return [c for c in self.changes if c.action == "blocked"]
-
-    @property
-    def empty(self) -> bool:
-        return not self.pending
-
-    def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for c in self.changes:
-            counts[c.action] = counts.get(c.action, 0) + 1
-        return counts

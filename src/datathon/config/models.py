@@ -6,7 +6,7 @@ import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -125,13 +125,15 @@ class Policy(Strict):
         return v.replace(" ", "")
 
 
-def _existing(v: Path, info: ValidationInfo, *, what: str, folder: bool) -> Path:
+def _existing(v: Path, info: ValidationInfo, *, what: str, folder: bool | None) -> Path:
+    """The path, resolved against the event file's folder; it must be a folder (True), a file (False) or either
+    (None), unless the verb does not read data (check_paths=False)."""
     context = info.context or {}
     base = context.get("base_dir")
     path = v if v.is_absolute() or base is None else Path(base) / v
     if not context.get("check_paths", True):  # down, status: data folders may be gone already
         return path.resolve()
-    ok = path.is_dir() if folder else path.is_file()
+    ok = path.exists() if folder is None else path.is_dir() if folder else path.is_file()
     if not ok:
         raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
     return path.resolve()
@@ -147,9 +149,11 @@ class SqlSource(Strict):
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
         return _existing(v, info, what="SQL file", folder=False)
 
+    label: ClassVar[str] = "sql"
+
     @property
-    def name(self) -> str:
-        return f"sql {self.sql}"
+    def location(self) -> Path:
+        return self.sql
 
     @property
     def schemas(self) -> list[str]:
@@ -182,8 +186,12 @@ class DatasetSource(Strict):
         return self
 
     @property
-    def name(self) -> str:
-        return f"{self.dataset} {self.path}"
+    def label(self) -> str:
+        return self.dataset
+
+    @property
+    def location(self) -> Path:
+        return self.path
 
     @property
     def schemas(self) -> list[str]:
@@ -216,9 +224,11 @@ class CsvSource(Strict):
     def _schema(cls, v: str) -> str:
         return check_identifier(v, what="schema name", max_len=40)
 
+    label: ClassVar[str] = "csv"
+
     @property
-    def name(self) -> str:
-        return f"csv {self.csv}"
+    def location(self) -> Path:
+        return self.csv
 
     @property
     def schemas(self) -> list[str]:
@@ -234,15 +244,13 @@ class DumpSource(Strict):
     @field_validator("pg_dump")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base_dir")
-        path = v if v.is_absolute() or base is None else Path(base) / v
-        if (info.context or {}).get("check_paths", True) and not path.exists():
-            raise ValueError(f"dump {str(v)!r} not found (looked at {path})")
-        return path.resolve()
+        return _existing(v, info, what="dump", folder=None)
+
+    label: ClassVar[str] = "pg_dump"
 
     @property
-    def name(self) -> str:
-        return f"pg_dump {self.pg_dump}"
+    def location(self) -> Path:
+        return self.pg_dump
 
     @property
     def schemas(self) -> list[str]:

@@ -31,11 +31,8 @@ def source_name(path: Path, base_dir: Path) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database, source, name, digest) -> run
@@ -43,12 +40,10 @@ BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database
 
 def source_identity(src, base_dir: Path) -> tuple[str, str]:
     """A source's stable name (what is recorded as loaded) and a digest of what it is."""
-    if isinstance(src, SqlSource):
+    if isinstance(src, SqlSource):  # the file's content is what it is
         return source_name(src.sql, base_dir), file_sha256(src.sql)
-    path = next(p for p in (getattr(src, a, None) for a in ("path", "csv", "pg_dump")) if p is not None)
-    kind = getattr(src, "dataset", None) or ("csv" if hasattr(src, "csv") else "pg_dump")
     digest = hashlib.sha256(json.dumps(src.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return f"{kind}:{source_name(path, base_dir)}", digest
+    return f"{src.label}:{source_name(src.location, base_dir)}", digest
 
 
 def plan_sources(config: EventConfig, facts: Facts, base_dir: Path, bulk: BulkFactory | None = None) -> list[Change]:

@@ -137,11 +137,6 @@ def blocks(path: Path, *, block_size: int = 8 * CHUNK) -> Iterator[Block]:
         yield Block(data, record, pending_records, pos)
 
 
-def _count_all(data: bytes) -> int:
-    """Records in a block that starts and ends on record boundaries."""
-    return RecordCounter().scan(data)[0]
-
-
 def physical_line(path: Path, record: int) -> int:
     """The 1-based line of the file where record `record` (1-based, after the header) starts. Only used to
     name a line in an error message, so a plain scan is fine."""

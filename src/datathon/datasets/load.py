@@ -223,10 +223,9 @@ def copy_error(task: TableTask, exc: psycopg.Error, record_of_line) -> Provision
 
 
 class Loader:
-    def __init__(self, server: DatabaseServer, dbname: str, owner: str, dataset: str, *, workers: int,
-                 progress: Progress, overall: TaskID) -> None:
+    def __init__(self, server: DatabaseServer, dbname: str, owner: str, dataset: str, *, progress: Progress,
+                 overall: TaskID) -> None:
         self.server, self.dbname, self.owner, self.dataset = server, dbname, owner, dataset
-        self.workers = workers
         self.progress, self.overall = progress, overall
 
     def _connect(self) -> psycopg.Connection:
@@ -518,7 +517,7 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
         todo = [t for t in tasks if (t.table.schema, t.table.name) not in done]
         overall = progress.add_task(f"{dataset.kind} ({len(todo)} of {len(tasks)} tables to load)",
                                     total=sum(t.size for t in todo), rows=0)
-        loader = Loader(server, dbname, owner, dataset.kind, workers=workers, progress=progress, overall=overall)
+        loader = Loader(server, dbname, owner, dataset.kind, progress=progress, overall=overall)
         streams = {id(t): split_streams(t, todo, workers, split_min_bytes) for t in todo}
         results: dict[tuple[str, str], TableResult] = {}
         keys = KeyBuilder(server, dbname, owner, workers=workers, progress=progress, tables=len(tasks))
