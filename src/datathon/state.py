@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets as _secrets
@@ -22,6 +23,8 @@ from datathon.errors import StateError
 # No look-alike characters (0/O, 1/l/I): passwords get read off paper on event day.
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
 PASSWORD_LENGTH = 20  # about 115 bits
+# Folders other Unix users (postgres, the teams) must reach live here, never under root's home.
+SYSTEM_ROOT = Path("/var/lib/datathon")
 
 
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
@@ -66,6 +69,12 @@ class StateStore:
 
     def exists(self) -> bool:
         return self.state_file.exists()
+
+    def system_dir(self, suffix: str = "") -> Path:
+        """A folder for this event outside the state folder, that other Unix users can be allowed to reach:
+        /var/lib/datathon/<event>-<tag><suffix>, the tag naming this event file so two checkouts never share."""
+        tag = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return SYSTEM_ROOT / f"{self.event}-{tag}{suffix}"
 
     def ensure_dirs(self) -> None:
         for d in (self.base, self.root, self.secrets_dir):

@@ -8,7 +8,6 @@ OS user and root can open; teams reach it over TCP with TLS and scram-sha-256, n
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import pwd
 import shutil
@@ -26,9 +25,9 @@ from datathon.database.tls import self_signed_certificate
 from datathon.errors import ConfigError, ProvisionError
 from datathon.plan import Change
 from datathon.providers.base import Context
+from datathon.state import SYSTEM_ROOT
 
 ADMIN_USER = "datathon"
-DATA_ROOT = Path("/var/lib/datathon")
 PG_CTL_TIMEOUT = 60  # seconds pg_ctl waits for start/stop
 
 
@@ -125,8 +124,7 @@ class ManagedCluster(DatabaseServer):
             return self.ctx.state.root / "postgres"
         # root's files (and often the event folder) are not readable by `postgres`: keep the cluster in
         # /var/lib, one folder per event file so two checkouts never share a cluster.
-        tag = hashlib.sha256(str(self.ctx.state.root.resolve()).encode()).hexdigest()[:8]
-        return DATA_ROOT / f"{self.ctx.config.event}-{tag}"
+        return self.ctx.state.system_dir()
 
     @property
     def pgdata(self) -> Path:
@@ -308,8 +306,8 @@ class ManagedCluster(DatabaseServer):
 
     def _prepare_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        if self.home.parent == DATA_ROOT:
-            os.chmod(DATA_ROOT, 0o755)
+        if self.home.parent == SYSTEM_ROOT:
+            os.chmod(SYSTEM_ROOT, 0o755)
         self._own(self.home, 0o700)
         probe = subprocess.run(["test", "-x", str(self.home)], user=self.os_user.pw_uid if os.geteuid() == 0 else None)
         if probe.returncode != 0:
