@@ -217,6 +217,13 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                 table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections))
             console.print(table)
+        if st.servers:
+            table = Table(title="Workspaces", title_justify="left")
+            for col in ("kind", "user", "Unix user", "server", "last activity"):
+                table.add_column(col)
+            for w in st.servers:
+                table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, w.last_activity)
+            console.print(table)
     if not st.healthy:
         raise typer.Exit(1)
 

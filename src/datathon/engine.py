@@ -43,22 +43,33 @@ class EventPlan(Plan):
     infra: list[Change] = field(default_factory=list)
     data: list[Change] | None = None
     observed: bool = False  # the data part was planned from the server's real facts
+    workspaces: list[Change] = field(default_factory=list)
+
+    @property
+    def blocked_infra(self) -> list[Change]:
+        """Blocked changes that stop `up` before it touches anything."""
+        return [c for c in self.infra + self.workspaces if c.action == "blocked"]
 
 
 def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> EventPlan:
     """What `up` would do, touching nothing. For a server still to be made, the data part is planned as for
     an empty server (exact for a new managed cluster); for a stopped one it cannot be observed yet."""
+    from datathon.workspaces.plan import plan_workspaces
+
     infra = server.plan()
     plan = EventPlan(changes=list(infra), infra=infra)
+    plan.workspaces = plan_workspaces(ctx, server.endpoint())
     if server.is_reachable():
         facts = observe(server, ctx.config)
         plan.observed = True
     elif server.exists():
         plan.notes.append("the database server is not running: roles and schemas are checked once `up` starts it")
+        plan.extend(plan.workspaces)
         return plan
     else:
         facts = Facts(admin="datathon", admin_superuser=True)
         plan.notes.append("the database server does not exist yet: roles and schemas are planned as for an empty one")
     plan.data = data_plan(ctx, facts, drop_team_data=drop_team_data, server=server)
     plan.extend(plan.data)
+    plan.extend(plan.workspaces)
     return plan

@@ -23,12 +23,16 @@ class DownResult:
 
 
 def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
+    from datathon.workspaces import lifecycle
+
     server = get_provider(ctx).database_server()
     with ctx.state.lock():
+        # Workspaces first: team servers hold database connections, and nothing of a team may outlive it.
+        changes = lifecycle.teardown_changes(ctx)
         if server.owns_server:
-            changes = server.teardown()
+            changes += server.teardown()
         elif server.is_reachable():
-            changes = teardown_tenancy(ctx.config, observe(server, ctx.config))
+            changes += teardown_tenancy(ctx.config, observe(server, ctx.config))
         else:
             raise ProvisionError("the database server cannot be reached, so the event's roles cannot be removed",
                                  hint="check database.admin_dsn and the server, then run `datathon down` again")
@@ -38,7 +42,7 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
             confirm(ctx, f"Remove everything of event {ctx.config.event!r} listed above, team data included?",
                     yes=yes)
         removed = apply_changes(plan.changes, server, ctx.console, label="tearing down")
-        left = server.leftovers()
+        left = lifecycle.leftovers(ctx) + server.leftovers()
         if not server.owns_server and server.is_reachable():
             facts = observe(server, ctx.config)
             mark = MARK.format(event=ctx.config.event)
@@ -50,6 +54,14 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
     shutil.rmtree(ctx.state.root, ignore_errors=True)
     checked = [(c.component + " " + c.target, "removed") for c in plan.pending]
     checked.append((f"state folder {ctx.state.root} (secrets, handouts)", "removed"))
+    if ctx.config.workspaces is not None:
+        checked.append(("hub process and ports, event Unix users and groups", "verified gone"))
+        from datathon.workspaces.environment import TeamEnvironment
+
+        env = TeamEnvironment(ctx.config.workspaces)
+        if env.prefix.exists():
+            checked.append((f"team environment {env.prefix}", "kept: a shared build cache, no process, no secret "
+                                                               "(rm -rf it to reclaim the disk)"))
     if server.owns_server:
         checked.append(("server process, port and data folder", "verified gone"))
     else:

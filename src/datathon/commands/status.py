@@ -30,6 +30,7 @@ class StatusResult:
     event: str
     components: list[ComponentStatus]
     logins: list[LoginStatus] = field(default_factory=list)
+    servers: list = field(default_factory=list)  # workspaces.lifecycle.ServerStatus per team and mentor
 
     @property
     def healthy(self) -> bool:
@@ -38,14 +39,19 @@ class StatusResult:
     def as_dict(self) -> dict:
         return {"event": self.event, "healthy": self.healthy,
                 "components": [c.as_dict() for c in self.components],
-                "logins": [x.as_dict() for x in self.logins]}
+                "logins": [x.as_dict() for x in self.logins],
+                "workspaces": [x.as_dict() for x in self.servers]}
 
 
 def run_status(ctx: Context) -> StatusResult:
+    from datathon.workspaces.lifecycle import workspace_status
+
     config = ctx.config
     server = get_provider(ctx).database_server()
     result = StatusResult(event=config.event, components=server.status())
+    ws_components, result.servers = workspace_status(ctx)
     if not server.is_reachable():
+        result.components += ws_components
         return result
     facts = observe(server, config)
     with server.connect(autocommit=True) as conn:
@@ -90,4 +96,5 @@ def run_status(ctx: Context) -> StatusResult:
         f"{config.policy.statement_timeout}, temp_file_limit {config.policy.temp_file_limit} "
         f"({', '.join(groups)})",
     ))
+    result.components += ws_components
     return result

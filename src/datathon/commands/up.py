@@ -42,6 +42,24 @@ def confirm(ctx: Context, question: str, *, yes: bool) -> None:
         raise Aborted("declined; nothing was changed")
 
 
+def _workspaces(ctx: Context, server, preview, *, yes: bool) -> list:
+    """Planned again now that the database exists (its certificate goes into the teams' homes); anything
+    deleting that the preview did not show is asked about again."""
+    from datathon.workspaces.plan import plan_workspaces
+
+    changes = plan_workspaces(ctx, server.endpoint())
+    blocked = [c for c in changes if c.action == "blocked"]
+    if blocked:
+        raise ProvisionError(f"{blocked[0].component} {blocked[0].target}: {blocked[0].reason}",
+                             hint="fix this and run `datathon up` again (the database part is done)")
+    shown = {(c.component, c.target) for c in preview.workspaces if c.destructive}
+    new = [c for c in changes if c.destructive and (c.component, c.target) not in shown]
+    if new:
+        print_plan(ctx.console, Plan(new))
+        confirm(ctx, f"Remove the {len(new)} workspace resource(s) listed above?", yes=yes)
+    return changes
+
+
 def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> UpResult:
     """Plan, show, confirm, apply. Only approved changes run; the data part of a server that was not running
     when planned is planned after it starts, and asked about again if it would drop anything."""
@@ -50,8 +68,8 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     server = provider.database_server()
     with ctx.state.lock():
         preview = full_plan(ctx, server, drop_team_data=drop_team_data)
-        if [c for c in preview.infra if c.action == "blocked"]:
-            first = next(c for c in preview.infra if c.action == "blocked")
+        if preview.blocked_infra:
+            first = preview.blocked_infra[0]
             raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
                                  hint="nothing was changed; fix this and run `datathon up` again")
         if preview.pending and not yes:
@@ -77,7 +95,9 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             regrant = [c for c in data_plan(ctx, observe(server, ctx.config), server=server)
                        if c.component in ("grant", "schema") and c.mutating and not c.destructive]
             applied += apply_changes(regrant, server, ctx.console, label="grants on loaded data")
-        plan = Plan(preview.infra + data.changes)
+        workspaces = _workspaces(ctx, server, preview, yes=yes)
+        applied += apply_changes(workspaces, server, ctx.console, label="workspaces")
+        plan = Plan(preview.infra + data.changes + workspaces)
         state = ctx.state.load()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         state.update({

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -19,29 +17,16 @@ from pydantic import (
     model_validator,
 )
 
-# Lower-case identifiers that need no quoting in SQL and are safe as Unix user names later on.
-IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-# PostgreSQL names that would collide with system schemas or our own group roles.
-RESERVED_NAMES = {"public", "information_schema", "teams", "mentors", "data", "admin", "datathon_meta", "postgres"}
-DURATION_RE = re.compile(r"^\d+\s*(us|ms|s|min|h|d)?$")
-MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
-GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
-
-
-def check_identifier(value: str, *, what: str, max_len: int) -> str:
-    if not IDENT_RE.match(value):
-        raise ValueError(
-            f"{what} {value!r} must start with a lower-case letter and hold only a-z, 0-9 and _"
-        )
-    if len(value) > max_len:
-        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
-    if value.startswith("pg_") or value in RESERVED_NAMES:
-        raise ValueError(f"{what} {value!r} is reserved; pick another name")
-    return value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from datathon.config.common import (  # noqa: F401  (re-exported: other modules import them from here)
+    DURATION_RE,
+    GUC_RE,
+    IDENT_RE,
+    MEMORY_RE,
+    RESERVED_NAMES,
+    Strict,
+    check_identifier,
+)
+from datathon.config.workspaces import Workspaces
 
 
 class Member(Strict):
@@ -49,10 +34,15 @@ class Member(Strict):
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+# A team's GPUs: how many (datathon picks the devices) or exactly which device ids.
+Gpus = Annotated[int, Field(ge=0, le=64)] | list[Annotated[int, Field(ge=0, le=63)]]
+
+
 class Team(Strict):
     name: str
     title: str | None = None
     members: list[Member] = []
+    gpus: Gpus = Field(default=0, description="GPUs for this team's workspace: a count, or device ids")
 
     @field_validator("name")
     @classmethod
@@ -65,6 +55,7 @@ class GeneratedTeams(Strict):
 
     count: int = Field(ge=1, le=500)
     prefix: str = "team"
+    gpus: int = Field(default=0, ge=0, le=64, description="GPUs for each team's workspace")
 
     @field_validator("prefix")
     @classmethod
@@ -73,7 +64,7 @@ class GeneratedTeams(Strict):
 
     def expand(self) -> list[Team]:
         width = max(2, len(str(self.count)))
-        return [Team(name=f"{self.prefix}{i:0{width}d}") for i in range(1, self.count + 1)]
+        return [Team(name=f"{self.prefix}{i:0{width}d}", gpus=self.gpus) for i in range(1, self.count + 1)]
 
 
 def _teams_shape(value: object) -> str:
@@ -385,6 +376,7 @@ class EventConfig(Strict):
     databases: list[Database] = Field(min_length=1)
     policy: Policy = Policy()
     mentor_policy: Policy | None = None
+    workspaces: Workspaces | None = Field(default=None, description="JupyterHub with a Unix user per team")
 
     @field_validator("event")
     @classmethod
@@ -410,6 +402,16 @@ class EventConfig(Strict):
         dbs = [d.name for d in self.databases]
         if len(set(dbs)) != len(dbs):
             raise ValueError("a database is listed twice")
+        if self.workspaces is not None:
+            # Unix user names (useradd) are at most 32 characters; ours are <event>_<name> as in the database.
+            long = [n for n in seen if len(f"{self.event}_{n}") > 32]
+            if long:
+                raise ValueError(f"with workspaces, {self.event}_<name> becomes a Unix user name (32 characters at "
+                                 f"most): shorten the event name or these names: {', '.join(sorted(long))}")
+            if any(len(set(t.gpus)) != len(t.gpus) for t in self.team_list if isinstance(t.gpus, list)):
+                raise ValueError("a team lists the same GPU twice")
+        elif any(t.gpus for t in self.team_list):
+            raise ValueError("teams ask for GPUs but there is no `workspaces:` section to give them to")
         shared = {s for d in self.databases for s in d.readable_schemas}
         clash = shared & {t.name for t in self.team_list}
         if clash:

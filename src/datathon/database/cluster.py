@@ -23,6 +23,7 @@ from datathon.database import roles
 from datathon.database.server import ComponentStatus, DatabaseServer, Endpoint
 from datathon.database.tls import self_signed_certificate
 from datathon.errors import ConfigError, ProvisionError
+from datathon.fsutil import write_owned
 from datathon.plan import Change
 from datathon.providers.base import Context
 from datathon.state import SYSTEM_ROOT
@@ -283,18 +284,8 @@ class ManagedCluster(DatabaseServer):
         return proc
 
     def _write_owned(self, path: Path, data: bytes) -> None:
-        """Write a file in a folder the server's OS user owns, as root, without following a link that user
-        could have planted there (O_EXCL|O_NOFOLLOW on a fresh name, fchown, then an atomic rename)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)  # removes a planted link itself, never its target
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, data)
-            if os.geteuid() == 0:
-                os.fchown(fd, self.os_user.pw_uid, self.os_user.pw_gid)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        """Write a file in a folder the server's OS user owns, never following a link that user planted."""
+        write_owned(path, data, uid=self.os_user.pw_uid, gid=self.os_user.pw_gid)
 
     def _own(self, path: Path, mode: int) -> None:
         if path.is_symlink():

@@ -1,0 +1,31 @@
+"""Building blocks shared by the parts of the event file."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+# Lower-case identifiers that need no quoting in SQL and are safe as Unix user names later on.
+IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# PostgreSQL names that would collide with system schemas or our own group roles.
+RESERVED_NAMES = {"public", "information_schema", "teams", "mentors", "data", "admin", "datathon_meta", "postgres"}
+DURATION_RE = re.compile(r"^\d+\s*(us|ms|s|min|h|d)?$")
+MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
+GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+
+
+def check_identifier(value: str, *, what: str, max_len: int) -> str:
+    if not IDENT_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} must start with a lower-case letter and hold only a-z, 0-9 and _"
+        )
+    if len(value) > max_len:
+        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
+    if value.startswith("pg_") or value in RESERVED_NAMES:
+        raise ValueError(f"{what} {value!r} is reserved; pick another name")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

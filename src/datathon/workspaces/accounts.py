@@ -1,0 +1,178 @@
+"""Unix users and groups for the teams (and mentors), as The Littlest JupyterHub does it: check before acting,
+refuse to touch a same-named user datathon did not make (its GECOS field carries our mark)."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datathon.config import EventConfig
+from datathon.errors import ProvisionError
+from datathon.workspaces import names
+
+log = logging.getLogger("datathon")
+
+
+@dataclass(frozen=True)
+class Account:
+    kind: str  # team or mentor
+    name: str  # as in the event file
+    user: str  # the Unix (and hub, and database) user name
+    group: str  # primary group
+    home: Path
+    admin: bool = False
+    gpus: tuple[int, ...] = ()
+
+
+def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = None) -> list[Account]:
+    ws = config.workspaces
+    assert ws is not None
+    gpus = gpus or {}
+    out = [Account("team", t.name, names.unix_user(config.event, t.name), names.teams_group(config.event),
+                   ws.home_root / names.unix_user(config.event, t.name), gpus=tuple(gpus.get(t.name, ())))
+           for t in config.team_list]
+    out += [Account("mentor", m.name, names.unix_user(config.event, m.name), names.mentors_group(config.event),
+                    ws.home_root / names.unix_user(config.event, m.name), admin=ws.mentors_are_admins)
+            for m in config.mentors]
+    return out
+
+
+def _run(cmd: list[str], *, what: str, stdin: str | None = None) -> None:
+    # Never log stdin: for chpasswd it holds a password.
+    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    log.info("%s -> %s %s", " ".join(cmd), res.returncode, res.stderr.strip())
+    if res.returncode != 0:
+        raise ProvisionError(f"{what} failed: {res.stderr.strip() or res.stdout.strip() or 'no output'}",
+                             hint="fix the cause and run `datathon up` again (it resumes here)")
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise ProvisionError(f"{what} needs root (Unix users, PAM logins and the hub)",
+                             hint="run datathon as root on the workspace server")
+
+
+def lookup(user: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        return None
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def is_ours(entry: pwd.struct_passwd, event: str) -> bool:
+    return entry.pw_gecos == names.MARK.format(event=event)
+
+
+def event_users(event: str) -> list[pwd.struct_passwd]:
+    """Every Unix user datathon made for this event (found by the mark, so removed teams are found too)."""
+    return [e for e in pwd.getpwall() if is_ours(e, event)]
+
+
+def ensure_group(name: str) -> None:
+    if not group_exists(name):
+        _run(["groupadd", "--system", name], what=f"creating Unix group {name}")
+
+
+def remove_group(name: str) -> None:
+    if group_exists(name):
+        _run(["groupdel", name], what=f"removing Unix group {name}")
+
+
+def create_user(acct: Account, event: str) -> None:
+    acct.home.parent.mkdir(parents=True, exist_ok=True)
+    _run(["useradd", "--create-home", "--home-dir", str(acct.home), "--shell", "/bin/bash", "--no-user-group",
+          "--gid", acct.group, "--comment", names.MARK.format(event=event), acct.user],
+         what=f"creating Unix user {acct.user}")
+    os.chmod(acct.home, 0o700)  # no team reads another's home, whatever the system's HOME_MODE
+
+
+def repair_user(acct: Account) -> None:
+    _run(["usermod", "--gid", acct.group, acct.user], what=f"setting the group of {acct.user}")
+    os.chmod(acct.home, 0o700)
+
+
+def set_password(user: str, password: str) -> None:
+    _run(["chpasswd"], stdin=f"{user}:{password}\n", what=f"setting the password of {user}")
+
+
+def _shadow_hash(user: str) -> str | None:
+    try:
+        with open("/etc/shadow") as fh:
+            for line in fh:
+                parts = line.split(":")
+                if parts[0] == user:
+                    return parts[1]
+    except OSError:
+        return None
+    return None
+
+
+def password_fingerprint(user: str, password: str) -> str | None:
+    """Changes when the user's password hash changes (someone ran passwd) or the secret does; never reveals
+    either. Stored in state.json after we set the password, compared on the next `up`."""
+    h = _shadow_hash(user)
+    if h is None:
+        return None
+    return hashlib.sha256(f"{h}\0{password}".encode()).hexdigest()[:24]
+
+
+def processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as fh:
+                for line in fh:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry.name))
+                        break
+        except OSError:
+            continue
+    return pids
+
+
+def kill_processes(uid: int, *, grace: float = 5.0) -> None:
+    """SIGTERM every process of the user, then SIGKILL what is left after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        pids = processes_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and processes_of(uid):
+            time.sleep(0.1)
+    left = processes_of(uid)
+    if left:
+        raise ProvisionError(f"processes of uid {uid} survive SIGKILL: {left}", hint="look at them with ps")
+
+
+def remove_user(user: str, event: str) -> None:
+    entry = lookup(user)
+    if entry is None:
+        return
+    if not is_ours(entry, event):
+        raise ProvisionError(f"Unix user {user} was not made by datathon for event {event}; not removing it")
+    kill_processes(entry.pw_uid)
+    _run(["userdel", "--remove", user], what=f"removing Unix user {user}")

@@ -1,0 +1,166 @@
+"""The one environment every team's server runs: Debian's python3 in a world-readable prefix.
+
+The default Python of these machines lives in root's home, which team users cannot read; so the team
+environment is a venv of /usr/bin/python3 under `workspaces.env_root`, named by a hash of what goes into it.
+It is built once and reused by every team (and every event asking for the same packages); a changed package
+list builds a new one. It also holds the hub itself (JupyterHub, the idle culler, configurable-http-proxy), so
+the hub and the single-user servers always run matching versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from rich.console import Console
+
+from datathon.config.workspaces import Workspaces
+from datathon.errors import ProvisionError
+
+log = logging.getLogger("datathon")
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+# The data stack of the issue, pinned to compatible ranges; the config adds to it.
+BASE_PIP = [
+    "jupyterhub>=5,<7", "jupyterlab>=4,<5", "jupyterhub-idle-culler>=1.4,<3", "ipykernel>=6,<8",
+    "pandas>=2,<4", "numpy>=1.26,<3", "matplotlib>=3.8,<4", "scikit-learn>=1.4,<2", "SQLAlchemy>=2,<3",
+    "psycopg[binary]>=3.1,<4",
+]
+# R with its Jupyter kernel and database drivers come from Debian (r-cran-irkernel registers the "ir" kernel).
+BASE_APT = ["python3-venv", "r-base-core", "r-cran-irkernel", "r-cran-dbi", "r-cran-rpostgresql"]
+PROXY_NPM = "configurable-http-proxy@^5"
+STAMP = ".datathon-env.json"
+
+
+def missing_apt(names: list[str]) -> list[str]:
+    missing = []
+    for name in names:
+        pkg = name.split("=", 1)[0]
+        res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        if res.returncode != 0 or "install ok installed" not in res.stdout:
+            missing.append(name)
+    return missing
+
+
+def install_apt(names: list[str], console: Console) -> None:
+    if os.geteuid() != 0:
+        raise ProvisionError(f"Debian packages missing: {' '.join(names)}",
+                             hint=f"install them as root (apt-get install {' '.join(names)}), then run `up` again")
+    with console.status(f"apt-get install {' '.join(names)} ..."):
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *names]):
+            res = subprocess.run(cmd, capture_output=True, text=True,
+                                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            log.info("%s -> %s\n%s%s", " ".join(cmd), res.returncode, res.stdout[-4000:], res.stderr[-4000:])
+            if res.returncode != 0:
+                tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise ProvisionError(f"`{' '.join(cmd)}` failed: {tail[0]}",
+                                     hint="check the package names in workspaces.packages.apt and the network")
+
+
+@dataclass
+class TeamEnvironment:
+    ws: Workspaces
+
+    @cached_property
+    def pip(self) -> list[str]:
+        return BASE_PIP + list(self.ws.packages.pip)
+
+    @cached_property
+    def apt(self) -> list[str]:
+        return BASE_APT + list(self.ws.packages.apt)
+
+    @cached_property
+    def spec(self) -> dict:
+        return {"python": str(SYSTEM_PYTHON), "pip": self.pip, "npm": [PROXY_NPM], "layout": 1}
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def prefix(self) -> Path:
+        return self.ws.env_root / f"env-{self.digest}"
+
+    @property
+    def bin(self) -> Path:
+        return self.prefix / "bin"
+
+    @property
+    def proxy(self) -> Path:
+        return self.prefix / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+    def is_built(self) -> bool:
+        """Complete only once the stamp is written, as the last step of a build."""
+        try:
+            return json.loads((self.prefix / STAMP).read_text()) == self.spec
+        except (OSError, json.JSONDecodeError):
+            return False
+
+    def build(self, console: Console) -> None:
+        if not SYSTEM_PYTHON.exists():
+            raise ProvisionError(f"{SYSTEM_PYTHON} is missing", hint="apt-get install python3 python3-venv")
+        if shutil.which("npm") is None:
+            install_apt(["npm"], console)
+        old_umask = os.umask(0o022)  # every file world-readable: team users run them
+        try:
+            self.ws.env_root.mkdir(parents=True, exist_ok=True)
+            for folder in [self.ws.env_root, *self.ws.env_root.parents]:
+                if folder == Path("/"):
+                    break
+                if not os.stat(folder).st_mode & 0o005:
+                    raise ProvisionError(f"{folder} is not readable by other users, so teams could not run the "
+                                         "environment below it", hint="set workspaces.env_root to e.g. /opt/datathon")
+            # A venv cannot be moved (its scripts name their folder), so it is built in place; a half-built one
+            # (no stamp) is removed and started again.
+            if self.prefix.exists():
+                shutil.rmtree(self.prefix)
+            py = str(self.bin / "python")
+            steps = [
+                ("creating the venv", [str(SYSTEM_PYTHON), "-m", "venv", str(self.prefix)]),
+                ("upgrading pip", [py, "-m", "pip", "install", "-q", "--upgrade", "pip"]),
+                (f"installing {len(self.pip)} Python packages", [py, "-m", "pip", "install", "--progress-bar", "off",
+                                                                 *self.pip]),
+                ("installing configurable-http-proxy", ["npm", "install", "--no-audit", "--no-fund", "--silent",
+                                                        "--prefix", str(self.prefix / "node"), PROXY_NPM]),
+            ]
+            with console.status("building the team environment ...") as status:
+                for label, cmd in steps:
+                    status.update(f"team environment {self.prefix}: {label} ...")
+                    self._run(cmd, label)
+            self._verify()
+            (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")
+        finally:
+            os.umask(old_umask)
+
+    def _run(self, cmd: list[str], label: str) -> None:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        log.info("%s -> %s\n%s%s", " ".join(cmd), res.returncode, res.stdout[-8000:], res.stderr[-8000:])
+        if res.returncode != 0:
+            lines = [x for x in (res.stderr or res.stdout).strip().splitlines() if x.strip()]
+            raise ProvisionError(f"building the team environment failed while {label}: "
+                                 f"{lines[-1] if lines else 'no output'}",
+                                 hint="see the log file for the full output; fix it (a package name in "
+                                      "workspaces.packages?) and run `datathon up` again")
+
+    def _verify(self) -> None:
+        """Both kernels must exist and R must load its database drivers, else teams find out on event day."""
+        res = subprocess.run([str(self.bin / "jupyter"), "kernelspec", "list", "--json"], capture_output=True,
+                             text=True)
+        kernels = json.loads(res.stdout or "{}").get("kernelspecs", {}) if res.returncode == 0 else {}
+        for name in ("python3", "ir"):
+            if name not in kernels:
+                raise ProvisionError(f"the team environment has no {name!r} Jupyter kernel",
+                                     hint="for R: apt-get install r-cran-irkernel; then run `datathon up` again")
+        self._run(["Rscript", "-e", "suppressMessages({library(IRkernel); library(DBI); library(RPostgreSQL)})"],
+                  "loading R's IRkernel, DBI and RPostgreSQL")
+        if not self.proxy.exists():
+            raise ProvisionError(f"configurable-http-proxy is missing at {self.proxy}",
+                                 hint="check that npm can reach its registry, then run `datathon up` again")

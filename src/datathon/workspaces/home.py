@@ -1,0 +1,162 @@
+"""What a team finds in its home: a .pgpass, the server's certificate, example notebooks, ~/datasets.
+
+With these and the PG* variables the hub sets, psql, psycopg, SQLAlchemy and R's DBI connect with no arguments.
+Files are written as root into a folder the team owns, so every write goes through fsutil (no link followed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from datathon.config import EventConfig
+from datathon.database.server import Endpoint
+from datathon.fsutil import make_dir_owned, open_dir, read_plain, write_owned
+from datathon.workspaces.accounts import Account
+
+
+@dataclass
+class HomeFile:
+    path: str  # relative to the home folder
+    data: bytes
+    mode: int
+    overwrite: bool  # False: the team may edit it; written only when missing
+
+
+def pg_environment(config: EventConfig, acct: Account, endpoint: Endpoint) -> dict[str, str]:
+    """The libpq variables of a team's server: every client library reads them."""
+    return {"PGHOST": endpoint.host, "PGPORT": str(endpoint.port), "PGUSER": acct.user,
+            "PGDATABASE": config.databases[0].name, "PGSSLMODE": endpoint.sslmode}
+
+
+def _pgpass(endpoint: Endpoint, acct: Account, password: str) -> bytes:
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace(":", "\\:")
+
+    return f"{esc(endpoint.host)}:{endpoint.port}:*:{esc(acct.user)}:{esc(password)}\n".encode()
+
+
+def _notebook(cells: list[tuple[str, str]], kernel: dict) -> bytes:
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": kernel},
+        "cells": [
+            {"cell_type": kind, "id": f"cell-{i}", "metadata": {}, "source": src,
+             **({"execution_count": None, "outputs": []} if kind == "code" else {})}
+            for i, (kind, src) in enumerate(cells)
+        ],
+    }
+    return (json.dumps(nb, indent=1) + "\n").encode()
+
+
+# Row counts from the statistics (instant, where count(*) on chartevents takes minutes).
+SIZES_SQL = ("SELECT n.nspname AS schema_name, c.relname AS table_name, "
+             "GREATEST(c.reltuples, s.n_live_tup, 0)::bigint AS n_rows "
+             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid "
+             "WHERE c.relkind IN ('r', 'p') AND {in_shared} ORDER BY n_rows DESC, 1, 2")
+
+
+def python_example(shared: list[str]) -> bytes:
+    return _notebook([
+        ("markdown", "# Querying the event database from Python\n"
+                     "The connection comes from the environment (`PGHOST`, `PGUSER`, ...) and `~/.pgpass`: "
+                     "no password in the notebook. Shared data is read-only; your tables go in your own schema, "
+                     "first on your search path."),
+        ("code", "import psycopg\nimport pandas as pd\nimport matplotlib.pyplot as plt\n"
+                 "from sqlalchemy import create_engine\n\n"
+                 "with psycopg.connect() as conn:\n"
+                 "    print(conn.execute('SELECT current_user, current_database(), current_schema()').fetchone())\n"
+                 "engine = create_engine('postgresql+psycopg://')  # same settings, for pandas"),
+        ("code", f"SHARED = {json.dumps(shared or ['-'])}  # the event's shared, read-only schemas\n"
+                 f"sql = {SIZES_SQL.format(in_shared='n.nspname = ANY(%(shared)s)')!r}\n"
+                 "sizes = pd.read_sql(sql, engine, params={'shared': SHARED})\n"
+                 "sizes.head(20)"),
+        ("code", "# Write a table into your own schema, then read it back\n"
+                 "sizes.to_sql('example_table_sizes', engine, if_exists='replace', index=False)\n"
+                 "pd.read_sql('SELECT count(*) AS n FROM example_table_sizes', engine)"),
+        ("code", "top = sizes.head(10)\n"
+                 "if top.empty:\n"
+                 "    print('no shared tables yet')\n"
+                 "else:\n"
+                 "    top.plot.barh(x='table_name', y='n_rows', legend=False, title='Largest shared tables')\n"
+                 "    plt.xlabel('rows (estimate)')\n"
+                 "    plt.show()"),
+        ("code", "import os\n"
+                 "folder = os.path.expanduser('~/datasets')\n"
+                 "print(sorted(os.listdir(folder))[:20] if os.path.isdir(folder) else 'no ~/datasets on this server')"),
+    ], {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"})
+
+
+def r_example(shared: list[str]) -> bytes:
+    shared_r = ", ".join(f'"{s}"' for s in shared or ["-"])
+    return _notebook([
+        ("markdown", "# Querying the event database from R\n"
+                     "DBI with RPostgreSQL; the connection comes from the environment and `~/.pgpass`."),
+        ("code", "library(DBI)\n"
+                 "con <- dbConnect(RPostgreSQL::PostgreSQL())\n"
+                 'dbGetQuery(con, "SELECT current_user, current_database(), current_schema()")'),
+        ("code", f"shared <- c({shared_r})  # the event's shared, read-only schemas\n"
+                 "schemas <- paste(dbQuoteString(con, shared), collapse = \", \")\n"
+                 f"sql <- sprintf({json.dumps(SIZES_SQL.format(in_shared='n.nspname IN (%s)'))}, schemas)\n"
+                 "sizes <- dbGetQuery(con, sql)\n"
+                 "head(sizes, 20)"),
+        ("code", "# Write a table into your own schema, then read it back\n"
+                 'dbWriteTable(con, "example_table_sizes_r", sizes, overwrite = TRUE, row.names = FALSE)\n'
+                 'dbGetQuery(con, "SELECT count(*) AS n FROM example_table_sizes_r")'),
+        ("code", "top <- head(sizes, 10)\n"
+                 "if (nrow(top) == 0) print(\"no shared tables yet\") else\n"
+                 "  barplot(rev(as.numeric(top$n_rows)), names.arg = rev(top$table_name), horiz = TRUE, las = 1,\n"
+                 "          main = \"Largest shared tables\", cex.names = 0.6)"),
+        ("code", "dbDisconnect(con)"),
+    ], {"name": "ir", "display_name": "R", "language": "R"})
+
+
+def home_files(config: EventConfig, acct: Account, endpoint: Endpoint, password: str) -> list[HomeFile]:
+    shared = list(dict.fromkeys(s for d in config.databases for s in d.readable_schemas))
+    files = [HomeFile(".pgpass", _pgpass(endpoint, acct, password), 0o600, True)]
+    if endpoint.ca_cert and endpoint.ca_cert.exists():
+        # libpq then verifies the server's certificate even under sslmode=require.
+        files.append(HomeFile(".postgresql/root.crt", endpoint.ca_cert.read_bytes(), 0o644, True))
+    files += [HomeFile("examples/01-python-sql.ipynb", python_example(shared), 0o644, False),
+              HomeFile("examples/02-r-sql.ipynb", r_example(shared), 0o644, False)]
+    return files
+
+
+def stale_files(acct: Account, files: list[HomeFile]) -> list[HomeFile]:
+    """The files that are missing, or differ where datathon owns the content."""
+    out = []
+    for f in files:
+        current = read_plain(acct.home / f.path)
+        if current is None or (f.overwrite and current != f.data):
+            out.append(f)
+    return out
+
+
+def write_files(acct: Account, files: list[HomeFile], uid: int, gid: int) -> None:
+    for f in files:
+        target = acct.home / f.path
+        for parent in reversed([p for p in target.relative_to(acct.home).parents if p != Path(".")]):
+            make_dir_owned(acct.home / parent, uid=uid, gid=gid, mode=0o700 if parent.name.startswith(".") else 0o755)
+        write_owned(target, f.data, uid=uid, gid=gid, mode=f.mode)
+
+
+def datasets_link(acct: Account, folder: Path) -> str:
+    """`ok` when ~/datasets points at the event's dataset folder, `missing`, or `other` (the team's own thing,
+    which stays)."""
+    try:
+        with open_dir(acct.home) as dfd:
+            return "ok" if os.readlink("datasets", dir_fd=dfd) == str(folder) else "other"
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "other"
+
+
+def link_datasets(acct: Account, folder: Path, uid: int, gid: int) -> None:
+    """~/datasets -> the event's dataset folder, read-only to teams by that folder's own permissions."""
+    with open_dir(acct.home) as dfd:
+        os.symlink(str(folder), "datasets", dir_fd=dfd)
+        os.chown("datasets", uid, gid, dir_fd=dfd, follow_symlinks=False)

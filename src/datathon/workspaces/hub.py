@@ -1,0 +1,280 @@
+"""The hub as a background service: its generated config, its process (pid file, log), its REST API.
+
+There is no systemd here, so datathon runs JupyterHub itself, in its own session, as root (PAM logins and
+starting servers as the team users need it). Its files live in the event's state folder (0700).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import jinja2
+
+from datathon.config.workspaces import Workspaces
+from datathon.errors import ProvisionError
+from datathon.state import StateStore, write_private
+from datathon.workspaces.accounts import Account
+from datathon.workspaces.environment import TeamEnvironment
+
+log = logging.getLogger("datathon")
+
+ORGANIZER_SECRET = "hub-organizer-token"
+PROXY_SECRET = "hub-proxy-token"
+START_TIMEOUT = 60.0
+
+
+class HubApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def local_url(ws: Workspaces) -> str:
+    """How datathon reaches the hub from this machine."""
+    host = "127.0.0.1" if ws.listen in ("0.0.0.0", "127.0.0.1") else ws.listen
+    host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{ws.port}"
+
+
+def public_url(ws: Workspaces) -> str:
+    """The address teams open (the handouts)."""
+    return (ws.public_url or local_url(ws)).rstrip("/")
+
+
+@dataclass
+class Hub:
+    event: str
+    state: StateStore
+    env: TeamEnvironment
+
+    @property
+    def ws(self):
+        return self.env.ws
+
+    @property
+    def dir(self) -> Path:
+        return self.state.root / "hub"
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "jupyterhub_config.py"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "hub.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "hub.log"
+
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        """Public (proxy), hub (internal), proxy API (internal)."""
+        return self.ws.port, self.ws.port + 1, self.ws.port + 2
+
+    @property
+    def local_url(self) -> str:
+        return local_url(self.ws)
+
+    @property
+    def public_url(self) -> str:
+        return public_url(self.ws)
+
+    # -- configuration ------------------------------------------------------------------------------
+    def render(self, accounts: list[Account]) -> str:
+        env = jinja2.Environment(loader=jinja2.PackageLoader("datathon.workspaces", "templates"),
+                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                 keep_trailing_newline=True)
+        public, hub_port, api_port = self.ports
+        listen = f"[{self.ws.listen}]" if ":" in self.ws.listen else self.ws.listen
+        idle = self.ws.idle_seconds
+        return env.get_template("jupyterhub_config.py.j2").render(
+            event=self.event, hub_dir=self.dir, bind_url=f"http://{listen}:{public}",
+            hub_bind_url=f"http://127.0.0.1:{hub_port}", proxy_api_url=f"http://127.0.0.1:{api_port}",
+            proxy_command=self.env.proxy, proxy_token_file=self.state.secret_path(PROXY_SECRET),
+            organizer_token_file=self.state.secret_path(ORGANIZER_SECRET),
+            users=sorted(a.user for a in accounts), admins=sorted(a.user for a in accounts if a.admin),
+            singleuser=self.env.bin / "jupyterhub-singleuser", python=self.env.bin / "python",
+            mem_limit=self.ws.limits.memory, cpu_limit=self.ws.limits.cpus,
+            idle_seconds=idle, cull_every=max(10, min(300, idle // 4)) if idle else 0,
+        )
+
+    def files(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> dict[Path, str]:
+        return {self.config_file: self.render(accounts),
+                self.dir / "user-env.json": json.dumps(user_env, indent=1, sort_keys=True) + "\n"}
+
+    def stale_files(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> list[Path]:
+        out = []
+        for path, text in self.files(accounts, user_env).items():
+            try:
+                if path.read_text() != text:
+                    out.append(path)
+            except OSError:
+                out.append(path)
+        return out
+
+    def write(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        self.state.secret(ORGANIZER_SECRET)
+        self.state.secret(PROXY_SECRET)
+        cookie = self.dir / "cookie_secret"
+        if not cookie.exists():
+            write_private(cookie, secrets.token_hex(32) + "\n")
+        for path, text in self.files(accounts, user_env).items():
+            write_private(path, text)
+
+    def config_digest_running(self) -> str | None:
+        try:
+            return (self.dir / "running-config").read_text().strip()
+        except OSError:
+            return None
+
+    def config_digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in ("jupyterhub_config.py", "user-env.json"):
+            try:
+                h.update((self.dir / name).read_bytes())
+            except OSError:
+                pass
+        return h.hexdigest()[:16]
+
+    # -- process ------------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The hub's pid when it runs (the pid file names a live jupyterhub process)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"jupyterhub" in cmdline else None
+
+    def proxy_pid(self) -> int | None:
+        try:
+            pid = int((self.dir / "proxy.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"configurable-http-proxy" in cmdline else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(
+                [str(self.env.bin / "jupyterhub"), "-f", str(self.config_file)], cwd=self.dir, stdin=subprocess.DEVNULL,
+                stdout=fd, stderr=fd, start_new_session=True,  # its own session: it outlives this command
+                env={"PATH": f"{self.env.bin}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+                     "HOME": str(self.dir)},
+            )
+        finally:
+            os.close(fd)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                self.api("GET", "/hub/api/")
+                (self.dir / "running-config").write_text(self.config_digest() + "\n")
+                return
+            except (OSError, HubApiError):
+                time.sleep(0.3)
+        if proc.poll() is None:
+            self._terminate(proc.pid)
+        raise ProvisionError(f"the hub did not start within {START_TIMEOUT:.0f}s: {self.log_tail()}",
+                             hint=f"see {self.log_file}; fix the cause and run `datathon up` again")
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(line.strip() for line in text[-lines:])
+
+    def stop(self) -> None:
+        for pid in (self.pid(), self.proxy_pid()):
+            if pid is not None:
+                self._terminate(pid)
+        (self.dir / "running-config").unlink(missing_ok=True)
+
+    @staticmethod
+    def _terminate(pid: int) -> None:
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                    if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                        os.waitpid(pid, os.WNOHANG)  # our own child, already dead
+                        return
+                except (ProcessLookupError, ChildProcessError, OSError):
+                    return
+                time.sleep(0.1)
+
+    # -- REST API -----------------------------------------------------------------------------------
+    @cached_property
+    def token(self) -> str:
+        return self.state.secret(ORGANIZER_SECRET)
+
+    def api(self, method: str, path: str, body: dict | None = None, *, timeout: float = 10.0):
+        req = urllib.request.Request(
+            self.local_url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise HubApiError(exc.code, exc.read().decode(errors="replace")[:300]) from None
+        return json.loads(raw) if raw else None
+
+    def users(self) -> dict[str, dict]:
+        return {u["name"]: u for u in self.api("GET", "/hub/api/users") or []}
+
+    def start_server(self, user: str, *, timeout: float = 120.0) -> None:
+        try:
+            self.api("POST", f"/hub/api/users/{user}/server")
+        except HubApiError as exc:
+            if exc.status != 400:  # 400: already running
+                raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.api("GET", f"/hub/api/users/{user}")
+            server = (info.get("servers") or {}).get("")
+            if server and server.get("ready"):
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"the server of {user} was not ready within {timeout:.0f}s")
+
+    def stop_server(self, user: str, *, timeout: float = 60.0) -> None:
+        try:
+            self.api("DELETE", f"/hub/api/users/{user}/server")
+        except HubApiError as exc:
+            if exc.status not in (400, 404):
+                raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.api("GET", f"/hub/api/users/{user}")
+            if not (info.get("servers") or {}).get(""):
+                return
+            time.sleep(0.3)

@@ -1,0 +1,205 @@
+"""Observe -> plan for the workspaces: packages, the team environment, Unix users and their homes, the hub.
+
+Every change is complete on its own (an interrupted `up` resumes at the first one not done), and each carries
+the reason it is there; `keep` entries say why nothing needs doing.
+"""
+
+from __future__ import annotations
+
+import pwd
+from pathlib import Path
+
+from datathon.database.server import Endpoint
+from datathon.plan import Change
+from datathon.providers.base import Context
+from datathon.workspaces import accounts, gpus, home
+from datathon.workspaces.accounts import Account
+from datathon.workspaces.environment import TeamEnvironment, install_apt, missing_apt
+from datathon.workspaces.hub import Hub
+
+
+def hub_for(ctx: Context) -> Hub:
+    ws = ctx.config.workspaces
+    assert ws is not None
+    return Hub(ctx.config.event, ctx.state, TeamEnvironment(ws))
+
+
+def datasets_folder(ctx: Context) -> Path | None:
+    """The event's local dataset folder, linked at ~/datasets (None when the event has none on this machine)."""
+    storage = getattr(ctx.config, "storage", None)
+    if storage is None or getattr(storage, "backend", None) != "local":
+        return None
+    path = getattr(storage, "path", None)
+    return Path(path) if path else ctx.state.system_dir("-datasets")
+
+
+def user_environment(ctx: Context, accts: list[Account], endpoint: Endpoint) -> dict[str, dict[str, str]]:
+    env = {}
+    for a in accts:
+        e = home.pg_environment(ctx.config, a, endpoint)
+        # No GPU unless assigned: an empty CUDA_VISIBLE_DEVICES hides every device from that team.
+        e["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in a.gpus)
+        env[a.user] = e
+    return env
+
+
+def _passwords(ctx: Context) -> dict[str, str]:
+    return dict(ctx.state.load().get("workspaces", {}).get("passwords", {}))
+
+
+def _record_password(ctx: Context, user: str, fingerprint: str | None) -> None:
+    state = ctx.state.load()
+    ws = state.setdefault("workspaces", {})
+    ws.setdefault("passwords", {})[user] = fingerprint
+    ctx.state.save(state)
+
+
+def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
+    config, ws = ctx.config, ctx.config.workspaces
+    if ws is None:
+        return []
+    event, console = config.event, ctx.console
+    changes: list[Change] = []
+    env = TeamEnvironment(ws)
+
+    inventory = gpus.detect()
+    try:
+        assigned = gpus.assign(config, inventory.count)
+    except gpus.GpuRequestError as exc:
+        return [Change("gpu", "GPUs", "blocked", f"{exc} ({inventory.summary})")]
+    accts = accounts.wanted_accounts(config, assigned)
+    if assigned:
+        changes.append(Change("gpu", "GPUs", "keep", "; ".join(f"{t}: {','.join(map(str, d))}"
+                                                              for t, d in assigned.items())))
+
+    missing = missing_apt(env.apt)
+    if missing:
+        changes.append(Change("package", f"apt: {' '.join(missing)}", "create", "Debian packages the teams need",
+                              run=lambda: install_apt(missing, console)))
+    else:
+        changes.append(Change("package", "apt packages", "keep", f"{len(env.apt)} installed"))
+
+    if env.is_built():
+        changes.append(Change("environment", str(env.prefix), "keep", "built for this package list"))
+    else:
+        changes.append(Change("environment", str(env.prefix), "create",
+                              f"JupyterLab, Python and R kernels, {len(env.pip)} pip packages (takes a minute or two)",
+                              run=lambda: env.build(console)))
+
+    for group in sorted({a.group for a in accts}):
+        if accounts.group_exists(group):
+            changes.append(Change("unix group", group, "keep", "exists"))
+        else:
+            changes.append(Change("unix group", group, "create", "primary group of the event's users",
+                                  run=lambda g=group: accounts.ensure_group(g)))
+
+    folder = datasets_folder(ctx)
+    recorded = _passwords(ctx)
+    for a in accts:
+        changes += _account_changes(ctx, a, endpoint, folder, recorded)
+
+    wanted = {a.user for a in accts}
+    hub = hub_for(ctx)
+    for entry in accounts.event_users(event):
+        if entry.pw_name not in wanted:
+            def drop(user=entry.pw_name):
+                if hub.is_running():
+                    hub.stop_server(user)
+                accounts.remove_user(user, event)
+
+            changes.append(Change("unix user", entry.pw_name, "drop", "no longer in the event file; its home goes too",
+                                  run=drop, destructive=True))
+
+    changes += _hub_changes(hub, accts, user_environment(ctx, accts, endpoint))
+    return changes
+
+
+def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None,
+                     recorded: dict[str, str]) -> list[Change]:
+    event = ctx.config.event
+    password = ctx.state.secret(a.user)
+    files = home.home_files(ctx.config, a, endpoint, password)
+    entry = accounts.lookup(a.user)
+
+    def finish(stale: list[home.HomeFile], link: bool) -> None:
+        pw = pwd.getpwnam(a.user)
+        home.write_files(a, stale, pw.pw_uid, pw.pw_gid)
+        if link and folder is not None:
+            home.link_datasets(a, folder, pw.pw_uid, pw.pw_gid)
+
+    if entry is None:
+        def create() -> None:
+            accounts.create_user(a, event)
+            accounts.set_password(a.user, password)
+            _record_password(ctx, a.user, accounts.password_fingerprint(a.user, password))
+            finish(files, True)
+
+        return [Change("unix user", a.user, "create", f"{a.kind} {a.name}: home {a.home} (0700), password, "
+                                                      ".pgpass, example notebooks", run=create)]
+    if not accounts.is_ours(entry, event):
+        return [Change("unix user", a.user, "blocked",
+                       f"a Unix user {a.user} exists that datathon did not make (its comment is "
+                       f"{entry.pw_gecos!r}); rename the {a.kind} or remove that user")]
+    out = []
+    if recorded.get(a.user) != accounts.password_fingerprint(a.user, password):
+        def repass() -> None:
+            accounts.set_password(a.user, password)
+            _record_password(ctx, a.user, accounts.password_fingerprint(a.user, password))
+
+        out.append(Change("unix user", f"{a.user} password", "update", "differs from the team's secret", run=repass))
+    problems = []
+    try:
+        stale = home.stale_files(a, files)
+        link = folder is not None and home.datasets_link(a, folder) == "missing"
+    except Exception:  # an unreadable home: recreate what we can
+        stale, link = files, False
+    if entry.pw_gid != _gid(a.group):
+        problems.append(f"primary group is not {a.group}")
+    if Path(entry.pw_dir).stat().st_mode & 0o077:
+        problems.append("home is readable by others")
+    if stale or link or problems:
+        what = [f.path for f in stale] + (["~/datasets"] if link else []) + problems
+
+        def repair() -> None:
+            if problems:
+                accounts.repair_user(a)
+            finish(stale, link)
+
+        out.append(Change("unix user", f"{a.user} home", "update", "; ".join(what), run=repair))
+    if not out:
+        out.append(Change("unix user", a.user, "keep", f"{a.kind} {a.name}: password, home and files as wanted"))
+    return out
+
+
+def _gid(group: str) -> int | None:
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _hub_changes(hub: Hub, accts: list[Account], user_env: dict[str, dict[str, str]]) -> list[Change]:
+    if not hub.ws.hub:
+        return []
+    out = []
+    stale = hub.stale_files(accts, user_env)
+    if stale:
+        out.append(Change("hub", "configuration", "update" if hub.config_file.exists() else "create",
+                          f"{', '.join(p.name for p in stale)} from the event file",
+                          run=lambda: hub.write(accts, user_env)))
+    running = hub.is_running()
+    if not running:
+        out.append(Change("hub", hub.public_url, "start", "JupyterHub is not running", run=hub.start))
+    elif stale or hub.config_digest_running() != hub.config_digest():
+        def restart() -> None:
+            hub.stop()
+            hub.start()
+
+        out.append(Change("hub", hub.public_url, "restart", "its configuration changed (team servers keep running)",
+                          run=restart))
+    else:
+        out.append(Change("hub", hub.public_url, "keep", "running with the current configuration"))
+    return out
+
