@@ -96,6 +96,19 @@ class Event:
             if server.home.exists():  # down failed: never leave a cluster running behind a test
                 server._stop()
                 shutil.rmtree(server.home, ignore_errors=True)
+            self._close_workspaces()
+
+    def _close_workspaces(self) -> None:
+        """After a failed down: no hub, no Unix user of this event may outlive the test."""
+        from datathon.workspaces import accounts, names
+        from datathon.workspaces.plan import hub_for
+
+        if self.ctx.config.workspaces is not None:
+            hub_for(self.ctx).stop()
+        for entry in accounts.event_users(self.ctx.config.event):
+            accounts.remove_user(entry.pw_name, self.ctx.config.event)
+        for group in (names.teams_group(self.ctx.config.event), names.mentors_group(self.ctx.config.event)):
+            accounts.remove_group(group)
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +121,11 @@ def three_teams(tmp_path_factory) -> Event:
         {"name": "beta"},
         {"name": "gamma"},
     ]))
-    ev.up()
-    yield ev
-    ev.close()
+    try:
+        ev.up()
+        yield ev
+    finally:
+        ev.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import datathon.check.database_probes  # noqa: F401  (registers the database probes)
+import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
 from datathon.database.tenancy import Login, wanted_logins
@@ -88,6 +89,10 @@ def _environment(ctx: Context) -> Environment:
         mentor = Credentials(mentors[0], _password(ctx, mentors[0]))
     env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.owns_server,
                       shared_tables=shared, mentor=mentor)
+    if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
+        from datathon.workspaces.plan import datasets_folder, hub_for
+
+        env.hub, env.datasets = hub_for(ctx), datasets_folder(ctx)
     if mentor:  # teams' probes share the mentor's login: stay under its connection limit
         env.mentor_slots = threading.Semaphore(max(1, mentor.login.policy.connection_limit - 1))
     return env

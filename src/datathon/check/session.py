@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -38,6 +39,8 @@ class Environment:
     shared_tables: dict[str, list[tuple[str, str, str, str]]]
     mentor: Credentials | None = None
     mentor_slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(4))
+    hub: object | None = None  # workspaces.hub.Hub when the event runs a hub; its probes skip otherwise
+    datasets: Path | None = None  # the folder linked at ~/datasets, when the event has one on this machine
 
 
 class Session:
@@ -48,6 +51,7 @@ class Session:
         self.others = others  # every other team
         self.evidence: list[Evidence] = []
         self._conns: dict[str, psycopg.Connection] = {}
+        self.closers: list = []  # other parts' per-team resources (a workspace's kernels), closed at the end
 
     @property
     def team(self) -> str:
@@ -85,6 +89,9 @@ class Session:
         for c in self._conns.values():
             c.close()
         self._conns.clear()
+        for close in self.closers:
+            close()
+        self.closers.clear()
 
     # -- evidence ------------------------------------------------------------------------------
     def note(self, statement: str, result: str) -> None:

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -45,9 +46,14 @@ def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = Non
     return out
 
 
+def _tool(name: str) -> str:
+    """useradd and friends live in /usr/sbin, which a non-login PATH may lack."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or name
+
+
 def _run(cmd: list[str], *, what: str, stdin: str | None = None) -> None:
     # Never log stdin: for chpasswd it holds a password.
-    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    res = subprocess.run([_tool(cmd[0]), *cmd[1:]], input=stdin, capture_output=True, text=True)
     log.info("%s -> %s %s", " ".join(cmd), res.returncode, res.stderr.strip())
     if res.returncode != 0:
         raise ProvisionError(f"{what} failed: {res.stderr.strip() or res.stdout.strip() or 'no output'}",

@@ -197,6 +197,7 @@ class Hub:
                 time.sleep(0.3)
         if proc.poll() is None:
             self._terminate(proc.pid)
+        self.stop()  # a proxy it started must not outlive it
         raise ProvisionError(f"the hub did not start within {START_TIMEOUT:.0f}s: {self.log_tail()}",
                              hint=f"see {self.log_file}; fix the cause and run `datathon up` again")
 
