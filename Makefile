@@ -4,7 +4,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev
+# PostgreSQL; Debian's python3 for the team environment; R with its Jupyter kernel and database drivers.
+APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev \
+	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql
 PYTEST_ARGS ?=
 
 .PHONY: setup system venv demo demo-down test lint bench bench-load clean
@@ -13,6 +15,7 @@ setup: system venv
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
