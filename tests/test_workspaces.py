@@ -356,3 +356,16 @@ def test_bad_workspace_settings_are_reported_with_where_and_how(tmp_path, worksp
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert message in str(info.value), str(info.value)
+
+
+def test_the_handouts_r_snippet_runs_as_printed(hub_event):
+    """The Database section's R snippet (for a laptop outside the hub), pasted into Rscript as is."""
+    import re
+
+    text = (hub_event.ctx.state.handouts_dir / "team-alpha.md").read_text()
+    snippets = re.findall(r"```r\n(.*?)```", text, flags=re.S)
+    standalone = next(s for s in snippets if "password =" in s)
+    res = subprocess.run(["Rscript", "-e", standalone], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})  # no ~/.pgpass to lean on
+    assert res.returncode == 0, res.stderr
+    assert "mimiciv_demo" in res.stdout

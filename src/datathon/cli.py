@@ -195,6 +195,12 @@ def _print_where(ctx: Context, result) -> None:
         console.print(f"Try it: psql \"host={ep.host} port={ep.port} dbname={ctx.config.databases[0].name} "
                       f"user={first.role} sslmode={ep.sslmode}\"  (the password is in {sheet})",
                       highlight=False, soft_wrap=True)
+        if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
+            from datathon.workspaces.hub import public_url
+
+            console.print(f"        or open {public_url(ctx.config.workspaces)} and log in as {first.role} "
+                          "(same password): JupyterLab, Python and R, examples in ~/examples",
+                          highlight=False, soft_wrap=True)
 
 
 @app.command()

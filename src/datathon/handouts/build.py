@@ -58,7 +58,12 @@ def build_handouts(ctx: Context, endpoint: Endpoint) -> tuple[list[HandoutFiles]
     roster = io.StringIO()
     writer = csv.writer(roster)
     writer.writerow(["kind", "name", "members", "emails", "db_user", "db_password", "host", "port", "databases",
-                     "sslmode", "handout"])
+                     "sslmode", "workspace", "handout"])
+    workspace = ""
+    if config.workspaces is not None and config.workspaces.hub:
+        from datathon.workspaces.hub import public_url
+
+        workspace = public_url(config.workspaces)
     for login in wanted_logins(config):
         password = ctx.state.secret(login.role)
         sections = [s for b in SECTION_BUILDERS if (s := b(config, login, endpoint, password)) is not None]
@@ -76,7 +81,7 @@ def build_handouts(ctx: Context, endpoint: Endpoint) -> tuple[list[HandoutFiles]
             login.kind, login.name, "; ".join(n for n, _ in people),
             "; ".join(e for _, e in people if e) or emails.get(login.name, ""),
             login.role, password, endpoint.host, endpoint.port, " ".join(d.name for d in config.databases),
-            endpoint.sslmode, f.html.name,
+            endpoint.sslmode, workspace, f.html.name,
         ])
     roster_path = out_dir / "roster.csv"
     write_private(roster_path, roster.getvalue())

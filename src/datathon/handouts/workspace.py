@@ -19,7 +19,7 @@ def workspace_section(config: EventConfig, login: Login, endpoint: Endpoint, pas
     items = [
         Item("Address", url),
         Item("User name", login.role),
-        Item("Password", password + "  (the same as for the database)", secret=True),
+        Item("Password (as for the database)", password, secret=True),
         Item("Kernels", "Python 3 and R"),
     ]
     if team is not None:
