@@ -337,6 +337,7 @@ def _config(folder: Path, teams: list, **ws):
 
 @pytest.mark.parametrize("workspaces,teams,message", [
     ({"listen": "everywhere"}, [{"name": "a"}], "workspaces.listen"),
+    ({"listen": "0.0.0.0"}, [{"name": "a"}], "passwords in clear"),
     ({"idle_timeout": "soon"}, [{"name": "a"}], "not a duration"),
     ({"packages": {"pip": ["pandas; rm -rf /"]}}, [{"name": "a"}], "not a pip requirement"),
     ({"packages": {"apt": ["Bad Name"]}}, [{"name": "a"}], "not a Debian package"),

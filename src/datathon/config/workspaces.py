@@ -6,7 +6,7 @@ import ipaddress
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from datathon.config.common import DURATION_RE, Strict
 
@@ -58,6 +58,7 @@ class Workspaces(Strict):
     listen: str = Field(default="127.0.0.1", description="address the hub listens on")
     port: int = Field(default=8000, ge=1024, le=65000, description="hub port; port+1 and port+2 are internal")
     public_url: str | None = Field(default=None, description="address teams open, for the handouts")
+    insecure_http: bool = Field(default=False, description="allow plain HTTP beyond this machine (closed networks)")
     mentors_are_admins: bool = Field(default=False, description="mentors can open every team's server")
     idle_timeout: str = Field(default="1h", description="stop servers idle this long (0: never)")
     packages: Packages = Packages()
@@ -90,6 +91,16 @@ class Workspaces(Strict):
         if v == Path("/root") or Path("/root") in v.parents:
             raise ValueError(f"{v} is under /root, which team users cannot read")
         return v
+
+    @model_validator(mode="after")
+    def _plain_http(self) -> Workspaces:
+        if not ipaddress.ip_address(self.listen).is_loopback and not self.insecure_http:
+            raise ValueError(
+                f"listen: {self.listen} would serve the hub's login page over plain HTTP beyond this machine, "
+                "sending team passwords in clear; keep listen: 127.0.0.1 behind a TLS reverse proxy (and set "
+                "public_url: https://...), or set insecure_http: true for a closed network"
+            )
+        return self
 
     @property
     def idle_seconds(self) -> int:
