@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from datathon.config.storage import StorageConfig
+
 # Lower-case identifiers that need no quoting in SQL and are safe as Unix user names later on.
 IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # PostgreSQL names that would collide with system schemas or our own group roles.
@@ -385,6 +387,7 @@ class EventConfig(Strict):
     databases: list[Database] = Field(min_length=1)
     policy: Policy = Policy()
     mentor_policy: Policy | None = None
+    storage: StorageConfig | None = None
 
     @field_validator("event")
     @classmethod
