@@ -41,6 +41,7 @@ class EventPlan(Plan):
     """A whole event's plan: the server's part, then the data part (None when it could not be observed)."""
 
     infra: list[Change] = field(default_factory=list)
+    storage: list[Change] = field(default_factory=list)  # imaging store and dataset pushes
     data: list[Change] | None = None
     observed: bool = False  # the data part was planned from the server's real facts
 
@@ -50,6 +51,10 @@ def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = Fa
     an empty server (exact for a new managed cluster); for a stopped one it cannot be observed yet."""
     infra = server.plan()
     plan = EventPlan(changes=list(infra), infra=infra)
+    from datathon.storage.sync import plan_storage
+
+    plan.storage = plan_storage(ctx)
+    plan.extend(plan.storage)
     if server.is_reachable():
         facts = observe(server, ctx.config)
         plan.observed = True

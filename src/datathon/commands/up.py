@@ -19,6 +19,7 @@ from datathon.handouts import HandoutFiles, build_handouts
 from datathon.plan import Plan
 from datathon.providers import get_provider
 from datathon.providers.base import Context
+from datathon.storage.sync import apply_storage
 from datathon.ui import print_blocked, print_plan
 
 
@@ -50,8 +51,8 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     server = provider.database_server()
     with ctx.state.lock():
         preview = full_plan(ctx, server, drop_team_data=drop_team_data)
-        if [c for c in preview.infra if c.action == "blocked"]:
-            first = next(c for c in preview.infra if c.action == "blocked")
+        if [c for c in preview.infra + preview.storage if c.action == "blocked"]:
+            first = next(c for c in preview.infra + preview.storage if c.action == "blocked")
             raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
                                  hint="nothing was changed; fix this and run `datathon up` again")
         if preview.pending and not yes:
@@ -77,7 +78,8 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             regrant = [c for c in data_plan(ctx, observe(server, ctx.config), server=server)
                        if c.component in ("grant", "schema") and c.mutating and not c.destructive]
             applied += apply_changes(regrant, server, ctx.console, label="grants on loaded data")
-        plan = Plan(preview.infra + data.changes)
+        applied += apply_storage(ctx, preview.storage)
+        plan = Plan(preview.infra + data.changes + preview.storage)
         state = ctx.state.load()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         state.update({
