@@ -60,40 +60,25 @@ def bucket_policy(bucket: str, organizer_arn: str, *, region: str = "us-east-1",
     return {"Version": VERSION, "Statement": statements}
 
 
-def principal_arn(caller_arn: str) -> str:
-    """The IAM principal behind a caller identity (an assumed-role session -> its role)."""
-    if ":assumed-role/" in caller_arn:
-        head, rest = caller_arn.split(":assumed-role/", 1)
-        return head.replace(":sts:", ":iam:") + ":role/" + rest.split("/", 1)[0]
-    return caller_arn
-
-
 class Policies:
     """The two documents for one event's store, and applying them (each step checks before acting)."""
 
     def __init__(self, store: S3Store, *, event: str, organizer_arn: str | None, workspace_role: str | None) -> None:
         self.store = store
         self.event = event
-        self._organizer_arn = organizer_arn
+        self.organizer_arn = organizer_arn
         self.workspace_role = workspace_role
 
     @cached_property
     def iam(self):
         return self.store.session.client("iam", endpoint_url=self.store.endpoint_url)
 
-    def organizer_arn(self) -> str:
-        if self._organizer_arn:
-            return self._organizer_arn
-        sts = self.store.session.client("sts", endpoint_url=self.store.endpoint_url)
-        try:
-            self._organizer_arn = principal_arn(retry(sts.get_caller_identity, what="caller")["Arn"])
-        except (ClientError, BotoCoreError) as exc:
-            raise fail(exc, "finding who runs datathon (the organizer principal)") from exc
-        return self._organizer_arn
-
-    def wanted_bucket_policy(self) -> dict:
+    def wanted_bucket_policy(self) -> dict | None:
+        """None without an organizer role: then only IAM limits who writes (status says so)."""
+        if not self.organizer_arn:
+            return None
         tls = not (self.store.endpoint_url or "").startswith("http://")
-        return bucket_policy(self.store.bucket, self.organizer_arn(), region=self.store.region, tls_only=tls)
+        return bucket_policy(self.store.bucket, self.organizer_arn, region=self.store.region, tls_only=tls)
 
     def wanted_read_policy(self) -> dict:
         return read_policy(self.store.bucket, self.store.prefix, region=self.store.region)
@@ -124,8 +109,9 @@ class Policies:
     def pending(self) -> list[str]:
         """What `apply` would change (empty: both documents are in place as wanted)."""
         todo = []
-        if self.current_bucket_policy() != self.wanted_bucket_policy():
-            todo.append(f"bucket policy on {self.store.bucket}: only {self.organizer_arn()} writes")
+        wanted = self.wanted_bucket_policy()
+        if wanted is not None and self.current_bucket_policy() != wanted:
+            todo.append(f"bucket policy on {self.store.bucket}: only {self.organizer_arn} writes")
         if self.workspace_role and self.current_read_policy() != self.wanted_read_policy():
             todo.append(f"read policy {read_policy_name(self.event)} on role {self.workspace_role}: "
                         f"GetObject/ListBucket on {self.store.location} only")
@@ -135,7 +121,7 @@ class Policies:
     def apply(self) -> dict:
         facts = {}
         wanted = self.wanted_bucket_policy()
-        if self.current_bucket_policy() != wanted:
+        if wanted is not None and self.current_bucket_policy() != wanted:
             self.store._call(f"setting the policy of bucket {self.store.bucket}", lambda: self.store.client
                              .put_bucket_policy(Bucket=self.store.bucket, Policy=json.dumps(wanted)))
         if self.workspace_role:

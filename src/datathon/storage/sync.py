@@ -49,6 +49,14 @@ def _policies(ctx: Context, store: ObjectStore):
                     workspace_role=cfg.workspace_role_name)
 
 
+def _policy_note(cfg) -> str:
+    bucket = (f"bucket policy: only {cfg.organizer_role_arn} writes" if cfg.organizer_role_arn
+              else "no bucket policy (no organizer_role_arn): who writes is left to IAM")
+    read = (f"role {cfg.workspace_role_name} reads this bucket only" if cfg.workspace_role_name
+            else "no workspace_role_name: no read policy made")
+    return f"{bucket}; {read}"
+
+
 def ensure_store(ctx: Context, store: ObjectStore) -> None:
     facts = store.ensure()
     if store.kind == "s3":
@@ -78,12 +86,11 @@ def plan_storage(ctx: Context) -> list[Change]:
         return changes
     if store.kind == "s3":
         pol = _policies(ctx, store)
-        todo = ([f"bucket policy: only {cfg.organizer_role_arn or 'the caller'} writes"]
+        todo = (([f"bucket policy: only {cfg.organizer_role_arn} writes"] if cfg.organizer_role_arn else [])
                 + ([f"read policy on role {cfg.workspace_role_name}"] if cfg.workspace_role_name else [])
                 if sp.action == "create" else pol.pending())
         changes.append(Change("policy", f"read-only for teams on {store.location}", "update" if todo else "keep",
-                              "; ".join(todo) or "bucket policy and the workspaces' read policy are in place",
-                              run=lambda: _remember(ctx, pol.apply())))
+                              "; ".join(todo) or _policy_note(cfg), run=lambda: _remember(ctx, pol.apply())))
     for ds in cfg.datasets:
         if sp.action == "create":
             manifest = build_manifest(ds.name, ds.path, cache=state_dir(ctx) / f"{ds.name}.hashes.json",
@@ -130,6 +137,13 @@ def storage_status(ctx: Context) -> list[ComponentStatus]:
             return [ComponentStatus("storage", location, "missing", "run `datathon up`", healthy=False)]
         out = [ComponentStatus("storage", location, "ok", store.describe(),
                                extra={"backend": store.kind, "location": location})]
+        if store.kind == "s3":
+            enforced = bool(cfg.organizer_role_arn)
+            out.append(ComponentStatus("storage", "read-only for teams", "enforced" if enforced else "not enforced",
+                                       _policy_note(cfg)))
+        else:
+            out.append(ComponentStatus("storage", "read-only for teams", "enforced",
+                                       f"by Unix permissions: root:{teams_group(ctx.config.event)} 0750/0640"))
         for ds in cfg.datasets:
             data = store.read_bytes(manifest_key(ds.name))
             if data is None:
