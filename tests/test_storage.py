@@ -60,18 +60,27 @@ def aws(moto_url, monkeypatch):
     return moto_url
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """2,000 files of 1-4 KB in nested folders plus 3 files of ~9 MB (two parts each at 8 MB)."""
-    root = tmp_path_factory.mktemp("cxr")
+def make_dataset(root: Path, small: int, big: int) -> Path:
     rng = random.Random(7)
-    for i in range(SMALL_FILES):
+    for i in range(small):
         folder = root / "files" / f"p1{i % 10}" / f"p{i % 97:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"img{i:05d}.jpg").write_bytes(rng.randbytes(rng.randint(1024, 4096)))
-    for i in range(BIG_FILES):
+    for i in range(big):
         (root / f"big{i}.dcm").write_bytes(os.urandom(9 * MB + 12345 * i))
     return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """The acceptance data: 2,000 files of 1-4 KB in nested folders plus 3 files of ~9 MB (two 8 MB parts)."""
+    return make_dataset(tmp_path_factory.mktemp("cxr"), SMALL_FILES, BIG_FILES)
+
+
+@pytest.fixture(scope="module")
+def few(tmp_path_factory) -> Path:
+    """A smaller dataset of the same shape for the failure tests: 300 small files and 2 multipart-sized ones."""
+    return make_dataset(tmp_path_factory.mktemp("few"), 300, 2)
 
 
 def unique(prefix: str) -> str:
@@ -193,14 +202,14 @@ def test_push_killed_midway_finishes_without_resending_completed_files(aws, data
     store.teardown()
 
 
-def test_verify_names_missing_and_corrupted_objects(aws, dataset, tmp_path):
-    ctx = s3_context(tmp_path, aws, dataset)
+def test_verify_names_missing_and_corrupted_objects(aws, few, tmp_path):
+    ctx = s3_context(tmp_path, aws, few)
     store = get_store(ctx)
     apply_storage(ctx, plan_storage(ctx))
     s3, bucket = plain_client(aws), ctx.config.storage.bucket
     victim, twin, gone = "files/p10/p00000/img00000.jpg", "files/p11/p00001/img00001.jpg", "big0.dcm"
     s3.put_object(Bucket=bucket, Key=f"imaging/cxr/{victim}", Body=b"not an image")
-    original = (dataset / twin).read_bytes()
+    original = (few / twin).read_bytes()
     meta = s3.head_object(Bucket=bucket, Key=f"imaging/cxr/{twin}")["Metadata"]
     s3.put_object(Bucket=bucket, Key=f"imaging/cxr/{twin}", Body=bytes(len(original)), Metadata=meta)  # same size
     s3.delete_object(Bucket=bucket, Key=f"imaging/cxr/{gone}")
@@ -212,25 +221,25 @@ def test_verify_names_missing_and_corrupted_objects(aws, dataset, tmp_path):
     assert sorted(p for p, _ in deep.different) == sorted([victim, twin])
     assert "content sha256" in dict(deep.different)[twin]
 
-    redo = push(store, "cxr", dataset, workers=8, state_dir=state_dir(ctx))  # push repairs what it can see
+    redo = push(store, "cxr", few, workers=8, state_dir=state_dir(ctx))  # push repairs what it can see
     assert redo.sent_files == 2
     store.teardown()
 
 
-def test_pull_with_checksum_failure_names_the_file_and_keeps_no_partial_file(aws, dataset, tmp_path):
-    ctx = s3_context(tmp_path, aws, dataset)
+def test_pull_with_checksum_failure_names_the_file_and_keeps_no_partial_file(aws, few, tmp_path):
+    ctx = s3_context(tmp_path, aws, few)
     store = get_store(ctx)
     apply_storage(ctx, plan_storage(ctx))
     s3, bucket = plain_client(aws), ctx.config.storage.bucket
     bad = "files/p13/p00003/img00003.jpg"
-    good = (dataset / bad).read_bytes()
+    good = (few / bad).read_bytes()
     meta = s3.head_object(Bucket=bucket, Key=f"imaging/cxr/{bad}")["Metadata"]
     s3.put_object(Bucket=bucket, Key=f"imaging/cxr/{bad}", Body=good[::-1], Metadata=meta)  # same size, same metadata
 
     out = tmp_path / "team"
     result = pull(store, "cxr", out, prefix="files/p13/", workers=8)
-    wanted = sorted(p.relative_to(dataset).as_posix() for p in (dataset / "files" / "p13").rglob("*.jpg"))
-    assert result.files == len(wanted) == 200
+    wanted = sorted(p.relative_to(few).as_posix() for p in (few / "files" / "p13").rglob("*.jpg"))
+    assert result.files == len(wanted) == 30
     assert [p for p, _ in result.failed] == [bad] and "sha256" in result.failed[0][1]
     assert not (out / bad).exists()
     assert not [p for p in out.rglob("*") if "datathon-part" in p.name]  # no partial file anywhere
@@ -241,8 +250,8 @@ def test_pull_with_checksum_failure_names_the_file_and_keeps_no_partial_file(aws
     assert again.skipped == len(wanted) - 2 and again.fetched == 1 and [p for p, _ in again.failed] == [bad]
 
     only = pull(store, "cxr", tmp_path / "glob", pattern="big*.dcm", workers=4)
-    assert only.ok and only.fetched == BIG_FILES
-    assert tree_digest(tmp_path / "glob") == {f"big{i}.dcm": tree_digest(dataset)[f"big{i}.dcm"] for i in range(3)}
+    assert only.ok and only.fetched == 2
+    assert tree_digest(tmp_path / "glob") == {f"big{i}.dcm": tree_digest(few)[f"big{i}.dcm"] for i in range(2)}
     store.teardown()
 
 

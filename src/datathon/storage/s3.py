@@ -7,6 +7,7 @@ access is blocked, default encryption is AES256, every object carries its sha256
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import time
@@ -99,8 +100,11 @@ class S3Store(ObjectStore):
 
     @cached_property
     def client(self):
+        # Retries are ours (listed errors only, bounded). Checksums: a PUT carries the file's sha256 (the store
+        # refuses bytes that do not match it) and a pull hashes what arrives, so botocore's CRC32 is not needed.
         config = Config(max_pool_connections=self.concurrency * 2 + 4, connect_timeout=10, read_timeout=120,
-                        retries={"total_max_attempts": 1})  # retries are ours: listed errors only, bounded
+                        retries={"total_max_attempts": 1}, request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
         return self.session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
     @cached_property
@@ -253,8 +257,9 @@ class S3Store(ObjectStore):
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str, progress: Progress | None = None) -> str:
         full = self.prefix + key
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
         resp = self._call(f"uploading {full}", lambda: self.client.put_object(
-            Bucket=self.bucket, Key=full, Body=data, Metadata={"sha256": sha256}))
+            Bucket=self.bucket, Key=full, Body=data, Metadata={"sha256": sha256}, ChecksumSHA256=checksum))
         if progress:
             progress(len(data))
         return resp["ETag"].strip('"')
