@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo demo-down test lint bench bench-load clean
+.PHONY: setup system venv demo demo-down test lint bench bench-load bench-push clean
 
 setup: system venv
 
@@ -39,6 +39,9 @@ demo-down: venv
 
 bench-load: setup
 	$(PY) benchmarks/load.py
+
+bench-push: setup
+	$(PY) benchmarks/push.py
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
