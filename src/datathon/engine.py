@@ -10,6 +10,7 @@ from datathon.database.sources import plan_sources
 from datathon.database.tenancy import plan_tenancy, wanted_logins
 from datathon.plan import Change, Plan
 from datathon.providers.base import Context
+from datathon.storage.sync import plan_storage
 
 
 def stored_secrets(ctx: Context) -> set[str]:
@@ -51,8 +52,6 @@ def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = Fa
     an empty server (exact for a new managed cluster); for a stopped one it cannot be observed yet."""
     infra = server.plan()
     plan = EventPlan(changes=list(infra), infra=infra)
-    from datathon.storage.sync import plan_storage
-
     plan.storage = plan_storage(ctx)
     plan.extend(plan.storage)
     if server.is_reachable():
