@@ -9,7 +9,7 @@ APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev \
 	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo demo-down test lint bench bench-load clean
+.PHONY: setup system venv demo demo-down test lint bench bench-load bench-push clean
 
 setup: system venv
 
@@ -42,6 +42,9 @@ demo-down: venv
 
 bench-load: setup
 	$(PY) benchmarks/load.py
+
+bench-push: setup
+	$(PY) benchmarks/push.py
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -100,6 +100,7 @@ class Event:
 
     def _close_workspaces(self) -> None:
         """After a failed down: no hub, no Unix user of this event may outlive the test."""
+        from datathon import unix
         from datathon.workspaces import accounts, names
         from datathon.workspaces.plan import hub_for
 
@@ -108,7 +109,7 @@ class Event:
         for entry in accounts.event_users(self.ctx.config.event):
             accounts.remove_user(entry.pw_name, self.ctx.config.event)
         for group in (names.teams_group(self.ctx.config.event), names.mentors_group(self.ctx.config.event)):
-            accounts.remove_group(group)
+            unix.remove_group(group)
 
 
 @pytest.fixture(scope="session")

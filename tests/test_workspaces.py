@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import DEMO_SQL, Event, event_data, free_port
+from datathon import unix
 from datathon.check.runner import run_check
 from datathon.config import load_config
 from datathon.errors import ConfigError, ProvisionError
@@ -60,8 +61,13 @@ def ws_yaml(event: str, teams, *, workspaces: dict | None = None, **extra) -> st
 def hub_event(tmp_path_factory) -> Event:
     folder = tmp_path_factory.mktemp("hub_event")
     shutil.copy(DEMO_SQL, folder / "demo-data.sql")
+    images = folder / "cxr" / "p10" / "s5000"
+    images.mkdir(parents=True)
+    for i in range(3):
+        (images / f"view{i}.jpg").write_bytes(bytes([i]) * 2048)
     ev = Event(folder, ws_yaml("wst", [{"name": "alpha"}, {"name": "beta"}],
-                               workspaces={"limits": {"memory": "2G"}}))
+                               workspaces={"limits": {"memory": "2G"}},
+                               storage={"backend": "local", "datasets": [{"name": "cxr", "path": "cxr"}]}))
     try:
         ev.up()
         yield ev
@@ -97,6 +103,8 @@ def test_up_makes_users_homes_and_a_hub_and_twice_changes_nothing(hub_event):
         assert pgpass.read_text().strip().endswith(f":wst_{team}:{ev.password(f'wst_{team}')}")
         assert (home / "examples" / "01-python-sql.ipynb").exists()
         assert (home / "examples" / "02-r-sql.ipynb").exists()
+        # the event's imaging store, read-only by its own permissions
+        assert os.readlink(home / "datasets") == str(ev.ctx.config.storage.local_root("wst"))
     hub = hub_for(ev.ctx)
     assert hub.is_running()
     # Only the configured address listens publicly; the hub's own ports are on loopback.
@@ -206,8 +214,9 @@ def test_check_runs_workspace_probes_and_finds_an_open_home(hub_event):
     ws = {(r.probe, r.subject): r.outcome for r in report.results if r.probe.startswith("ws.")}
     assert report.go, [(r.probe, r.subject, r.detail) for r in report.failures]
     for team in ("alpha", "beta"):
-        for p in ("ws.login", "ws.python", "ws.r", "ws.other.home", "ws.other.server"):
-            assert ws[(p, team)] == "pass"
+        for p in ("ws.login", "ws.python", "ws.r", "ws.datasets.read", "ws.datasets.write", "ws.other.home",
+                  "ws.other.server"):
+            assert ws[(p, team)] == "pass", (p, team)
     hub = hub_for(ev.ctx)
     assert not any((u.get("servers") or {}).get("") for u in hub.users().values()), "check left a server running"
     # Someone opens beta's home: alpha's probe sees it, and `up` closes it again.
@@ -289,7 +298,7 @@ def test_down_leaves_no_process_user_group_or_port(event_dir):
     finally:
         ev.close()
     assert accounts.lookup("wsd_solo") is None and accounts.lookup("wsd_mentor_ana") is None
-    assert not accounts.group_exists("wsd_teams") and not accounts.group_exists("wsd_mentors")
+    assert not unix.group_exists("wsd_teams") and not unix.group_exists("wsd_mentors")
     assert not accounts.processes_of(uid)
     assert not Path("/home/wsd_solo").exists()
     assert all(not _listening_on(p) for p in ports)

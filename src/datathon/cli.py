@@ -299,7 +299,8 @@ def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
     console.print(table)
 
 
-data_app = typer.Typer(help="Clinical datasets: synthesize, load.", no_args_is_help=True)
+data_app = typer.Typer(help="Clinical datasets: synthesize, load; imaging datasets: push, verify, pull.",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -346,6 +347,129 @@ def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
     result = run_up(_context(config), yes=yes)
     console.print(f"{'No changes' if not result.applied else 'Done: ' + plan_summary(result.plan)} "
                   f"({result.seconds:.1f}s)")
+
+
+def _storage_names(ctx: Context, dataset: str | None) -> list[str]:
+    from datathon.errors import ConfigError
+    from datathon.storage import get_store
+
+    get_store(ctx)  # says so when the event file has no storage: section
+    names = [d.name for d in ctx.config.storage.datasets]
+    if dataset is None:
+        return names
+    if dataset not in names:
+        raise ConfigError(f"no dataset {dataset!r} in storage.datasets", hint=f"choose one of: {', '.join(names)}")
+    return [dataset]
+
+
+@data_app.command("push")
+@command
+def data_push(
+    dataset: Annotated[str | None, typer.Argument(help="one dataset of storage.datasets (default: all)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Upload imaging datasets into the event's store (parallel, resumable), with their manifests."""
+    from datathon.storage import get_store
+    from datathon.storage.sync import ensure_store, human, push_dataset
+
+    ctx = _context(config)
+    names = _storage_names(ctx, dataset)
+    store = get_store(ctx)
+    with ctx.state.lock():
+        ensure_store(ctx, store)
+        results = [push_dataset(ctx, store, name) for name in names]
+    if json_out:
+        console.print_json(data={"location": store.location, "datasets": [r.as_dict() for r in results]})
+        return
+    table = Table(title=f"Pushed into {store.location}", title_justify="left")
+    for col in ("dataset", "files", "size", "sent", "sent size", "seconds", "rate"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    for r in results:
+        table.add_row(r.dataset, f"{r.files:,}", human(r.bytes), f"{r.sent_files:,}", human(r.sent_bytes),
+                      f"{r.seconds:.1f}", f"{human(r.sent_bytes / max(r.seconds, 1e-3))}/s")
+    console.print(table)
+
+
+@data_app.command("verify")
+@command
+def data_verify(
+    dataset: Annotated[str | None, typer.Argument(help="one dataset of storage.datasets (default: all)")] = None,
+    deep: Annotated[bool, typer.Option(help="read every object back and hash it (not only recorded sha256)")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare the store with each dataset's manifest; list what is missing or different. Exits 1 if anything is."""
+    from datathon.storage import get_store
+    from datathon.storage.transfer import verify
+
+    ctx = _context(config, check_paths=False)
+    names = _storage_names(ctx, dataset)
+    store = get_store(ctx)
+    results = [verify(store, n, workers=ctx.config.storage.concurrency, deep=deep, console=console) for n in names]
+    if json_out:
+        console.print_json(data={"location": store.location, "ok": all(r.ok for r in results),
+                                 "datasets": [r.as_dict() for r in results]})
+    else:
+        for r in results:
+            if r.ok:
+                console.print(f"[green]{r.dataset}[/]: all {r.files:,} files present and matching the manifest"
+                              + (f" ({len(r.extra)} objects not in it)" if r.extra else ""))
+                continue
+            table = Table(title=f"{r.dataset}: {len(r.missing)} missing, {len(r.different)} different "
+                                f"of {r.files:,}", title_justify="left")
+            table.add_column("file")
+            table.add_column("problem")
+            for path in r.missing:
+                table.add_row(path, "[red]missing[/]")
+            for path, why in r.different:
+                table.add_row(path, f"[red]different[/]: {why}")
+            console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@data_app.command("pull")
+@command
+def data_pull(
+    dataset: Annotated[str, typer.Argument(help="the dataset's name")],
+    to: Annotated[Path, typer.Option("--to", help="folder to fetch into (made if missing)")],
+    prefix: Annotated[str | None, typer.Option(help="only files whose path starts with this, e.g. files/p10/")] = None,
+    manifest_filter: Annotated[str | None, typer.Option(help="only files matching this glob, e.g. '*.jpg'")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="s3://bucket/prefix or the store's folder "
+                                                              "(default: the event file's store)")] = None,
+    region: Annotated[str, typer.Option(help="with --from s3://...")] = "us-east-1",
+    endpoint_url: Annotated[str | None, typer.Option(help="with --from s3://... on MinIO/Ceph")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="parallel downloads")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch a dataset, or part of it, into a folder; every file is checked against the manifest (resumable)."""
+    from datathon.storage import get_store, store_at
+    from datathon.storage.sync import human
+    from datathon.storage.transfer import pull
+
+    if from_:
+        store = store_at(from_, region=region, endpoint_url=endpoint_url, concurrency=concurrency or 16)
+    else:
+        ctx = _context(config, check_paths=False)
+        store = get_store(ctx)
+        concurrency = concurrency or ctx.config.storage.concurrency
+    r = pull(store, dataset, to, prefix=prefix, pattern=manifest_filter, workers=concurrency or 16, console=console)
+    if json_out:
+        console.print_json(data={"location": store.location, "to": str(to), **r.as_dict()})
+    else:
+        console.print(f"{dataset} -> {to}: {r.files:,} files selected ({human(r.bytes)}), {r.fetched:,} fetched, "
+                      f"{r.skipped:,} already there, {len(r.failed)} failed ({r.seconds:.1f}s)", highlight=False)
+        if r.failed:
+            table = Table(title="Not fetched (nothing kept under these names)", title_justify="left")
+            table.add_column("file")
+            table.add_column("why")
+            for path, why in r.failed:
+                table.add_row(path, f"[red]{why}[/]")
+            console.print(table)
+    if not r.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from datathon.database.sources import plan_sources
 from datathon.database.tenancy import plan_tenancy, wanted_logins
 from datathon.plan import Change, Plan
 from datathon.providers.base import Context
+from datathon.storage.sync import plan_storage
 
 
 def stored_secrets(ctx: Context) -> set[str]:
@@ -41,6 +42,7 @@ class EventPlan(Plan):
     """A whole event's plan: the server's part, then the data part (None when it could not be observed)."""
 
     infra: list[Change] = field(default_factory=list)
+    storage: list[Change] = field(default_factory=list)  # imaging store and dataset pushes
     data: list[Change] | None = None
     observed: bool = False  # the data part was planned from the server's real facts
     workspaces: list[Change] = field(default_factory=list)
@@ -48,7 +50,7 @@ class EventPlan(Plan):
     @property
     def blocked_infra(self) -> list[Change]:
         """Blocked changes that stop `up` before it touches anything."""
-        return [c for c in self.infra + self.workspaces if c.action == "blocked"]
+        return [c for c in self.infra + self.storage + self.workspaces if c.action == "blocked"]
 
 
 def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> EventPlan:
@@ -58,6 +60,8 @@ def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = Fa
 
     infra = server.plan()
     plan = EventPlan(changes=list(infra), infra=infra)
+    plan.storage = plan_storage(ctx)
+    plan.extend(plan.storage)
     plan.workspaces = plan_workspaces(ctx, server.endpoint())
     if server.is_reachable():
         facts = observe(server, ctx.config)

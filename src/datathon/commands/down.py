@@ -13,6 +13,7 @@ from datathon.errors import ProvisionError
 from datathon.plan import Plan
 from datathon.providers import get_provider
 from datathon.providers.base import Context
+from datathon.storage.sync import storage_leftovers, teardown_storage
 from datathon.ui import print_plan
 
 
@@ -36,13 +37,13 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
         else:
             raise ProvisionError("the database server cannot be reached, so the event's roles cannot be removed",
                                  hint="check database.admin_dsn and the server, then run `datathon down` again")
-        plan = Plan(changes)
+        plan = Plan(changes + teardown_storage(ctx))
         if plan.pending:
             print_plan(ctx.console, plan)
             confirm(ctx, f"Remove everything of event {ctx.config.event!r} listed above, team data included?",
                     yes=yes)
         removed = apply_changes(plan.changes, server, ctx.console, label="tearing down")
-        left = lifecycle.leftovers(ctx) + server.leftovers()
+        left = lifecycle.leftovers(ctx) + server.leftovers() + storage_leftovers(ctx)
         if not server.owns_server and server.is_reachable():
             facts = observe(server, ctx.config)
             mark = MARK.format(event=ctx.config.event)
@@ -66,4 +67,6 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
         checked.append(("server process, port and data folder", "verified gone"))
     else:
         checked.append(("event roles and databases on the server", "verified gone"))
+    if ctx.config.storage:
+        checked.append((f"imaging store {ctx.config.storage.location(ctx.config.event)}", "verified gone"))
     return DownResult(removed=removed, checked=checked)

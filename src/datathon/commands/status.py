@@ -10,6 +10,7 @@ from datathon.database.server import ComponentStatus
 from datathon.database.tenancy import wanted_logins
 from datathon.providers import get_provider
 from datathon.providers.base import Context
+from datathon.storage.sync import storage_status
 
 
 @dataclass
@@ -48,7 +49,7 @@ def run_status(ctx: Context) -> StatusResult:
 
     config = ctx.config
     server = get_provider(ctx).database_server()
-    result = StatusResult(event=config.event, components=server.status())
+    result = StatusResult(event=config.event, components=server.status() + storage_status(ctx))
     ws_components, result.servers = workspace_status(ctx)
     if not server.is_reachable():
         result.components += ws_components

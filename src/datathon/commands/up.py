@@ -19,6 +19,7 @@ from datathon.handouts import HandoutFiles, build_handouts
 from datathon.plan import Plan
 from datathon.providers import get_provider
 from datathon.providers.base import Context
+from datathon.storage.sync import apply_storage
 from datathon.ui import print_blocked, print_plan
 
 
@@ -95,9 +96,10 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             regrant = [c for c in data_plan(ctx, observe(server, ctx.config), server=server)
                        if c.component in ("grant", "schema") and c.mutating and not c.destructive]
             applied += apply_changes(regrant, server, ctx.console, label="grants on loaded data")
+        applied += apply_storage(ctx, preview.storage)  # before the workspaces: ~/datasets links to it
         workspaces = _workspaces(ctx, server, preview, yes=yes)
         applied += apply_changes(workspaces, server, ctx.console, label="workspaces")
-        plan = Plan(preview.infra + data.changes + workspaces)
+        plan = Plan(preview.infra + data.changes + preview.storage + workspaces)
         state = ctx.state.load()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         state.update({

@@ -26,6 +26,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     Strict,
     check_identifier,
 )
+from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
 
 
@@ -377,6 +378,7 @@ class EventConfig(Strict):
     policy: Policy = Policy()
     mentor_policy: Policy | None = None
     workspaces: Workspaces | None = Field(default=None, description="JupyterHub with a Unix user per team")
+    storage: StorageConfig | None = Field(default=None, description="imaging datasets in object storage")
 
     @field_validator("event")
     @classmethod

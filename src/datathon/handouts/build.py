@@ -16,6 +16,7 @@ from datathon.database.server import Endpoint
 from datathon.database.tenancy import Login, wanted_logins
 from datathon.handouts.database import database_section, pgadmin_servers
 from datathon.handouts.model import Handout, Section
+from datathon.handouts.storage import storage_section
 from datathon.handouts.workspace import workspace_section
 from datathon.providers.base import Context
 from datathon.state import write_private
@@ -24,7 +25,7 @@ SectionBuilder = Callable[[EventConfig, Login, Endpoint, str], Section | None]
 
 # The parts of the environment that appear on a handout, in order. Later parts (workspace address and login,
 # SSH key, imaging-data access) add their builder here.
-SECTION_BUILDERS: list[SectionBuilder] = [workspace_section, database_section]
+SECTION_BUILDERS: list[SectionBuilder] = [workspace_section, database_section, storage_section]
 
 
 @dataclass

@@ -3,18 +3,17 @@ refuse to touch a same-named user datathon did not make (its GECOS field carries
 
 from __future__ import annotations
 
-import grp
 import hashlib
 import logging
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from datathon import unix
 from datathon.config import EventConfig
 from datathon.errors import ProvisionError
 from datathon.workspaces import names
@@ -46,14 +45,9 @@ def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = Non
     return out
 
 
-def _tool(name: str) -> str:
-    """useradd and friends live in /usr/sbin, which a non-login PATH may lack."""
-    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or name
-
-
 def _run(cmd: list[str], *, what: str, stdin: str | None = None) -> None:
     # Never log stdin: for chpasswd it holds a password.
-    res = subprocess.run([_tool(cmd[0]), *cmd[1:]], input=stdin, capture_output=True, text=True)
+    res = subprocess.run([unix.tool(cmd[0]), *cmd[1:]], input=stdin, capture_output=True, text=True)
     log.info("%s -> %s %s", " ".join(cmd), res.returncode, res.stderr.strip())
     if res.returncode != 0:
         raise ProvisionError(f"{what} failed: {res.stderr.strip() or res.stdout.strip() or 'no output'}",
@@ -73,14 +67,6 @@ def lookup(user: str) -> pwd.struct_passwd | None:
         return None
 
 
-def group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
-
-
 def is_ours(entry: pwd.struct_passwd, event: str) -> bool:
     return entry.pw_gecos == names.MARK.format(event=event)
 
@@ -88,16 +74,6 @@ def is_ours(entry: pwd.struct_passwd, event: str) -> bool:
 def event_users(event: str) -> list[pwd.struct_passwd]:
     """Every Unix user datathon made for this event (found by the mark, so removed teams are found too)."""
     return [e for e in pwd.getpwall() if is_ours(e, event)]
-
-
-def ensure_group(name: str) -> None:
-    if not group_exists(name):
-        _run(["groupadd", "--system", name], what=f"creating Unix group {name}")
-
-
-def remove_group(name: str) -> None:
-    if group_exists(name):
-        _run(["groupdel", name], what=f"removing Unix group {name}")
 
 
 def create_user(acct: Account, event: str) -> None:

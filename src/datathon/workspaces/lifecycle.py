@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from datathon import unix
 from datathon.database.server import ComponentStatus
 from datathon.plan import Change
 from datathon.providers.base import Context
@@ -130,9 +131,13 @@ def teardown_changes(ctx: Context) -> list[Change]:
         out.append(Change("unix user", entry.pw_name, "drop", "its processes, home and files",
                           run=lambda u=entry.pw_name: accounts.remove_user(u, event), destructive=True))
     for group in (names.teams_group(event), names.mentors_group(event)):
-        if accounts.group_exists(group):
-            out.append(Change("unix group", group, "drop", "the event's group",
-                              run=lambda g=group: accounts.remove_group(g), destructive=True))
+        if unix.group_exists(group):
+            def drop(g=group) -> None:
+                if not unix.group_members(g):  # a member datathon did not make keeps its group
+                    unix.remove_group(g)
+
+            out.append(Change("unix group", group, "drop", "the event's group, once its users are gone",
+                              run=drop, destructive=True))
     return out
 
 
@@ -141,7 +146,7 @@ def leftovers(ctx: Context) -> list[str]:
     event = ctx.config.event
     left = [f"Unix user {e.pw_name}" for e in accounts.event_users(event)]
     left += [f"Unix group {g}" for g in (names.teams_group(event), names.mentors_group(event))
-             if accounts.group_exists(g)]
+             if unix.group_exists(g)]
     if ws is not None:
         hub = hub_for(ctx)
         if hub.pid() or hub.proxy_pid():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pwd
 from pathlib import Path
 
+from datathon import unix
 from datathon.database.server import Endpoint
 from datathon.plan import Change
 from datathon.providers.base import Context
@@ -26,11 +27,10 @@ def hub_for(ctx: Context) -> Hub:
 
 def datasets_folder(ctx: Context) -> Path | None:
     """The event's local dataset folder, linked at ~/datasets (None when the event has none on this machine)."""
-    storage = getattr(ctx.config, "storage", None)
-    if storage is None or getattr(storage, "backend", None) != "local":
+    storage = ctx.config.storage
+    if storage is None or storage.backend != "local":
         return None
-    path = getattr(storage, "path", None)
-    return Path(path) if path else ctx.state.system_dir("-datasets")
+    return storage.local_root(ctx.config.event)
 
 
 def user_environment(ctx: Context, accts: list[Account], endpoint: Endpoint) -> dict[str, dict[str, str]]:
@@ -87,11 +87,11 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
                               run=lambda: env.build(console)))
 
     for group in sorted({a.group for a in accts}):
-        if accounts.group_exists(group):
+        if unix.group_exists(group):
             changes.append(Change("unix group", group, "keep", "exists"))
         else:
             changes.append(Change("unix group", group, "create", "primary group of the event's users",
-                                  run=lambda g=group: accounts.ensure_group(g)))
+                                  run=lambda g=group: unix.ensure_group(g)))
 
     folder = datasets_folder(ctx)
     recorded = _passwords(ctx)
