@@ -379,3 +379,26 @@ def test_the_handouts_r_snippet_runs_as_printed(hub_event):
                          env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})  # no ~/.pgpass to lean on
     assert res.returncode == 0, res.stderr
     assert "mimiciv_demo" in res.stdout
+
+
+def test_the_handouts_pull_command_works_in_a_team_terminal(hub_event):
+    """`datathon` is in the team environment: the handout's exact pull line runs as the team, checks every file
+    against the manifest, and the team still cannot change the store."""
+    import re
+
+    ev = hub_event
+    hub = hub_for(ev.ctx)
+    text = (ev.ctx.state.handouts_dir / "team-alpha.md").read_text()
+    line = next(m for m in re.findall(r"^datathon data pull .*$", text, flags=re.M) if "--prefix" not in m)
+    assert "--to" in line
+    entry = pwd.getpwnam("wst_alpha")
+    env = {"HOME": entry.pw_dir, "PATH": f"{hub.env.bin}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    res = subprocess.run(["bash", "-c", line], cwd=entry.pw_dir, env=env, user=entry.pw_uid, group=entry.pw_gid,
+                         extra_groups=[], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    pulled = sorted(p.name for p in Path(entry.pw_dir).rglob("view*.jpg") if "datasets" not in p.parts)
+    assert pulled == ["view0.jpg", "view1.jpg", "view2.jpg"]
+    store = ev.ctx.config.storage.local_root("wst")
+    res = subprocess.run(["bash", "-c", f"touch {store}/cxr/x || rm -f {store}/cxr.manifest.json"], env=env,
+                         user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], capture_output=True, text=True)
+    assert res.returncode != 0 and (store / "cxr.manifest.json").exists()

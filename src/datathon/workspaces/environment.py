@@ -10,6 +10,7 @@ the hub and the single-user servers always run matching versions.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+import datathon
 from datathon.config.workspaces import Workspaces
 from datathon.errors import ProvisionError
 
@@ -65,13 +67,36 @@ def install_apt(names: list[str], console: Console) -> None:
                                      hint="check the package names in workspaces.packages.apt and the network")
 
 
+def datathon_requirements() -> list[str]:
+    """datathon's own dependencies: teams run `datathon data pull` in their terminal (the handouts say so)."""
+    try:
+        reqs = importlib.metadata.requires("datathon") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return sorted(r for r in reqs if "extra ==" not in r)
+
+
+def _package_files() -> list[Path]:
+    root = Path(datathon.__file__).parent
+    return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def cli_digest() -> str:
+    """What datathon's code is now: the team environment's copy is refreshed when it differs."""
+    root = Path(datathon.__file__).parent
+    h = hashlib.sha256()
+    for p in _package_files():
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class TeamEnvironment:
     ws: Workspaces
 
     @cached_property
     def pip(self) -> list[str]:
-        return BASE_PIP + list(self.ws.packages.pip)
+        return BASE_PIP + datathon_requirements() + list(self.ws.packages.pip)
 
     @cached_property
     def apt(self) -> list[str]:
@@ -96,6 +121,35 @@ class TeamEnvironment:
     @property
     def proxy(self) -> Path:
         return self.prefix / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+    @property
+    def cli_stamp(self) -> Path:
+        return self.prefix / ".datathon-cli"
+
+    def cli_current(self) -> bool:
+        try:
+            return self.cli_stamp.read_text().strip() == cli_digest()
+        except OSError:
+            return False
+
+    def install_cli(self) -> None:
+        """Copy datathon's package into the environment (its dependencies are in the build) and put a
+        `datathon` command in its bin/: a copy, not a link, because root's own Python is not readable."""
+        site = next(self.prefix.glob("lib/python3*/site-packages"))
+        target, staging = site / "datathon", site / ".datathon.new"
+        old_umask = os.umask(0o022)
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(Path(datathon.__file__).parent, staging,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            script = self.bin / "datathon"
+            script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
+            script.chmod(0o755)
+            self.cli_stamp.write_text(cli_digest() + "\n")
+        finally:
+            os.umask(old_umask)
 
     def is_built(self) -> bool:
         """Complete only once the stamp is written, as the last step of a build."""
@@ -136,6 +190,7 @@ class TeamEnvironment:
                     status.update(f"team environment {self.prefix}: {label} ...")
                     self._run(cmd, label)
             self._verify()
+            self.install_cli()
             (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")
         finally:
             os.umask(old_umask)

@@ -81,6 +81,10 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 
     if env.is_built():
         changes.append(Change("environment", str(env.prefix), "keep", "built for this package list"))
+        if not env.cli_current():
+            changes.append(Change("environment", "datathon command", "update",
+                                  "teams run `datathon data pull` in their terminal: copy this version",
+                                  run=env.install_cli))
     else:
         changes.append(Change("environment", str(env.prefix), "create",
                               f"JupyterLab, Python and R kernels, {len(env.pip)} pip packages (takes a minute or two)",
