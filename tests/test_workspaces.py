@@ -13,6 +13,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_up_makes_users_homes_and_a_hub_and_twice_changes_nothing(hub_event):
     ev = hub_event
     for team in ("alpha", "beta"):
         entry = pwd.getpwnam(f"wst_{team}")
-        assert entry.pw_gecos == "datathon event wst"
+        assert entry.pw_gecos == f"datathon event wst {ev.ctx.state.tag}"
         home = Path(entry.pw_dir)
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
         pgpass = home / ".pgpass"
@@ -140,9 +141,14 @@ def test_a_team_cannot_open_another_teams_server_or_home(hub_event):
         assert status == 403
         status, _, body = browser.request("/user/wst_beta/lab")
         assert status == 403 and "wst_beta" not in body.split("<title>")[0]
+        # alpha's own API token opens alpha's server and nothing else.
+        with hub.user_token("wst_alpha") as token:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                KernelClient(hub.local_url, "wst_beta", token, "python3").start()
+            assert refused.value.code == 403
+            k = KernelClient(hub.local_url, "wst_alpha", token, "python3")
+            k.start()
         # From inside its own server (a kernel runs as the team's Unix user): beta's home is closed.
-        k = KernelClient(hub.local_url, "wst_alpha", hub.token, "python3")
-        k.start()
         try:
             r = k.execute("import os\n"
                           "for p in ('/home/wst_beta', '/home/wst_beta/.pgpass'):\n"
@@ -172,12 +178,15 @@ def test_a_team_cannot_open_another_teams_server_or_home(hub_event):
 def test_both_kernels_query_shared_data_and_write_their_schema(hub_event, kernel, code):
     hub = hub_for(hub_event.ctx)
     hub.start_server("wst_alpha")
-    k = KernelClient(hub.local_url, "wst_alpha", hub.token, kernel)
-    k.start()
     try:
-        r = k.execute(code)
+        with hub.user_token("wst_alpha") as token:
+            k = KernelClient(hub.local_url, "wst_alpha", token, kernel)
+            k.start()
+            try:
+                r = k.execute(code)
+            finally:
+                k.close()
     finally:
-        k.close()
         hub.stop_server("wst_alpha")
     assert r.ok, r
     assert "wst_alpha" in r.stdout and "alpha" in r.stdout.split("wst_alpha", 1)[1], r.stdout
@@ -402,3 +411,64 @@ def test_the_handouts_pull_command_works_in_a_team_terminal(hub_event):
     res = subprocess.run(["bash", "-c", f"touch {store}/cxr/x || rm -f {store}/cxr.manifest.json"], env=env,
                          user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], capture_output=True, text=True)
     assert res.returncode != 0 and (store / "cxr.manifest.json").exists()
+
+
+def test_a_fifo_or_a_link_planted_in_a_home_neither_hangs_nor_misleads_up(hub_event, tmp_path):
+    """A team owns its home: a FIFO where .pgpass goes must not make root's `up` wait forever, and a link
+    where ~/examples goes is moved aside, not followed."""
+    ev = hub_event
+    entry = pwd.getpwnam("wst_beta")
+    home = Path(entry.pw_dir)
+    (home / ".pgpass").unlink()
+    os.mkfifo(home / ".pgpass")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(home / "examples")
+    os.symlink(outside, home / "examples")
+    os.lchown(home / "examples", entry.pw_uid, -1)
+    ev.up()
+    assert stat.S_ISREG((home / ".pgpass").lstat().st_mode)
+    assert (home / "examples").is_dir() and not (home / "examples").is_symlink()
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    assert [p.name for p in home.glob("examples.moved-aside-*")]  # the team's link is kept, renamed
+    assert ev.up().applied == 0
+
+
+def test_no_token_goes_to_a_port_the_hub_proxy_does_not_hold(tmp_path):
+    """Any local user may bind the hub's port while the hub is down: datathon then sends nothing to it."""
+    from datathon.state import StateStore
+    from datathon.workspaces.environment import TeamEnvironment
+    from datathon.workspaces.hub import Hub, HubApiError
+
+    port = hub_port()
+    cfg = _config(tmp_path, [{"name": "a"}], port=port)
+    hub = Hub("g", StateStore(tmp_path, "g"), TeamEnvironment(cfg.workspaces))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        squatter.settimeout(1.0)
+        with pytest.raises(HubApiError, match="not held by this event's hub proxy"):
+            hub.api("GET", "/hub/api/users")
+        with pytest.raises(TimeoutError):
+            squatter.accept()  # nothing ever connected
+    with pytest.raises(ProvisionError, match="already in use"):
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port + 1))
+            squatter.listen()
+            hub.start()
+
+
+def test_removing_the_workspaces_section_stops_the_hub_and_removes_the_users(event_dir):
+    ev = Event(event_dir, ws_yaml("wsr", [{"name": "solo"}]))
+    try:
+        ev.up()
+        hub = hub_for(ev.ctx)
+        assert hub.is_running()
+        data = yaml.safe_load(ev.ctx.loaded.path.read_text())
+        del data["workspaces"]
+        ev.rewrite(yaml.safe_dump(data, sort_keys=False))
+        ev.up()
+        assert not hub.is_running() and accounts.lookup("wsr_solo") is None
+        assert ev.up().applied == 0
+    finally:
+        ev.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +33,8 @@ def open_dir(path: Path) -> Iterator[int]:
 def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o600) -> None:
     """Replace `path` atomically with a file of `data`, owned by uid:gid with `mode`, never following a link."""
     with open_dir(path.parent) as dfd:
-        tmp = f".{path.name}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dfd)  # removes a planted link itself, never its target
+        # An unguessable temporary name, created exclusively: nothing can be planted there beforehand.
+        tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
         try:
             os.write(fd, data)
@@ -45,23 +46,54 @@ def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o60
         os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-def read_plain(path: Path) -> bytes | None:
-    """The bytes of a regular file, or None when it is missing or not a plain file (a link is not followed)."""
+def read_plain(path: Path, *, limit: int = 1 << 20) -> bytes | None:
+    """The bytes of a regular file of at most `limit` bytes, or None when it is missing, bigger, or not a plain
+    file. A link is not followed, and a FIFO or device cannot make the reader wait (O_NONBLOCK, then S_ISREG)."""
     try:
         with open_dir(path.parent) as dfd:
-            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
     except (OSError, ProvisionError):
         return None
     with os.fdopen(fd, "rb") as fh:
-        return fh.read()
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return fh.read(limit + 1)
 
 
 def make_dir_owned(path: Path, *, uid: int, gid: int, mode: int) -> None:
-    """Create a folder (or take the existing plain one) owned by uid:gid with `mode`."""
+    """Create a folder (or take the existing plain one) owned by uid:gid with `mode`. Something else in its
+    place (a link, a file) is moved aside under a new name, never followed and never deleted."""
     with open_dir(path.parent) as dfd:
+        try:
+            st = os.stat(path.name, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.rename(path.name, f"{path.name}.moved-aside-{secrets.token_hex(4)}", src_dir_fd=dfd,
+                          dst_dir_fd=dfd)
+        except FileNotFoundError:
+            pass
         with contextlib.suppress(FileExistsError):
             os.mkdir(path.name, mode, dir_fd=dfd)
         with open_dir(path) as fd:
             if os.geteuid() == 0:
                 os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)
+
+
+def untrusted_ancestor(path: Path) -> str | None:
+    """Why root must not run code from (or make homes under) `path`: the first existing folder on its way that
+    is not root's, is writable by others, or that other users cannot traverse. None when it is sound."""
+    for folder in [path, *path.parents]:
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            continue  # made later, by root, with safe modes
+        if st.st_uid != 0:
+            return f"{folder} belongs to uid {st.st_uid}, not root"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{folder} is writable by other users"
+        if st.st_mode & stat.S_ISVTX and folder != path.parents[-1]:
+            return f"{folder} is a shared (sticky) folder such as /tmp, where other users can create names"
+        if not st.st_mode & 0o001:
+            return f"{folder} cannot be traversed by other users"
+    return None

@@ -70,11 +70,15 @@ class StateStore:
     def exists(self) -> bool:
         return self.state_file.exists()
 
+    @property
+    def tag(self) -> str:
+        """Names this event file's state folder: two checkouts of one event never share what carries it."""
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+
     def system_dir(self, suffix: str = "") -> Path:
         """A folder for this event outside the state folder, that other Unix users can be allowed to reach:
-        /var/lib/datathon/<event>-<tag><suffix>, the tag naming this event file so two checkouts never share."""
-        tag = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
-        return SYSTEM_ROOT / f"{self.event}-{tag}{suffix}"
+        /var/lib/datathon/<event>-<tag><suffix>."""
+        return SYSTEM_ROOT / f"{self.event}-{self.tag}{suffix}"
 
     def ensure_dirs(self) -> None:
         for d in (self.base, self.root, self.secrets_dir):

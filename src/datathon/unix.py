@@ -16,9 +16,10 @@ def tool(name: str) -> str:
     return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or name
 
 
-def _run(args: list[str], *, what: str) -> None:
+def run(args: list[str], *, what: str, stdin: str | None = None) -> None:
+    """Run an account tool (useradd, chpasswd, ...); `stdin` may hold a password, so it is never logged."""
     try:
-        proc = subprocess.run([tool(args[0]), *args[1:]], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([tool(args[0]), *args[1:]], input=stdin, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         raise ProvisionError(f"{what}: {args[0]} is not installed", hint="install the `passwd` package") from None
     except subprocess.TimeoutExpired:
@@ -51,7 +52,7 @@ def ensure_group(name: str) -> bool:
     """Create a system group unless it exists; True when it was created now."""
     if group_exists(name):
         return False
-    _run(["groupadd", "--system", name], what=f"creating group {name}")
+    run(["groupadd", "--system", name], what=f"creating group {name}")
     return True
 
 
@@ -59,5 +60,5 @@ def remove_group(name: str) -> bool:
     """Delete the group if it exists; True when it was deleted now."""
     if not group_exists(name):
         return False
-    _run(["groupdel", name], what=f"removing group {name}")
+    run(["groupdel", name], what=f"removing group {name}")
     return True

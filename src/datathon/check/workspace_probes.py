@@ -1,17 +1,21 @@
 """Workspace probes: each team's JupyterHub login, and its Python and R kernels doing real work.
 
 Run through the hub as a team would: the login form with the team's password, kernels over the Jupyter kernel
-protocol in the team's own server (started with the organizer's hub token when it was not running, and stopped
-again afterwards, so servers are left as they were).
+protocol in the team's own server, with a short-lived token of the team's own: the organizer's token never travels
+to a server a team controls. A server that was not running is started for the check and stopped again after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 
+from psycopg import sql
+
 from datathon.check.model import ProbeFailed, ProbeSkipped, probe
 from datathon.check.session import Session
+from datathon.errors import DatathonError
 from datathon.workspaces.client import BrowserSession, Execution, KernelClient
 
 
@@ -22,13 +26,15 @@ class TeamWorkspace:
         self.hub = s.env.hub
         self.user = s.me.login.role
         self.kernels: dict[str, KernelClient] = {}
-        self.was_running = bool((self.hub.api("GET", f"/hub/api/users/{self.user}").get("servers") or {}).get(""))
+        self.was_running = self.hub.server(self.user) is not None
         if not self.was_running:
             self.hub.start_server(self.user)
+        self._token = contextlib.ExitStack()
+        self.token = self._token.enter_context(self.hub.user_token(self.user))
 
     def kernel(self, name: str) -> KernelClient:
         if name not in self.kernels:
-            k = KernelClient(self.hub.local_url, self.user, self.hub.token, name)
+            k = KernelClient(self.hub.local_url, self.user, self.token, name)
             k.start()
             self.kernels[name] = k
         return self.kernels[name]
@@ -36,6 +42,7 @@ class TeamWorkspace:
     def close(self) -> None:
         for k in self.kernels.values():
             k.close()
+        self._token.close()
         if not self.was_running:
             self.hub.stop_server(self.user)
 
@@ -54,18 +61,27 @@ def _workspace(s: Session) -> TeamWorkspace:
 def _run(s: Session, kernel: str, code: str, *, what: str) -> Execution:
     try:
         result = _workspace(s).kernel(kernel).execute(code)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, DatathonError) as exc:
         s.note(f"[{kernel}] {what}", f"ERROR: {exc}")
         raise ProbeFailed(f"the {kernel} kernel could not run: {exc}") from None
     s.note(f"[{kernel}] {code}", result.summary())
     return result
 
 
-def _first_shared(s: Session) -> tuple[str, str] | None:
-    first_db = s.databases[0]
-    for schema, table, _kind, _col in s.env.shared_tables.get(first_db, []):
-        return schema, table
+def _first_shared(s: Session) -> str | None:
+    """The first shared table, quoted for SQL (names come from loaded data: any case, any character)."""
+    for schema, table, _kind, _col in s.env.shared_tables.get(s.databases[0], []):
+        return sql.Identifier(schema, table).as_string(s.conn())
     return None
+
+
+def _expect_own_work(s: Session, r: Execution, language: str) -> None:
+    """The kernel printed: its database user, its schema, rows read from shared data, rows it wrote and read."""
+    if not r.ok:
+        raise ProbeFailed(f"{language}: {r.error}")
+    me, schema, _, m = (r.stdout.split() + ["", "", "", ""])[:4]
+    if me != s.me.login.role or schema != s.team or m != "2":
+        raise ProbeFailed(f"{language} ran as {me!r} in schema {schema!r} and read {m} rows back")
 
 
 def _table_name() -> str:
@@ -89,7 +105,7 @@ def hub_login(s: Session) -> None:
        expect="works")
 def python_kernel(s: Session) -> None:
     target, table = _first_shared(s), _table_name()
-    read = f"SELECT count(*) FROM (SELECT 1 FROM {target[0]}.{target[1]} LIMIT 10) t" if target else "SELECT 1"
+    read = f"SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 10) t" if target else "SELECT 1"
     code = (
         "import psycopg\n"
         "with psycopg.connect() as conn:\n"
@@ -101,19 +117,13 @@ def python_kernel(s: Session) -> None:
         f"    conn.execute('DROP TABLE {table}')\n"
         "print(me, schema, n, m)"
     )
-    r = _run(s, "python3", code, what="query and write")
-    if not r.ok:
-        raise ProbeFailed(f"Python: {r.error}")
-    me, schema, _, m = (r.stdout.split() + ["", "", "", ""])[:4]
-    if me != s.me.login.role or schema != s.team or m != "2":
-        raise ProbeFailed(f"Python ran as {me!r} in schema {schema!r} and read {m} rows back")
+    _expect_own_work(s, _run(s, "python3", code, what="query and write"), "Python")
 
 
 @probe("ws.r", "R kernel: reads shared data, writes its own schema (DBI, no arguments to connect)", expect="works")
 def r_kernel(s: Session) -> None:
     target, table = _first_shared(s), _table_name()
-    read = f"SELECT count(*) AS n FROM (SELECT 1 FROM {target[0]}.{target[1]} LIMIT 10) t" if target \
-        else "SELECT 1 AS n"
+    read = f"SELECT count(*) AS n FROM (SELECT 1 FROM {target} LIMIT 10) t" if target else "SELECT 1 AS n"
     code = (
         "suppressMessages(library(DBI))\n"
         "con <- dbConnect(RPostgreSQL::PostgreSQL())\n"
@@ -125,12 +135,7 @@ def r_kernel(s: Session) -> None:
         "invisible(dbDisconnect(con))\n"
         "cat(who$u, who$s, n, m, '\\n')"
     )
-    r = _run(s, "ir", code, what="query and write")
-    if not r.ok:
-        raise ProbeFailed(f"R: {r.error}")
-    me, schema, _, m = (r.stdout.split() + ["", "", "", ""])[:4]
-    if me != s.me.login.role or schema != s.team or m != "2":
-        raise ProbeFailed(f"R ran as {me!r} in schema {schema!r} and read {m} rows back")
+    _expect_own_work(s, _run(s, "ir", code, what="query and write"), "R")
 
 
 @probe("ws.datasets.read", "reads a file under ~/datasets", expect="works")
@@ -200,7 +205,7 @@ def other_server(s: Session) -> None:
     ws = _workspace(s)
     other = s.neighbour.role
     # Whether the other server runs or not (the hub answers for a stopped one), the team must not get in.
-    running = bool((ws.hub.api("GET", f"/hub/api/users/{other}").get("servers") or {}).get(""))
+    running = ws.hub.server(other) is not None
     browser = BrowserSession(ws.hub.local_url)
     if not browser.login(s.me.login.role, s.me.password):
         raise ProbeFailed("cannot log in to the hub")

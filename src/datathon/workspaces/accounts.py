@@ -3,10 +3,12 @@ refuse to touch a same-named user datathon did not make (its GECOS field carries
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -45,21 +47,6 @@ def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = Non
     return out
 
 
-def _run(cmd: list[str], *, what: str, stdin: str | None = None) -> None:
-    # Never log stdin: for chpasswd it holds a password.
-    res = subprocess.run([unix.tool(cmd[0]), *cmd[1:]], input=stdin, capture_output=True, text=True)
-    log.info("%s -> %s %s", " ".join(cmd), res.returncode, res.stderr.strip())
-    if res.returncode != 0:
-        raise ProvisionError(f"{what} failed: {res.stderr.strip() or res.stdout.strip() or 'no output'}",
-                             hint="fix the cause and run `datathon up` again (it resumes here)")
-
-
-def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise ProvisionError(f"{what} needs root (Unix users, PAM logins and the hub)",
-                             hint="run datathon as root on the workspace server")
-
-
 def lookup(user: str) -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(user)
@@ -67,30 +54,38 @@ def lookup(user: str) -> pwd.struct_passwd | None:
         return None
 
 
-def is_ours(entry: pwd.struct_passwd, event: str) -> bool:
-    return entry.pw_gecos == names.MARK.format(event=event)
+def is_ours(entry: pwd.struct_passwd, owner: str) -> bool:
+    return entry.pw_gecos == names.MARK.format(owner=owner)
 
 
-def event_users(event: str) -> list[pwd.struct_passwd]:
+def event_users(owner: str) -> list[pwd.struct_passwd]:
     """Every Unix user datathon made for this event (found by the mark, so removed teams are found too)."""
-    return [e for e in pwd.getpwall() if is_ours(e, event)]
+    return [e for e in pwd.getpwall() if is_ours(e, owner)]
 
 
-def create_user(acct: Account, event: str) -> None:
+def create_user(acct: Account, owner: str) -> None:
     acct.home.parent.mkdir(parents=True, exist_ok=True)
-    _run(["useradd", "--create-home", "--home-dir", str(acct.home), "--shell", "/bin/bash", "--no-user-group",
-          "--gid", acct.group, "--comment", names.MARK.format(event=event), acct.user],
+    unix.run(["useradd", "--create-home", "--home-dir", str(acct.home), "--shell", "/bin/bash", "--no-user-group",
+          "--gid", acct.group, "--comment", names.MARK.format(owner=owner), acct.user],
          what=f"creating Unix user {acct.user}")
     os.chmod(acct.home, 0o700)  # no team reads another's home, whatever the system's HOME_MODE
 
 
 def repair_user(acct: Account) -> None:
-    _run(["usermod", "--gid", acct.group, acct.user], what=f"setting the group of {acct.user}")
+    """Primary group and a private home (made again, empty but for the skeleton, when it was removed)."""
+    unix.run(["usermod", "--gid", acct.group, acct.user], what=f"setting the group of {acct.user}")
+    entry = pwd.getpwnam(acct.user)
+    if not acct.home.exists():
+        acct.home.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree("/etc/skel", acct.home, symlinks=True)
+        for root, dirs, files in os.walk(acct.home):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.lchown(name, entry.pw_uid, entry.pw_gid)
     os.chmod(acct.home, 0o700)
 
 
 def set_password(user: str, password: str) -> None:
-    _run(["chpasswd"], stdin=f"{user}:{password}\n", what=f"setting the password of {user}")
+    unix.run(["chpasswd"], stdin=f"{user}:{password}\n", what=f"setting the password of {user}")
 
 
 def _shadow_hash(user: str) -> str | None:
@@ -131,30 +126,37 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def kill_processes(uid: int, *, grace: float = 5.0) -> None:
-    """SIGTERM every process of the user, then SIGKILL what is left after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        pids = processes_of(uid)
-        if not pids:
+def kill_processes(uid: int, gid: int, *, grace: float = 5.0) -> None:
+    """SIGTERM every process of the user, then SIGKILL what is left, sent as the user itself (kill -1): all its
+    processes at once, so a process that keeps forking cannot slip between a listing and the signals."""
+    for pid in processes_of(uid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and processes_of(uid):
+        time.sleep(0.1)
+    for _ in range(20):
+        if not processes_of(uid):
             return
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and processes_of(uid):
-            time.sleep(0.1)
-    left = processes_of(uid)
-    if left:
-        raise ProvisionError(f"processes of uid {uid} survive SIGKILL: {left}", hint="look at them with ps")
+        subprocess.run(["/bin/kill", "-KILL", "-1"], user=uid, group=gid, extra_groups=[], capture_output=True)
+        time.sleep(0.1)
+    raise ProvisionError(f"processes of uid {uid} survive SIGKILL: {processes_of(uid)}", hint="look at them with ps")
 
 
-def remove_user(user: str, event: str) -> None:
+def remove_files_of(uid: int) -> None:
+    """What the user left in the shared temporary folders: the next user given this uid must not find it."""
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(folder):
+            subprocess.run(["find", folder, "-xdev", "-mindepth", "1", "-user", str(uid), "-delete"],
+                           capture_output=True)
+
+
+def remove_user(user: str, owner: str) -> None:
     entry = lookup(user)
     if entry is None:
         return
-    if not is_ours(entry, event):
-        raise ProvisionError(f"Unix user {user} was not made by datathon for event {event}; not removing it")
-    kill_processes(entry.pw_uid)
-    _run(["userdel", "--remove", user], what=f"removing Unix user {user}")
+    if not is_ours(entry, owner):
+        raise ProvisionError(f"Unix user {user} was not made by datathon for this event file; not removing it")
+    kill_processes(entry.pw_uid, entry.pw_gid)
+    unix.run(["userdel", "--remove", user], what=f"removing Unix user {user}")
+    remove_files_of(entry.pw_uid)

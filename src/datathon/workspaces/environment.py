@@ -9,6 +9,8 @@ the hub and the single-user servers always run matching versions.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -133,6 +135,10 @@ class TeamEnvironment:
             return False
 
     def install_cli(self) -> None:
+        with self._locked():
+            self._install_cli()
+
+    def _install_cli(self) -> None:
         """Copy datathon's package into the environment (its dependencies are in the build) and put a
         `datathon` command in its bin/: a copy, not a link, because root's own Python is not readable."""
         site = next(self.prefix.glob("lib/python3*/site-packages"))
@@ -158,7 +164,23 @@ class TeamEnvironment:
         except (OSError, json.JSONDecodeError):
             return False
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One builder at a time: the environment is shared by every event on this machine."""
+        self.ws.env_root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd = os.open(self.ws.env_root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def build(self, console: Console) -> None:
+        with self._locked():
+            if not self.is_built():  # another event's `up` may have built it while we waited
+                self._build(console)
+
+    def _build(self, console: Console) -> None:
         if not SYSTEM_PYTHON.exists():
             raise ProvisionError(f"{SYSTEM_PYTHON} is missing", hint="apt-get install python3 python3-venv")
         if shutil.which("npm") is None:
@@ -166,12 +188,6 @@ class TeamEnvironment:
         old_umask = os.umask(0o022)  # every file world-readable: team users run them
         try:
             self.ws.env_root.mkdir(parents=True, exist_ok=True)
-            for folder in [self.ws.env_root, *self.ws.env_root.parents]:
-                if folder == Path("/"):
-                    break
-                if not os.stat(folder).st_mode & 0o005:
-                    raise ProvisionError(f"{folder} is not readable by other users, so teams could not run the "
-                                         "environment below it", hint="set workspaces.env_root to e.g. /opt/datathon")
             # A venv cannot be moved (its scripts name their folder), so it is built in place; a half-built one
             # (no stamp) is removed and started again.
             if self.prefix.exists():
@@ -190,7 +206,7 @@ class TeamEnvironment:
                     status.update(f"team environment {self.prefix}: {label} ...")
                     self._run(cmd, label)
             self._verify()
-            self.install_cli()
+            self._install_cli()
             (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")
         finally:
             os.umask(old_umask)

@@ -1,4 +1,7 @@
-"""GPUs for team workspaces: how many this machine has, and which devices each team gets (never shared)."""
+"""GPUs for team workspaces: how many this machine has, and which devices each team gets (no device given to two
+teams). The assignment reaches a team's server as CUDA_VISIBLE_DEVICES, which CUDA programs honour; it is not a
+wall: the device files are usually open to every user, so a team that sets the variable itself can reach another
+team's GPU. `status` and the handouts say so."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ starting servers as the team users need it). Its files live in the event's state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,8 +23,10 @@ from pathlib import Path
 import jinja2
 
 from datathon.config.workspaces import Workspaces
+from datathon.database.cluster import process_alive
 from datathon.errors import ProvisionError
 from datathon.state import StateStore, write_private
+from datathon.workspaces import procs
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment
 
@@ -34,10 +37,29 @@ PROXY_SECRET = "hub-proxy-token"
 START_TIMEOUT = 60.0
 
 
-class HubApiError(Exception):
+class HubApiError(ProvisionError):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+        super().__init__(f"the hub answered {status}: {message}",
+                         hint="see `datathon status` and the hub's log in the state folder")
         self.status = status
+
+
+def hub_processes(state: StateStore) -> list[int]:
+    """The hub and proxy of this event's state folder that still run, whatever the event file says now (a
+    `workspaces:` section removed, or hub: false, must not leave them running unseen)."""
+    folder = state.root / "hub"
+    found = []
+    for pid_file, needle in ((folder / "hub.pid", str(folder / "jupyterhub_config.py").encode()),
+                             (folder / "proxy.pid", b"configurable-http-proxy")):
+        pid = procs.read_pid(pid_file)
+        if pid and procs.is_root_process(pid, needle):
+            found.append(pid)
+    return found
+
+
+def stop_processes(pids: list[int]) -> None:
+    for pid in pids:
+        Hub._terminate(pid)
 
 
 def local_url(ws: Workspaces) -> str:
@@ -154,26 +176,31 @@ class Hub:
 
     # -- process ------------------------------------------------------------------------------------
     def pid(self) -> int | None:
-        """The hub's pid when it runs (the pid file names a live jupyterhub process)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"jupyterhub" in cmdline else None
+        """The hub's pid when it runs: the pid file names a live root process started with this config."""
+        pid = procs.read_pid(self.pid_file)
+        return pid if pid and procs.is_root_process(pid, str(self.config_file).encode()) else None
 
     def proxy_pid(self) -> int | None:
-        try:
-            pid = int((self.dir / "proxy.pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"configurable-http-proxy" in cmdline else None
+        pid = procs.read_pid(self.dir / "proxy.pid")
+        needle = f"--api-port\x00{self.ports[2]}".encode()
+        return pid if pid and procs.is_root_process(pid, needle) else None
+
+    def check_listener(self) -> None:
+        """The public port must be held by this event's proxy before a token or password is sent to it: any
+        local user may bind a free port (while the hub restarts, say) and read what comes."""
+        proxy = self.proxy_pid()
+        if proxy is None or not procs.holds_port(proxy, self.ws.port):
+            raise HubApiError(503, f"port {self.ws.port} is not held by this event's hub proxy")
 
     def is_running(self) -> bool:
         return self.pid() is not None
 
     def start(self) -> None:
+        busy = [p for p in self.ports if procs.port_in_use(p)]
+        if busy:
+            raise ProvisionError(f"port(s) {', '.join(map(str, busy))} needed by the hub are already in use",
+                                 hint="stop what holds them, or set workspaces.port to a free port (it uses "
+                                      "port, port+1 and port+2)")
         self.pid_file.unlink(missing_ok=True)
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -190,11 +217,13 @@ class Hub:
             if proc.poll() is not None:
                 break
             try:
-                self.api("GET", "/hub/api/")
-                (self.dir / "running-config").write_text(self.config_digest() + "\n")
-                return
+                if self.pid() == proc.pid:  # the process we started wrote its pid file, it is not another one
+                    self.api("GET", "/hub/api/")
+                    (self.dir / "running-config").write_text(self.config_digest() + "\n")
+                    return
             except (OSError, HubApiError):
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         if proc.poll() is None:
             self._terminate(proc.pid)
         self.stop()  # a proxy it started must not outlive it
@@ -209,9 +238,7 @@ class Hub:
         return " | ".join(line.strip() for line in text[-lines:])
 
     def stop(self) -> None:
-        for pid in (self.pid(), self.proxy_pid()):
-            if pid is not None:
-                self._terminate(pid)
+        stop_processes(hub_processes(self.state))
         (self.dir / "running-config").unlink(missing_ok=True)
 
     @staticmethod
@@ -223,14 +250,12 @@ class Hub:
                 return
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                    if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                        os.waitpid(pid, os.WNOHANG)  # our own child, already dead
-                        return
-                except (ProcessLookupError, ChildProcessError, OSError):
+                if not process_alive(pid):
+                    with contextlib.suppress(ChildProcessError, OSError):
+                        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
                     return
                 time.sleep(0.1)
+        raise ProvisionError(f"process {pid} survives SIGKILL", hint="look at it with ps; then run the command again")
 
     # -- REST API -----------------------------------------------------------------------------------
     @cached_property
@@ -238,6 +263,7 @@ class Hub:
         return self.state.secret(ORGANIZER_SECRET)
 
     def api(self, method: str, path: str, body: dict | None = None, *, timeout: float = 10.0):
+        self.check_listener()
         req = urllib.request.Request(
             self.local_url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
@@ -252,6 +278,16 @@ class Hub:
     def users(self) -> dict[str, dict]:
         return {u["name"]: u for u in self.api("GET", "/hub/api/users") or []}
 
+    def server(self, user: str) -> dict | None:
+        """The user's default server as the hub sees it; None when it has none (or the hub has no such user)."""
+        try:
+            info = self.api("GET", f"/hub/api/users/{user}")
+        except HubApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return (info.get("servers") or {}).get("") or None
+
     def start_server(self, user: str, *, timeout: float = 120.0) -> None:
         try:
             self.api("POST", f"/hub/api/users/{user}/server")
@@ -260,12 +296,25 @@ class Hub:
                 raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = self.api("GET", f"/hub/api/users/{user}")
-            server = (info.get("servers") or {}).get("")
+            server = self.server(user)
             if server and server.get("ready"):
                 return
             time.sleep(0.3)
-        raise TimeoutError(f"the server of {user} was not ready within {timeout:.0f}s")
+        raise ProvisionError(f"the server of {user} was not ready within {timeout:.0f}s",
+                             hint=f"see {self.log_file}")
+
+    @contextlib.contextmanager
+    def user_token(self, user: str, *, minutes: int = 15):
+        """A short-lived token of the user's own, that can reach only that user's server. The organizer's token
+        never travels to a team's server (a process the team controls could keep it)."""
+        made = self.api("POST", f"/hub/api/users/{user}/tokens",
+                        {"scopes": [f"access:servers!user={user}"], "expires_in": minutes * 60,
+                         "note": "datathon check"})
+        try:
+            yield made["token"]
+        finally:
+            with contextlib.suppress(OSError, HubApiError):
+                self.api("DELETE", f"/hub/api/users/{user}/tokens/{made['id']}")
 
     def stop_server(self, user: str, *, timeout: float = 60.0) -> None:
         try:
@@ -275,7 +324,7 @@ class Hub:
                 raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = self.api("GET", f"/hub/api/users/{user}")
-            if not (info.get("servers") or {}).get(""):
+            if self.server(user) is None:
                 return
             time.sleep(0.3)
+        raise ProvisionError(f"the server of {user} did not stop within {timeout:.0f}s", hint=f"see {self.log_file}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,8 @@ from datathon import unix
 from datathon.database.server import ComponentStatus
 from datathon.plan import Change
 from datathon.providers.base import Context
-from datathon.workspaces import accounts, gpus, names
-from datathon.workspaces.hub import HubApiError
+from datathon.workspaces import accounts, gpus, names, procs
+from datathon.workspaces.hub import HubApiError, hub_processes, stop_processes
 from datathon.workspaces.plan import hub_for
 
 
@@ -91,7 +90,9 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
                                  "jupyterhub-idle-culler stops idle servers" if ws.idle_seconds else ""))
     want_gpus = sum(len(t.gpus) if isinstance(t.gpus, list) else t.gpus for t in ctx.config.team_list)
     inv = gpus.detect()
-    comps.append(ComponentStatus("workspaces", "GPUs", f"{want_gpus} asked", inv.summary,
+    comps.append(ComponentStatus("workspaces", "GPUs", f"{want_gpus} asked",
+                                 inv.summary + ("; assigned per team by CUDA_VISIBLE_DEVICES (advisory: device files "
+                                                "are shared, not walled off)" if want_gpus else ""),
                                  healthy=want_gpus <= inv.count))
     for a in accounts.wanted_accounts(ctx.config):
         info = hub_users.get(a.user, {})
@@ -104,18 +105,12 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
     return comps, servers
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def teardown_changes(ctx: Context) -> list[Change]:
     ws = ctx.config.workspaces
     event = ctx.config.event
     hub = hub_for(ctx) if ws else None
     out: list[Change] = []
-    if hub is not None and (hub.is_running() or hub.proxy_pid()):
+    if hub is not None and hub.is_running():
         def stop_hub() -> None:
             try:
                 for user, info in hub.users().items():
@@ -127,9 +122,13 @@ def teardown_changes(ctx: Context) -> list[Change]:
 
         out.append(Change("hub", hub.public_url, "drop", "stop the team servers, the hub and its proxy", run=stop_hub,
                           destructive=True))
-    for entry in accounts.event_users(event):
+    elif pids := hub_processes(ctx.state):
+        out.append(Change("hub", "processes", "drop", f"a hub of this event still runs (pids {pids})",
+                          run=lambda: stop_processes(pids), destructive=True))
+    owner = names.owner(ctx.state)
+    for entry in accounts.event_users(owner):
         out.append(Change("unix user", entry.pw_name, "drop", "its processes, home and files",
-                          run=lambda u=entry.pw_name: accounts.remove_user(u, event), destructive=True))
+                          run=lambda u=entry.pw_name: accounts.remove_user(u, owner), destructive=True))
     for group in (names.teams_group(event), names.mentors_group(event)):
         if unix.group_exists(group):
             def drop(g=group) -> None:
@@ -144,12 +143,10 @@ def teardown_changes(ctx: Context) -> list[Change]:
 def leftovers(ctx: Context) -> list[str]:
     ws = ctx.config.workspaces
     event = ctx.config.event
-    left = [f"Unix user {e.pw_name}" for e in accounts.event_users(event)]
+    left = [f"Unix user {e.pw_name}" for e in accounts.event_users(names.owner(ctx.state))]
     left += [f"Unix group {g}" for g in (names.teams_group(event), names.mentors_group(event))
              if unix.group_exists(g)]
+    left += [f"hub process {pid}" for pid in hub_processes(ctx.state)]
     if ws is not None:
-        hub = hub_for(ctx)
-        if hub.pid() or hub.proxy_pid():
-            left.append("hub process")
-        left += [f"port {p} still answers" for p in hub.ports if _listening(p)]
+        left += [f"port {p} still listens" for p in hub_for(ctx).ports if procs.port_in_use(p)]
     return left

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 
 from datathon.database import roles
+from datathon.state import StateStore
 
 # Written into the GECOS field (no colon allowed) of every Unix user datathon makes: a same-named user
-# without it is not ours.
-MARK = "datathon event {event}"
+# without it is not ours. `owner` is the event and its state folder's tag (see `owner()`).
+MARK = "datathon event {owner}"
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600, "d": 86400, "": 1}
+
+
+def owner(state: StateStore) -> str:
+    """Who a Unix user belongs to: this event of this event file (another checkout of the same event is not us)."""
+    return f"{state.event} {state.tag}"
 
 
 def unix_user(event: str, name: str) -> str:

@@ -6,17 +6,20 @@ the reason it is there; `keep` entries say why nothing needs doing.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pwd
 from pathlib import Path
 
 from datathon import unix
 from datathon.database.server import Endpoint
+from datathon.fsutil import untrusted_ancestor
 from datathon.plan import Change
 from datathon.providers.base import Context
-from datathon.workspaces import accounts, gpus, home
+from datathon.workspaces import accounts, gpus, home, names
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment, install_apt, missing_apt
-from datathon.workspaces.hub import Hub
+from datathon.workspaces.hub import Hub, hub_processes, stop_processes
 
 
 def hub_for(ctx: Context) -> Hub:
@@ -54,14 +57,30 @@ def _record_password(ctx: Context, user: str, fingerprint: str | None) -> None:
     ctx.state.save(state)
 
 
+def _leftover_changes(ctx: Context) -> list[Change]:
+    """With no `workspaces:` section: what an earlier one made goes (asked first: homes go with their users)."""
+    from datathon.workspaces.lifecycle import teardown_changes
+
+    # The teams' group stays: a local dataset store may still give teams' files to it; `down` removes it.
+    return [c for c in teardown_changes(ctx) if c.component != "unix group"]
+
+
 def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
     config, ws = ctx.config, ctx.config.workspaces
     if ws is None:
-        return []
-    event, console = config.event, ctx.console
+        return _leftover_changes(ctx)
+    console = ctx.console
     changes: list[Change] = []
     env = TeamEnvironment(ws)
 
+    if os.geteuid() != 0:
+        return [Change("workspaces", "Unix users and the hub", "blocked",
+                       "need root (useradd, PAM logins, servers run as each team); run datathon as root")]
+    for what, folder in (("workspaces.env_root", ws.env_root), ("workspaces.home_root", ws.home_root)):
+        why = untrusted_ancestor(folder)
+        if why:
+            return [Change("workspaces", what, "blocked", f"{folder}: {why}; choose a folder only root can "
+                                                          "change, e.g. /opt/datathon/envs or /home")]
     inventory = gpus.detect()
     try:
         assigned = gpus.assign(config, inventory.count)
@@ -104,12 +123,12 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 
     wanted = {a.user for a in accts}
     hub = hub_for(ctx)
-    for entry in accounts.event_users(event):
+    for entry in accounts.event_users(names.owner(ctx.state)):
         if entry.pw_name not in wanted:
             def drop(user=entry.pw_name):
                 if hub.is_running():
                     hub.stop_server(user)
-                accounts.remove_user(user, event)
+                accounts.remove_user(user, names.owner(ctx.state))
 
             changes.append(Change("unix user", entry.pw_name, "drop", "no longer in the event file; its home goes too",
                                   run=drop, destructive=True))
@@ -120,7 +139,6 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 
 def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None,
                      recorded: dict[str, str]) -> list[Change]:
-    event = ctx.config.event
     password = ctx.state.secret(a.user)
     files = home.home_files(ctx.config, a, endpoint, password)
     entry = accounts.lookup(a.user)
@@ -133,17 +151,17 @@ def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path 
 
     if entry is None:
         def create() -> None:
-            accounts.create_user(a, event)
+            accounts.create_user(a, names.owner(ctx.state))
             accounts.set_password(a.user, password)
             _record_password(ctx, a.user, accounts.password_fingerprint(a.user, password))
             finish(files, True)
 
         return [Change("unix user", a.user, "create", f"{a.kind} {a.name}: home {a.home} (0700), password, "
                                                       ".pgpass, example notebooks", run=create)]
-    if not accounts.is_ours(entry, event):
+    if not accounts.is_ours(entry, names.owner(ctx.state)):
         return [Change("unix user", a.user, "blocked",
-                       f"a Unix user {a.user} exists that datathon did not make (its comment is "
-                       f"{entry.pw_gecos!r}); rename the {a.kind} or remove that user")]
+                       f"a Unix user {a.user} exists that datathon did not make for this event file (its comment "
+                       f"is {entry.pw_gecos!r}); rename the {a.kind}, or remove that user")]
     out = []
     if recorded.get(a.user) != accounts.password_fingerprint(a.user, password):
         def repass() -> None:
@@ -152,15 +170,17 @@ def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path 
 
         out.append(Change("unix user", f"{a.user} password", "update", "differs from the team's secret", run=repass))
     problems = []
-    try:
+    a = dataclasses.replace(a, home=Path(entry.pw_dir))  # the home the user has, wherever it is
+    if not a.home.is_dir() or a.home.is_symlink():
+        problems.append(f"home {a.home} is missing")
+        stale, link = files, folder is not None
+    else:
         stale = home.stale_files(a, files)
         link = folder is not None and home.datasets_link(a, folder) == "missing"
-    except Exception:  # an unreadable home: recreate what we can
-        stale, link = files, False
-    if entry.pw_gid != _gid(a.group):
+        if a.home.stat().st_mode & 0o077:
+            problems.append("home is readable by others")
+    if not unix.group_exists(a.group) or entry.pw_gid != unix.group_gid(a.group):
         problems.append(f"primary group is not {a.group}")
-    if Path(entry.pw_dir).stat().st_mode & 0o077:
-        problems.append("home is readable by others")
     if stale or link or problems:
         what = [f.path for f in stale] + (["~/datasets"] if link else []) + problems
 
@@ -175,18 +195,11 @@ def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path 
     return out
 
 
-def _gid(group: str) -> int | None:
-    import grp
-
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        return None
-
-
 def _hub_changes(hub: Hub, accts: list[Account], user_env: dict[str, dict[str, str]]) -> list[Change]:
     if not hub.ws.hub:
-        return []
+        pids = hub_processes(hub.state)
+        return [Change("hub", hub.public_url, "drop", "hub: false in the event file (team servers stop too)",
+                       run=lambda: stop_processes(pids), destructive=True)] if pids else []
     out = []
     stale = hub.stale_files(accts, user_env)
     if stale:

@@ -1,0 +1,60 @@
+"""Which process is which, from /proc: before root signals a pid or sends a token to a port, it makes sure the
+process is the one it means (root-owned, the expected command) and that it is the one holding the port."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datathon.database.cluster import process_alive
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_root_process(pid: int, needle: bytes) -> bool:
+    """A live process of root whose command line holds `needle` (a pid file may name a recycled pid)."""
+    if not process_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        uid = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return uid == 0 and needle in cmdline
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes in LISTEN state on `port`, any address."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def holds_port(pid: int, port: int) -> bool:
+    """True when every listening socket on `port` belongs to `pid` (nobody else squats on it)."""
+    wanted = {f"socket:[{i}]" for i in listening_inodes(port)}
+    if not wanted:
+        return False
+    try:
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    return wanted <= held
+
+
+def port_in_use(port: int) -> bool:
+    return bool(listening_inodes(port))
