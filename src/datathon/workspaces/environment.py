@@ -153,9 +153,18 @@ class TeamEnvironment:
             script = self.bin / "datathon"
             script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
             script.chmod(0o755)
+            self._lab_settings()
             self.cli_stamp.write_text(cli_digest() + "\n")
         finally:
             os.umask(old_umask)
+
+    def _lab_settings(self) -> None:
+        """JupyterLab defaults for every team: no pop-up asking about news and updates on the first screen."""
+        folder = self.prefix / "share" / "jupyter" / "lab" / "settings"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "overrides.json").write_text(json.dumps(
+            {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}},
+            indent=1) + "\n")
 
     def is_built(self) -> bool:
         """Complete only once the stamp is written, as the last step of a build."""
