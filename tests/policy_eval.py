@@ -1,6 +1,6 @@
 """A small evaluator of AWS policy documents for tests: explicit deny wins, otherwise an allow is needed.
 
-It understands what datathon's documents use (Action/Resource lists with wildcards, Principal "*" or
+It understands what datathon's documents use (Action/NotAction/Resource lists with wildcards, Principal "*" or
 {"AWS": ...}, the ArnEquals/ArnNotEquals, StringLike and Bool conditions), so tests can ask of a document
 "may this principal do that to this resource?" instead of comparing JSON text.
 """
@@ -36,7 +36,10 @@ def _matches(stmt: dict, action: str, resource: str, ctx: dict) -> bool:
         principals = ["*"] if p == "*" else _list(p.get("AWS", []))
         if "*" not in principals and ctx.get("aws:PrincipalArn") not in principals:
             return False
-    if not any(fnmatchcase(action, a) for a in _list(stmt["Action"])):
+    if "NotAction" in stmt:
+        if any(fnmatchcase(action, a) for a in _list(stmt["NotAction"])):
+            return False
+    elif not any(fnmatchcase(action, a) for a in _list(stmt["Action"])):
         return False
     if not any(fnmatchcase(resource, r) for r in _list(stmt["Resource"])):
         return False

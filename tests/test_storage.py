@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -81,6 +82,24 @@ def dataset(tmp_path_factory) -> Path:
 def few(tmp_path_factory) -> Path:
     """A smaller dataset of the same shape for the failure tests: 300 small files and 2 multipart-sized ones."""
     return make_dataset(tmp_path_factory.mktemp("few"), 300, 2)
+
+
+def test_an_adopted_bucket_loses_only_the_events_datasets_at_down(aws, small_dataset, tmp_path):
+    """A bucket the organizer tagged for the event (datathon did not create it): `down` removes what datathon
+    pushed and keeps the bucket and everything else in it."""
+    ctx = s3_context(tmp_path, aws, small_dataset)
+    s3, bucket = plain_client(aws), ctx.config.storage.bucket
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "datathon:event", "Value": ctx.config.event}]})
+    s3.put_object(Bucket=bucket, Key="theirs.txt", Body=b"someone else's")
+    apply_storage(ctx, plan_storage(ctx))
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="imaging/cxr/")["KeyCount"] > 0
+    changes = [c for c in teardown_storage(ctx) if c.component == "storage"]
+    assert [c.action for c in changes] == ["drop"] and "keep the bucket" in changes[0].reason
+    apply_storage(ctx, changes)
+    assert storage_leftovers(ctx) == []
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="imaging/")["KeyCount"] == 0
+    assert s3.get_object(Bucket=bucket, Key="theirs.txt")["Body"].read() == b"someone else's"
 
 
 def unique(prefix: str) -> str:
@@ -286,7 +305,10 @@ def test_bucket_policy_refuses_writes_from_everyone_but_the_organizer():
     for who in (TEAM_ROLE, "arn:aws:iam::123456789012:user/alice", "arn:aws:iam::999999999999:root"):
         for action, res in [("s3:PutObject", obj), ("s3:DeleteObject", obj), ("s3:PutObjectAcl", obj),
                             ("s3:PutBucketPolicy", bucket), ("s3:DeleteBucketPolicy", bucket),
-                            ("s3:DeleteBucket", bucket), ("s3:PutBucketAcl", bucket)]:
+                            ("s3:DeleteBucket", bucket), ("s3:PutBucketAcl", bucket),
+                            ("s3:PutBucketOwnershipControls", bucket), ("s3:PutObjectVersionAcl", obj),
+                            ("s3:PutBucketVersioning", bucket), ("s3:AbortMultipartUpload", obj),
+                            ("s3:PutReplicationConfiguration", bucket), ("s3:BypassGovernanceRetention", obj)]:
             assert decide([doc], principal=who, action=action, resource=res) == "deny", (who, action)
         assert decide([doc], principal=who, action="s3:GetObject", resource=obj) == "implicit-deny"  # IAM decides
     for action, res in [("s3:PutObject", obj), ("s3:DeleteObject", obj), ("s3:DeleteBucket", bucket)]:
@@ -340,9 +362,16 @@ def test_a_bucket_not_tagged_for_the_event_is_neither_adopted_nor_deleted(aws, d
 
 # -- local backend ---------------------------------------------------------------------------------------
 def _local_context(folder: Path, dataset: Path) -> Context:
+    """A local store where teams could reach it (a pytest folder is 0700, which the store's plan refuses):
+    /var/lib/datathon/pytest-<event>/store, removed by the test. `folder` gets a link `store` to it."""
+    from datathon.state import SYSTEM_ROOT
+
     event = unique("lt")
-    return make_context(folder, event_text(event, {"path": "store", "datasets": [{"name": "scans",
-                                                                                    "path": str(dataset)}]}))
+    base = SYSTEM_ROOT / f"pytest-{event}"
+    base.mkdir(parents=True, mode=0o755)
+    os.symlink(base / "store", folder / "store")  # the tests' own shortcut; the event file names the real path
+    return make_context(folder, event_text(event, {"path": str(base / "store"),
+                                                   "datasets": [{"name": "scans", "path": str(dataset)}]}))
 
 
 @pytest.fixture
@@ -363,7 +392,7 @@ def test_local_store_is_root_owned_group_readable_and_refuses_links(tmp_path, sm
     try:
         apply_storage(ctx, plan_storage(ctx))
         gid = unix.group_gid(group)
-        root = tmp_path / "store"
+        root = get_store(ctx).root
         for p in [root, *root.rglob("*")]:
             st = p.lstat()
             assert (st.st_uid, st.st_gid) == (0, gid), p
@@ -375,13 +404,13 @@ def test_local_store_is_root_owned_group_readable_and_refuses_links(tmp_path, sm
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         (root / "scans" / "s1" / "1.jpg").unlink()
-        os.rename(root / "scans" / "s1", tmp_path / "moved")
+        os.rename(root / "scans" / "s1", root.parent / "moved")
         os.symlink(elsewhere, root / "scans" / "s1")  # a planted link where a folder belongs
         with pytest.raises(ProvisionError, match="symbolic link"):
             push(store, "scans", small_dataset, workers=4)
         assert list(elsewhere.iterdir()) == []
         os.unlink(root / "scans" / "s1")
-        os.rename(tmp_path / "moved", root / "scans" / "s1")
+        os.rename(root.parent / "moved", root / "scans" / "s1")
 
         target = tmp_path / "target.txt"
         target.write_text("keep me")
@@ -397,12 +426,49 @@ def test_local_store_is_root_owned_group_readable_and_refuses_links(tmp_path, sm
         apply_storage(ctx, teardown_storage(ctx))
         assert not root.exists() and not unix.group_exists(group) and storage_leftovers(ctx) == []
     finally:
-        store_root = tmp_path / "store"
-        if store_root.exists():
-            import shutil
-
-            shutil.rmtree(store_root)
+        shutil.rmtree(get_store(ctx).root.parent, ignore_errors=True)
         unix.remove_group(group)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")
+def test_a_folder_datathon_did_not_make_is_never_taken_over_nor_deleted(tmp_path, small_dataset):
+    ctx = _local_context(tmp_path, small_dataset)
+    root = get_store(ctx).root
+    try:
+        root.mkdir()
+        (root / "precious.txt").write_text("not datathon's")
+        plan = plan_storage(ctx)
+        assert plan[0].action == "blocked" and "was not made by datathon" in plan[0].reason
+        with pytest.raises(ProvisionError, match="was not made by datathon"):
+            apply_storage(ctx, plan)
+        assert [c.action for c in teardown_storage(ctx) if c.component == "storage"] == ["keep"]
+        assert (root / "precious.txt").read_text() == "not datathon's" and storage_leftovers(ctx) == []
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+        unix.remove_group(f"{ctx.config.event}_teams")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")
+def test_a_dataset_file_swapped_for_a_link_or_changed_after_hashing_is_not_stored(tmp_path, small_dataset):
+    ctx = _local_context(tmp_path, small_dataset)
+    store = get_store(ctx)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root's secret")
+    try:
+        apply_storage(ctx, plan_storage(ctx))
+        victim = small_dataset / "s0" / "0.jpg"
+        victim.unlink()
+        os.symlink(secret, victim)
+        with pytest.raises(ProvisionError):
+            store.put_file("scans/s0/0.jpg", victim, sha256="0" * 64)
+        victim.unlink()
+        victim.write_bytes(b"new bytes")
+        with pytest.raises(ProvisionError, match="changed since it was hashed"):
+            store.put_file("scans/s0/0.jpg", victim, sha256="0" * 64)
+        assert b"secret" not in (store.read_bytes("scans/s0/0.jpg") or b"")
+    finally:
+        shutil.rmtree(store.root.parent, ignore_errors=True)
+        unix.remove_group(f"{ctx.config.event}_teams")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")
@@ -442,7 +508,7 @@ def test_cli_push_verify_pull_on_the_local_backend(tmp_path, small_dataset):
     finally:
         import shutil
 
-        shutil.rmtree(tmp_path / "store", ignore_errors=True)
+        shutil.rmtree(get_store(ctx).root.parent, ignore_errors=True)
         unix.remove_group(group)
 
 

@@ -38,6 +38,8 @@ def test_a_good_storage_section_loads(tmp_path):
     ("  backend: s3\n", 4, "backend s3 needs bucket"),
     ("  backend: local\n  bucket: sg2026-imaging\n", 4, "bucket is only for backend s3"),
     ("  backend: s3\n  bucket: sg2026-imaging\n  path: /srv/x\n", 4, "path is only for backend local"),
+    ("  path: .\n", 4, "holds the event file's folder"),
+    ("  path: data\n  datasets: [{name: cxr, path: data}]\n", 4, "overlaps the folder of dataset cxr"),
     ("  workspace_role_name: ws\n  organizer_role_arn: arn:aws:iam::123456789012:role/org\n", 4,
      "organizer_role_arn, workspace_role_name are only for backend s3"),
     ("  backend: s3\n  bucket: My_Bucket\n", 6, "may hold only a-z, 0-9"),

@@ -8,6 +8,7 @@ followed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import stat
@@ -15,6 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from datathon.errors import ProvisionError
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @contextlib.contextmanager
@@ -81,19 +87,22 @@ def make_dir_owned(path: Path, *, uid: int, gid: int, mode: int) -> None:
 
 
 def untrusted_ancestor(path: Path) -> str | None:
-    """Why root must not run code from (or make homes under) `path`: the first existing folder on its way that
-    is not root's, is writable by others, or that other users cannot traverse. None when it is sound."""
+    """Why root must not run code from (or keep a store, or make homes under) `path`: the first existing folder
+    on its way that is not root's, that others may write in, or that other users cannot traverse. A shared sticky
+    folder such as /tmp is fine above a folder of root's (nobody else may rename or remove root's entry there).
+    None when the path is sound."""
+    below_is_roots = False  # the next folder down the path exists and is root's
     for folder in [path, *path.parents]:
         try:
             st = os.stat(folder)
         except FileNotFoundError:
-            continue  # made later, by root, with safe modes
+            below_is_roots = False  # made later, by root, with safe modes
+            continue
         if st.st_uid != 0:
             return f"{folder} belongs to uid {st.st_uid}, not root"
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        if st.st_mode & 0o022 and not (st.st_mode & stat.S_ISVTX and below_is_roots):
             return f"{folder} is writable by other users"
-        if st.st_mode & stat.S_ISVTX and folder != path.parents[-1]:
-            return f"{folder} is a shared (sticky) folder such as /tmp, where other users can create names"
         if not st.st_mode & 0o001:
             return f"{folder} cannot be traversed by other users"
+        below_is_roots = True
     return None

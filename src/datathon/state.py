@@ -75,6 +75,11 @@ class StateStore:
         """Names this event file's state folder: two checkouts of one event never share what carries it."""
         return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
 
+    @property
+    def owner(self) -> str:
+        """How datathon marks what it made for this event file (Unix users, a dataset folder)."""
+        return f"{self.event} {self.tag}"
+
     def system_dir(self, suffix: str = "") -> Path:
         """A folder for this event outside the state folder, that other Unix users can be allowed to reach:
         /var/lib/datathon/<event>-<tag><suffix>."""

@@ -144,6 +144,21 @@ class StorageConfig(Strict):
         base = (info.context or {}).get("base_dir")
         if base is not None:
             self._base_dir = Path(base)
+        if self.backend == "local" and self.path is not None:
+            root = (self._base_dir / self.path).resolve()
+
+            def overlap(other: Path) -> bool:
+                return root == other or root in other.parents or other in root.parents
+
+            # `down` deletes the store: it must hold nothing but what `up` put there.
+            event_dir = self._base_dir.resolve()
+            if root == event_dir or root in event_dir.parents:
+                raise ValueError(f"path {self.path} holds the event file's folder; the store needs a folder of its own "
+                                 "(down deletes it), e.g. /srv/datathon/<event>-datasets")
+            clash = [d.name for d in self.datasets if overlap(Path(d.path).resolve())]
+            if clash:
+                raise ValueError(f"path {self.path} overlaps the folder of dataset {', '.join(clash)}; the store "
+                                 "needs a folder of its own (down deletes it)")
         return self
 
     def local_root(self, event: str) -> Path:

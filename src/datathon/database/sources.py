@@ -20,6 +20,7 @@ from datathon.database import roles
 from datathon.database.facts import Facts
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.errors import ProvisionError
+from datathon.fsutil import file_sha256
 from datathon.plan import Change
 
 
@@ -28,11 +29,6 @@ def source_name(path: Path, base_dir: Path) -> str:
         return str(path.relative_to(base_dir))
     except ValueError:
         return str(path)
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database, source, name, digest) -> run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from datathon.config import EventConfig
+from datathon.database.roles import teams_group
 from datathon.database.server import Endpoint
 from datathon.database.tenancy import Login
 from datathon.handouts.model import Item, Section, Snippet
@@ -36,10 +37,11 @@ def storage_section(config: EventConfig, login: Login, endpoint: Endpoint, passw
         items.append(Item("Region", cfg.region))
         if cfg.endpoint_url:
             items.append(Item("Endpoint", cfg.endpoint_url))
-        access = ("Your workspace's role may list and read this bucket and nothing else; nobody but the organizers "
-                  "can change or delete what is in it.")
+        access = "Your workspace's role may list and read this bucket and nothing else"
+        access += ("; nobody but the organizers can change or delete what is in it." if cfg.organizer_role_arn
+                   else ". Please do not change it: this bucket has no policy that refuses writes.")
     else:
-        access = (f"The folder belongs to root and the group {config.event}_teams: you can read it in place, "
+        access = (f"The folder belongs to root and the group {teams_group(config.event)}: you can read it in place, "
                   f"nobody but the organizers can change it.")
     first = names[0]
     snippets = [

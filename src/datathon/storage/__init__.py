@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from datathon.database.roles import teams_group  # noqa: F401  (the local store's group: every team's)
 from datathon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -12,13 +13,6 @@ if TYPE_CHECKING:
     from datathon.storage.base import ObjectStore
 
 MB = 2**20
-
-
-def teams_group(event: str) -> str:
-    """The Unix group of every team (the local store's group; the workspaces put each team's user in it)."""
-    from datathon.database.roles import teams_group as group
-
-    return group(event)
 
 
 def get_store(ctx: Context) -> ObjectStore:
@@ -35,7 +29,7 @@ def get_store(ctx: Context) -> ObjectStore:
     from datathon.storage.local import LocalStore
 
     return LocalStore(cfg.local_root(ctx.config.event), group=teams_group(ctx.config.event),
-                      part_size=cfg.part_size_mb * MB)
+                      part_size=cfg.part_size_mb * MB, owner=ctx.state.owner)
 
 
 def store_at(location: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
@@ -55,7 +49,7 @@ def store_at(location: str, *, region: str = "us-east-1", endpoint_url: str | No
                        concurrency=concurrency)
     from datathon.storage.local import LocalStore
 
-    path = Path(location)
+    path = Path(location).expanduser().resolve()  # a reader may reach the store through a link
     if not path.is_dir():
         raise ConfigError(f"--from {location}: no such folder", hint="give s3://bucket/prefix or the store's folder")
     return LocalStore(path, group=None)

@@ -8,6 +8,7 @@ created with O_EXCL, then renamed over the final name).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -18,21 +19,30 @@ from pathlib import Path
 
 from datathon import unix
 from datathon.errors import ProvisionError
+from datathon.fsutil import read_plain, untrusted_ancestor, write_owned
 from datathon.state import SYSTEM_ROOT
 from datathon.storage.base import ObjectInfo, ObjectStore, Progress, StorePlan, check_key
 
 DIR_MODE, FILE_MODE = 0o750, 0o640
 CHUNK = 2**20
 TMP_SUFFIX = ".datathon-tmp"
+# In the store's folder: which event file made it. Only a folder carrying it is ever adopted as ours or deleted.
+MARKER = ".datathon-store"
 
 
 class LocalStore(ObjectStore):
     kind = "local"
 
-    def __init__(self, root: Path, *, group: str | None, part_size: int = 64 * 2**20) -> None:
+    def __init__(self, root: Path, *, group: str | None, part_size: int = 64 * 2**20,
+                 owner: str | None = None) -> None:
         self.root = Path(root)
         self.group = group  # None: a reader (pull) that never writes
         self.part_size = part_size
+        self.owner = owner  # the event file this store belongs to (see MARKER)
+
+    def _marked(self) -> bool:
+        data = read_plain(self.root / MARKER)
+        return data is not None and self.owner is not None and data.decode(errors="replace").strip() == self.owner
 
     @property
     def location(self) -> str:
@@ -57,6 +67,15 @@ class LocalStore(ObjectStore):
 
     def plan(self) -> StorePlan:
         what = f"owned by root, group {self.group}, folders {DIR_MODE:o}, files {FILE_MODE:o}"
+        why = untrusted_ancestor(self.root.parent)
+        if why:
+            return StorePlan("blocked", f"{self.root}: {why}; choose a store folder only root can change "
+                                        "(storage.path)")
+        if os.path.isdir(self.root) and not self.root.is_symlink() and not self._marked() and any(
+                os.scandir(self.root)):
+            return StorePlan("blocked", f"{self.root} exists, holds files and was not made by datathon for this "
+                                        "event file: it is neither taken over nor ever deleted; set storage.path "
+                                        "to a new or empty folder")
         if not os.path.lexists(self.root):
             new = "" if unix.group_exists(self.group) else f" and the Unix group {self.group}"
             return StorePlan("create", f"make {self.root}{new}: {what}")
@@ -86,12 +105,19 @@ class LocalStore(ObjectStore):
             os.fchmod(fd, DIR_MODE)
         finally:
             os.close(fd)
+        if not self._marked():
+            write_owned(self.root / MARKER, f"{self.owner}\n".encode(), uid=0, gid=gid, mode=FILE_MODE)
         return {"group_created": created}
 
     # -- symlink-safe access -----------------------------------------------------------------------
     def _open_dir(self, parts: list[str], *, create: bool) -> int:
         """A descriptor of root/parts..., each step opened without following links (made when `create`)."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except PermissionError:
+            raise ProvisionError(f"{self.root} is readable by the group {self.group or 'of the teams'} only",
+                                 hint="a team member added to the group just now must log in again (or restart "
+                                      "the JupyterLab server) to carry it") from None
         try:
             for part in parts:
                 if create:
@@ -103,6 +129,11 @@ class LocalStore(ObjectStore):
                         self._set_owner(part, fd, DIR_MODE)
                 try:
                     nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                    if create:  # a folder that was there before (made by someone else?) becomes ours too
+                        st = os.fstat(nfd)
+                        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) != DIR_MODE:
+                            os.fchown(nfd, 0, unix.group_gid(self.group))
+                            os.fchmod(nfd, DIR_MODE)
                 except OSError:
                     with contextlib.suppress(OSError):
                         if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
@@ -141,18 +172,24 @@ class LocalStore(ObjectStore):
         finally:
             os.close(fd)
 
-    def _write(self, key: str, chunks: Iterator[bytes], progress: Progress | None) -> str:
+    def _write(self, key: str, chunks: Iterator[bytes], progress: Progress | None, *, sha256: str) -> str:
+        """Write atomically; the bytes must hash to `sha256` (the manifest's), else nothing is kept."""
         parts = check_key(key)
         dfd = self._open_dir(parts[:-1], create=True)
         tmp = f".{parts[-1][:200]}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
             try:
+                digest = hashlib.sha256()
                 with os.fdopen(fd, "wb", closefd=False) as out:
                     for chunk in chunks:
                         out.write(chunk)
+                        digest.update(chunk)
                         if progress:
                             progress(len(chunk))
+                if digest.hexdigest() != sha256:
+                    raise ProvisionError(f"{key}: the file changed since it was hashed for the manifest",
+                                         hint="leave the dataset folder alone while it is pushed, then push again")
                 os.fchown(fd, 0, unix.group_gid(self.group))
                 os.fchmod(fd, FILE_MODE)
             finally:
@@ -181,7 +218,7 @@ class LocalStore(ObjectStore):
                                          hint="remove the link (nobody but root can write there: find out who did)")
             for name in files:
                 key = base + name
-                if name.endswith(TMP_SUFFIX) or not key.startswith(prefix):
+                if name.endswith(TMP_SUFFIX) or key == MARKER or not key.startswith(prefix):
                     continue
                 st = os.lstat(os.path.join(folder, name))
                 if stat.S_ISREG(st.st_mode):
@@ -195,11 +232,20 @@ class LocalStore(ObjectStore):
         return digest.hexdigest()
 
     def put_file(self, key: str, path: Path, *, sha256: str, progress: Progress | None = None) -> str:
-        with open(path, "rb") as src:
-            return self._write(key, iter(lambda: src.read(CHUNK), b""), progress)
+        # A dataset file swapped for a link (to /etc/shadow, say) must not be copied into a store teams read.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+            raise ProvisionError(f"{path} {why}", hint="datasets hold plain files only; fix it, then push again") \
+                from None
+        with os.fdopen(fd, "rb") as src:
+            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                raise ProvisionError(f"{path} is not a plain file", hint="datasets hold plain files only")
+            return self._write(key, iter(lambda: src.read(CHUNK), b""), progress, sha256=sha256)
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str) -> None:
-        self._write(key, iter([data]), None)
+        self._write(key, iter([data]), None, sha256=sha256)
 
     def read_bytes(self, key: str) -> bytes | None:
         try:
@@ -220,13 +266,13 @@ class LocalStore(ObjectStore):
 
     # -- removing it ------------------------------------------------------------------------------
     def teardown(self) -> None:
-        if os.path.islink(self.root):
-            raise ProvisionError(f"{self.root} is a symbolic link, not the store datathon made; left alone",
-                                 hint="remove the link by hand")
+        if os.path.islink(self.root) or not self._marked():
+            raise ProvisionError(f"{self.root} is not the store datathon made for this event file; left alone",
+                                 hint="remove it by hand if it is yours to remove")
         shutil.rmtree(self.root)  # never follows links inside
 
     def leftovers(self) -> list[str]:
-        return [f"folder {self.root}"] if os.path.lexists(self.root) else []
+        return [f"folder {self.root}"] if os.path.lexists(self.root) and self._marked() else []
 
     def describe(self) -> str:
         return f"{self.root}: root:{self.group}, folders {DIR_MODE:o}, files {FILE_MODE:o}; teams read, nobody writes"

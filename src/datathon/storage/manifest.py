@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.errors import ProvisionError
+from datathon.fsutil import file_sha256
 from datathon.state import write_private
 
 FORMAT = 1
@@ -53,10 +54,11 @@ class Manifest:
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
             files = [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"]]
-        except (ValueError, KeyError, TypeError) as exc:
+            dataset = str(doc["dataset"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProvisionError(f"the manifest {where} cannot be read: {exc}",
                                  hint="push the dataset again from the organizer's copy") from None
-        return cls(str(doc["dataset"]), files)
+        return cls(dataset, files)
 
 
 def manifest_key(dataset: str) -> str:
@@ -82,11 +84,6 @@ def scan(folder: Path) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, workers: int = 4,
                    progress: Callable[[int], None] | None = None) -> Manifest:
     """Hash the folder (files unchanged since the last run come from the cache) into a manifest."""
@@ -110,7 +107,7 @@ def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, wor
 
     def work(item: tuple[str, os.stat_result]) -> FileEntry:
         rel, st = item
-        entry = FileEntry(rel, st.st_size, _sha256(folder / rel))
+        entry = FileEntry(rel, st.st_size, file_sha256(folder / rel))
         if progress:
             progress(st.st_size)
         return entry

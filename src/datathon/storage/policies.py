@@ -2,8 +2,9 @@
 
 - The workspaces' role gets an inline policy that allows s3:GetObject and s3:ListBucket on this event's bucket
   (and prefix) only: not the account-wide AmazonS3ReadOnlyAccess.
-- The bucket gets a policy that denies every write (objects, ACLs, tags, the policy itself, deleting the bucket)
-  to any principal but the organizer role, and every request without TLS (when the store is reached over https).
+- The bucket gets a policy that denies every action but s3:Get* and s3:List* (so every write: objects, ACLs,
+  tags, ownership, versioning, the policy itself, deleting the bucket) to any principal but the organizer role,
+  and every request without TLS (when the store is reached over https).
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from datathon.storage.s3 import EVENT_TAG, S3Store, error_code, fail, retry
 
 VERSION = "2012-10-17"
-WRITE_ACTIONS = [
-    "s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectTagging", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
-    "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging", "s3:RestoreObject",
-    "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketAcl", "s3:PutBucketPublicAccessBlock",
-    "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration", "s3:PutBucketTagging", "s3:DeleteBucket",
-]
+# Everything but reading is refused to all but the organizer: a list of write actions would miss the next one
+# AWS adds (PutBucketOwnershipControls, then PutObjectVersionAcl, say), so the policy names what stays allowed.
+READ_ACTIONS = ["s3:Get*", "s3:List*"]
 EC2_TRUST = {"Version": VERSION, "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
                                                 "Action": "sts:AssumeRole"}]}
 MADE_BY_TAG = "datathon:made-by"
@@ -51,7 +49,7 @@ def bucket_policy(bucket: str, organizer_arn: str, *, region: str = "us-east-1",
     """Bucket policy: nobody but the organizer principal writes; (optionally) nothing without TLS."""
     arn = f"arn:{partition(region)}:s3:::{bucket}"
     statements = [{
-        "Sid": "OnlyTheOrganizerWrites", "Effect": "Deny", "Principal": "*", "Action": WRITE_ACTIONS,
+        "Sid": "OnlyTheOrganizerWrites", "Effect": "Deny", "Principal": "*", "NotAction": READ_ACTIONS,
         "Resource": [arn, f"{arn}/*"], "Condition": {"ArnNotEquals": {"aws:PrincipalArn": organizer_arn}},
     }]
     if tls_only:

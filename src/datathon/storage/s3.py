@@ -32,6 +32,7 @@ from botocore.exceptions import (
 from datathon.errors import ProvisionError
 from datathon.storage.base import ObjectInfo, ObjectStore, Progress, StorePlan
 
+MANAGED_TAG = "datathon:managed-by"  # set only on buckets datathon created
 EVENT_TAG = "datathon:event"
 TRANSIENT_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException", "SlowDown", "Throttling", "ThrottlingException",
@@ -204,7 +205,7 @@ class S3Store(ObjectStore):
                 "CreateBucketConfiguration": {"LocationConstraint": self.region}}
             self._call(f"creating bucket {b}", lambda: c.create_bucket(Bucket=b, **extra))
             self._call(f"tagging bucket {b}", lambda: c.put_bucket_tagging(Bucket=b, Tagging={"TagSet": [
-                {"Key": EVENT_TAG, "Value": self.event}, {"Key": "datathon:managed-by", "Value": "datathon"}]}))
+                {"Key": EVENT_TAG, "Value": self.event}, {"Key": MANAGED_TAG, "Value": "datathon"}]}))
         self._call(f"blocking public access to {b}", lambda: c.put_public_access_block(
             Bucket=b, PublicAccessBlockConfiguration={"BlockPublicAcls": True, "IgnorePublicAcls": True,
                                                       "BlockPublicPolicy": True, "RestrictPublicBuckets": True}))
@@ -292,11 +293,38 @@ class S3Store(ObjectStore):
             self.bucket, full, str(dest), Config=self.transfer_config, Callback=progress))
 
     # -- removing it ------------------------------------------------------------------------------
+    def made_by_datathon(self) -> bool:
+        """True for a bucket datathon created (tagged so at creation); one an organizer tagged for the event is
+        adopted: `down` then removes only this event's datasets from it, never the bucket."""
+        return self._tags().get(MANAGED_TAG) == "datathon"
+
+    def delete_prefixes(self, prefixes: list[str]) -> None:
+        """Delete every version of every object under these key prefixes (inside the store's own prefix)."""
+        c, b = self.client, self.bucket
+        for prefix in prefixes:
+            while True:
+                page = self._call(f"listing {b}/{self.prefix}{prefix}", lambda p=prefix: c.list_object_versions(
+                    Bucket=b, Prefix=self.prefix + p, MaxKeys=1000))
+                objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                           for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                if not objects:
+                    break
+                self._delete(objects)
+
+    def _delete(self, objects: list[dict]) -> None:
+        resp = self._call(f"deleting from {self.bucket}", lambda: self.client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}))
+        if resp.get("Errors"):
+            err = resp["Errors"][0]
+            raise ProvisionError(f"deleting from bucket {self.bucket}: {err.get('Key')}: {err.get('Code')} "
+                                 f"{err.get('Message')}", hint="run `datathon down` as the organizer role (the "
+                                                               "bucket policy refuses deletes from anyone else)")
+
     def teardown(self) -> None:
         state = self._bucket_state()
         if state == "missing":
             return
-        if state == "foreign":
+        if state == "foreign" or not self.made_by_datathon():
             raise self._foreign()
         c, b = self.client, self.bucket
         uploads = self._call("listing unfinished uploads", lambda: c.list_multipart_uploads(Bucket=b))
@@ -309,17 +337,11 @@ class S3Store(ObjectStore):
                        for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if not objects:
                 break
-            resp = self._call(f"emptying {b}", lambda o=objects: c.delete_objects(
-                Bucket=b, Delete={"Objects": o, "Quiet": True}))
-            if resp.get("Errors"):
-                err = resp["Errors"][0]
-                raise ProvisionError(f"emptying bucket {b}: {err.get('Key')}: {err.get('Code')} {err.get('Message')}",
-                                     hint="run `datathon down` as the organizer role (the bucket policy refuses "
-                                          "deletes from anyone else)")
+            self._delete(objects)
         self._call(f"deleting bucket {b}", lambda: c.delete_bucket(Bucket=b))
 
     def leftovers(self) -> list[str]:
-        return [f"bucket {self.bucket}"] if self._bucket_state() == "ours" else []
+        return [f"bucket {self.bucket}"] if self._bucket_state() == "ours" and self.made_by_datathon() else []
 
     def describe(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else f" ({self.region})"

@@ -140,7 +140,7 @@ def storage_status(ctx: Context) -> list[ComponentStatus]:
         if store.kind == "s3":
             enforced = bool(cfg.organizer_role_arn)
             out.append(ComponentStatus("storage", "read-only for teams", "enforced" if enforced else "not enforced",
-                                       _policy_note(cfg)))
+                                       _policy_note(cfg), healthy=enforced))
         else:
             out.append(ComponentStatus("storage", "read-only for teams", "enforced",
                                        f"by Unix permissions: root:{teams_group(ctx.config.event)} 0750/0640"))
@@ -163,6 +163,8 @@ def storage_status(ctx: Context) -> list[ComponentStatus]:
         return out
     except DatathonError as exc:
         return [ComponentStatus("storage", location, "error", exc.message, healthy=False)]
+    except OSError as exc:  # e.g. not root: the store's folder is not readable
+        return [ComponentStatus("storage", location, "error", f"{exc.strerror}: {exc.filename}", healthy=False)]
 
 
 def _group_state(ctx: Context) -> tuple[bool, str]:
@@ -190,8 +192,12 @@ def teardown_storage(ctx: Context) -> list[Change]:
     if store.leftovers():
         changes.append(Change("storage", store.location, "drop", f"delete {store.location} and every dataset in it",
                               run=store.teardown, destructive=True))
+    elif store.kind == "s3" and (adopted := _adopted_keys(cfg, store)):
+        changes.append(Change("storage", store.location, "drop",
+                              f"adopted bucket: delete this event's datasets ({', '.join(adopted)}), keep the bucket",
+                              run=lambda: store.delete_prefixes(adopted), destructive=True))
     elif store.kind == "s3" and store.exists():
-        changes.append(Change("storage", store.location, "keep", "not tagged for this event: left alone"))
+        changes.append(Change("storage", store.location, "keep", "not made by datathon for this event: left alone"))
     else:
         changes.append(Change("storage", store.location, "keep", "no store"))
     made, group = _group_state(ctx)
@@ -205,12 +211,21 @@ def teardown_storage(ctx: Context) -> list[Change]:
     return changes
 
 
+def _adopted_keys(cfg, store) -> list[str]:
+    """In a bucket an organizer tagged for the event (not one datathon made): the key prefixes of this event's
+    datasets and manifests that are still there."""
+    if store.kind != "s3" or store._bucket_state() != "ours" or store.made_by_datathon():
+        return []
+    wanted = [p for ds in cfg.datasets for p in (f"{ds.name}/", manifest_key(ds.name))]
+    return [p for p in wanted if store.list(p)]
+
+
 def storage_leftovers(ctx: Context) -> list[str]:
     cfg = ctx.config.storage
     if cfg is None:
         return []
     store = get_store(ctx)
-    left = store.leftovers()
+    left = store.leftovers() + [f"objects under {p}" for p in _adopted_keys(cfg, store)]
     if store.kind == "s3":
         left += _policies(ctx, store).leftovers()
     made, group = _group_state(ctx)

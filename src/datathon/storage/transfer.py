@@ -34,6 +34,7 @@ from rich.progress import (
 )
 
 from datathon.errors import ProvisionError
+from datathon.fsutil import file_sha256
 from datathon.state import write_private
 from datathon.storage.base import ObjectStore
 from datathon.storage.manifest import FileEntry, Manifest, build_manifest, manifest_key, object_key
@@ -314,11 +315,6 @@ def select(manifest: Manifest, *, prefix: str | None = None, pattern: str | None
     return files
 
 
-def _local_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def pull(store: ObjectStore, dataset: str, dest: Path, *, prefix: str | None = None, pattern: str | None = None,
          workers: int = 16, console: Console | None = None) -> PullResult:
     """Fetch the selected files into dest (resumable); a file whose bytes do not match the manifest is named in
@@ -334,7 +330,7 @@ def pull(store: ObjectStore, dataset: str, dest: Path, *, prefix: str | None = N
 
         check_key(e.path)  # a manifest naming ../x could write outside dest
         target = dest / e.path
-        if target.is_file() and target.stat().st_size == e.size and _local_sha256(target) == e.sha256:
+        if target.is_file() and target.stat().st_size == e.size and file_sha256(target) == e.sha256:
             result.skipped += 1
         else:
             todo.append(e)
@@ -343,12 +339,14 @@ def pull(store: ObjectStore, dataset: str, dest: Path, *, prefix: str | None = N
 
         def fetch(e: FileEntry) -> None:
             target = dest / e.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.datathon-part")
+            # A fixed name per file: a part left by a killed pull is replaced by the next one, not left behind.
+            tmp = target.with_name(f".{target.name}.datathon-part")
             why = None
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp.unlink(missing_ok=True)
                 store.get_file(object_key(dataset, e.path), tmp, size=e.size, progress=meter.bytes)
-                got = _local_sha256(tmp)
+                got = file_sha256(tmp)
                 if got != e.sha256:
                     why = f"sha256 {got[:16]} does not match the manifest's {e.sha256[:16]}"
                 else:
@@ -357,8 +355,10 @@ def pull(store: ObjectStore, dataset: str, dest: Path, *, prefix: str | None = N
                 why = exc.message
             except FileNotFoundError:
                 why = "missing in the store"
+            except OSError as exc:  # e.g. --to not writable, or a file where a folder belongs
+                why = f"{exc.strerror}: {exc.filename}"
             finally:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     tmp.unlink()
             meter.file_done()
             with lock:

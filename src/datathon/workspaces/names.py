@@ -15,7 +15,7 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600, "d": 86400, "": 
 
 def owner(state: StateStore) -> str:
     """Who a Unix user belongs to: this event of this event file (another checkout of the same event is not us)."""
-    return f"{state.event} {state.tag}"
+    return state.owner
 
 
 def unix_user(event: str, name: str) -> str:
