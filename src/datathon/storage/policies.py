@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from functools import cached_property
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from datathon.storage.s3 import EVENT_TAG, S3Store, error_code, fail, retry
+from datathon.storage.s3 import EVENT_TAG, S3Store, call, error_code, fail, retry
 
 VERSION = "2012-10-17"
 # Everything but reading is refused to all but the organizer: a list of write actions would miss the next one
@@ -132,10 +132,7 @@ class Policies:
         return facts
 
     def _iam(self, what: str, fn):
-        try:
-            return retry(fn, what=what)
-        except (ClientError, BotoCoreError) as exc:
-            raise fail(exc, what) from exc
+        return call(what, fn)
 
     def _ensure_role(self) -> bool:
         try:

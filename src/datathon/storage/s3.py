@@ -62,6 +62,14 @@ def retry(fn: Callable[[], T], *, what: str, attempts: int = ATTEMPTS) -> T:
     raise AssertionError("unreachable")
 
 
+def call(what: str, fn: Callable[[], T]) -> T:
+    """An AWS call with the bounded retry of transient errors; any failure becomes a clear ProvisionError."""
+    try:
+        return retry(fn, what=what)
+    except (ClientError, BotoCoreError) as exc:
+        raise fail(exc, what) from exc
+
+
 def fail(exc: Exception, what: str) -> ProvisionError:
     """A boto error as a message that names the resource and the next step."""
     if isinstance(exc, NoCredentialsError):
@@ -124,10 +132,7 @@ class S3Store(ObjectStore):
         return f"arn:{partition(self.region)}:s3:::{self.bucket}"
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry(fn, what=what)
-        except (ClientError, BotoCoreError) as exc:
-            raise fail(exc, what) from exc
+        return call(what, fn)
 
     # -- the bucket ---------------------------------------------------------------------------------
     def _bucket_state(self) -> str:
