@@ -472,3 +472,22 @@ def test_removing_the_workspaces_section_stops_the_hub_and_removes_the_users(eve
         assert ev.up().applied == 0
     finally:
         ev.close()
+
+
+def test_an_idle_server_is_culled_after_the_configured_timeout(event_dir):
+    """jupyterhub-idle-culler runs as a hub service with the event file's timeout (files stay, the server goes)."""
+    import time
+
+    ev = Event(event_dir, ws_yaml("wsi", [{"name": "solo"}], workspaces={"idle_timeout": "15s"}))
+    try:
+        ev.up()
+        hub = hub_for(ev.ctx)
+        hub.start_server("wsi_solo")
+        started = time.monotonic()
+        while hub.server("wsi_solo") is not None and time.monotonic() - started < 120:
+            time.sleep(2)
+        assert hub.server("wsi_solo") is None, "the idle server was not culled within 120 s"
+        assert time.monotonic() - started >= 10  # not before it was idle
+        assert (Path(pwd.getpwnam("wsi_solo").pw_dir) / "examples").is_dir()
+    finally:
+        ev.close()

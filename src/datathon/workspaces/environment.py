@@ -44,11 +44,13 @@ STAMP = ".datathon-env.json"
 
 
 def missing_apt(names: list[str]) -> list[str]:
+    """The packages (name or name=version) not installed as asked."""
     missing = []
     for name in names:
-        pkg = name.split("=", 1)[0]
-        res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
-        if res.returncode != 0 or "install ok installed" not in res.stdout:
+        pkg, _, version = name.partition("=")
+        res = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", pkg], capture_output=True, text=True)
+        status, _, installed = res.stdout.partition("\t")
+        if res.returncode != 0 or "install ok installed" not in status or (version and installed != version):
             missing.append(name)
     return missing
 
