@@ -491,3 +491,11 @@ def test_an_idle_server_is_culled_after_the_configured_timeout(event_dir):
         assert (Path(pwd.getpwnam("wsi_solo").pw_dir) / "examples").is_dir()
     finally:
         ev.close()
+
+
+def test_apt_packages_count_as_missing_unless_installed_as_asked():
+    from datathon.workspaces.environment import missing_apt
+
+    assert missing_apt(["r-base-core"]) == []
+    assert missing_apt(["r-base-core=0.0-not-this-one", "no-such-package-datathon"]) == [
+        "r-base-core=0.0-not-this-one", "no-such-package-datathon"]

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -36,25 +37,29 @@ from rich.progress import (
 from datathon.errors import ProvisionError
 from datathon.fsutil import file_sha256
 from datathon.state import write_private
-from datathon.storage.base import ObjectStore
+from datathon.storage.base import ObjectStore, check_key
 from datathon.storage.manifest import FileEntry, Manifest, build_manifest, manifest_key, object_key
 
 
 class Meter:
-    """A progress bar in bytes (rate, ETA) with a files counter; thread-safe; silent without a terminal."""
+    """A progress bar in bytes (rate, ETA) with a files counter, or in files only (`in_bytes=False`);
+    thread-safe; silent without a terminal."""
 
-    def __init__(self, console: Console | None, label: str, *, files: int, total: int) -> None:
+    def __init__(self, console: Console | None, label: str, *, files: int, total: int, in_bytes: bool = True) -> None:
         self.files, self.done = files, 0
         self.lock = threading.Lock()
         self.started = time.monotonic()
+        amount = (DownloadColumn(), TransferSpeedColumn()) if in_bytes else (MofNCompleteColumn(),)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(), *amount,
             TextColumn("{task.fields[files]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, disable=console is None or not console.is_terminal,
         )
         self.task = self.progress.add_task(label, total=total, files=self._files())
 
     def _files(self) -> str:
+        if not self.files:
+            return ""
         elapsed = max(time.monotonic() - self.started, 1e-6)
         return f"{self.done}/{self.files} files, {self.done / elapsed:.0f} files/s"
 
@@ -146,7 +151,7 @@ def plan_push(store: ObjectStore, dataset: str, folder: Path, *, journal: Journa
               hash_cache: Path | None = None, console: Console | None = None) -> PushPlan:
     """Which files of the folder the store lacks (or holds with another size or sha256)."""
     total = sum(st.st_size for _, st in _scan(folder))
-    with Meter(console, f"hashing {dataset}", files=0, total=total) as meter:
+    with Meter(console, f"hashing {dataset}", files=0, total=total) as meter:  # bytes only: hashing counts bytes
         manifest = build_manifest(dataset, folder, cache=hash_cache, workers=workers, progress=meter.bytes)
     remote = store.list(f"{dataset}/") if store.exists() else {}
     todo: list[FileEntry] = []
@@ -263,7 +268,7 @@ def verify(store: ObjectStore, dataset: str, *, workers: int = 16, deep: bool = 
             to_hash.append(e)
     lock = threading.Lock()
     total = sum(e.size for e in to_hash) if deep else len(to_hash)
-    with Meter(console, f"verifying {dataset}", files=len(to_hash), total=total) as meter:
+    with Meter(console, f"verifying {dataset}", files=len(to_hash), total=total, in_bytes=deep) as meter:
 
         def check(e: FileEntry) -> None:
             key = object_key(dataset, e.path)
@@ -324,16 +329,18 @@ def pull(store: ObjectStore, dataset: str, dest: Path, *, prefix: str | None = N
     chosen = select(manifest, prefix=prefix, pattern=pattern)
     result = PullResult(dataset, len(chosen), sum(e.size for e in chosen), 0, 0)
     dest = dest.resolve()
-    todo = []
     for e in chosen:
-        from datathon.storage.base import check_key
-
         check_key(e.path)  # a manifest naming ../x could write outside dest
+
+    def already_there(e: FileEntry) -> bool:
         target = dest / e.path
-        if target.is_file() and target.stat().st_size == e.size and file_sha256(target) == e.sha256:
-            result.skipped += 1
-        else:
-            todo.append(e)
+        return target.is_file() and target.stat().st_size == e.size and file_sha256(target) == e.sha256
+
+    # A resumed pull first checks what it has, in parallel (hashing is most of a resume's time).
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, 8))) as pool:
+        present = list(pool.map(already_there, chosen))
+    todo = [e for e, ok in zip(chosen, present, strict=True) if not ok]
+    result.skipped = len(chosen) - len(todo)
     lock = threading.Lock()
     with Meter(console, f"pulling {dataset}", files=len(todo), total=sum(e.size for e in todo)) as meter:
 
