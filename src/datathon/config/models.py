@@ -45,6 +45,10 @@ class Team(Strict):
     members: list[Member] = []
     gpus: Gpus = Field(default=0, description="GPUs for this team's workspace: a count, or device ids")
 
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus) if isinstance(self.gpus, list) else self.gpus
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:

@@ -23,7 +23,7 @@ def workspace_section(config: EventConfig, login: Login, endpoint: Endpoint, pas
         Item("Kernels", "Python 3 and R"),
     ]
     if team is not None:
-        n = len(team.gpus) if isinstance(team.gpus, list) else team.gpus
+        n = team.gpu_count
         items.append(Item("GPUs", f"{n} (CUDA_VISIBLE_DEVICES is set for you)" if n else "none"))
     if ws.idle_seconds:
         items.append(Item("Idle servers stop after", ws.idle_timeout + " (your files stay)"))

@@ -47,7 +47,7 @@ def assign(config: EventConfig, available: int) -> dict[str, list[int]]:
     """Device ids per team. Explicit ids are honoured first; counts take the lowest free ids, in team order.
     Raises GpuRequestError when the teams ask for more than there is, or two teams name the same device."""
     wanted = [(t.name, t.gpus) for t in config.team_list if t.gpus]
-    asked = sum(len(g) if isinstance(g, list) else g for _, g in wanted)
+    asked = sum(t.gpu_count for t in config.team_list)
     if asked > available:
         raise GpuRequestError(f"the teams ask for {asked} GPU(s) and this machine has {available}")
     taken: dict[int, str] = {}

@@ -88,7 +88,7 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
     comps.append(ComponentStatus("workspaces", "idle culling",
                                  f"after {ws.idle_timeout}" if ws.idle_seconds else "off",
                                  "jupyterhub-idle-culler stops idle servers" if ws.idle_seconds else ""))
-    want_gpus = sum(len(t.gpus) if isinstance(t.gpus, list) else t.gpus for t in ctx.config.team_list)
+    want_gpus = sum(t.gpu_count for t in ctx.config.team_list)
     inv = gpus.detect()
     comps.append(ComponentStatus("workspaces", "GPUs", f"{want_gpus} asked",
                                  inv.summary + ("; assigned per team by CUDA_VISIBLE_DEVICES (advisory: device files "
