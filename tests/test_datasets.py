@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from conftest import Event, event_data, free_port
 from datathon.commands.up import run_up
 from datathon.datasets import csvstream
 from datathon.datasets.catalogue import DATASETS
-from datathon.datasets.load import load_dataset
+from datathon.datasets.load import BACKGROUND_NICE, deprioritize, load_dataset
 from datathon.datasets.synth import synthesize
 from datathon.errors import ProvisionError
 
@@ -241,6 +242,26 @@ def test_one_big_file_split_over_several_copy_streams(tmp_path, synth, make_even
     assert {(t.table, t.rows) for t in report.tables} == {("chartevents", rows["chartevents"]),
                                                           ("labevents", rows["labevents"])}
     assert not report.mismatches and report.peak_rss_mb < 300
+
+
+def test_background_work_yields_the_cpu_and_text_sorts_in_code_point_order(make_event):
+    """Work off the critical path runs at a lower CPU priority on the managed cluster; the cluster collates
+    as "C" (fast sorts, no glibc reordering) with the same order C.UTF-8 gave: code points."""
+    ev = make_event(event="prio", teams=[{"name": "alpha"}])
+    ev.up()
+    with ev.server.connect(autocommit=True) as conn:
+        pid = conn.info.backend_pid
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 0
+        deprioritize(ev.server, conn)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == BACKGROUND_NICE
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+    with ev.server.connect("priodb", autocommit=True) as conn:
+        assert conn.execute("SELECT datcollate, datctype FROM pg_database WHERE datname = 'priodb'").fetchone() \
+            == ("C", "C.UTF-8")
+        words = ["b", "é", "B", "a", "Z", "ä", "10", "9"]
+        got = [r[0] for r in conn.execute("SELECT w FROM unnest(%s::text[]) w ORDER BY w", (words,))]
+        assert got == sorted(words)  # Python sorts str by code point
+        assert conn.execute("SELECT upper('é'), 'É' ~* 'é'").fetchone() == ("É", True)  # ctype is UTF-8 aware
 
 
 def with_orphan_row(synth, tmp_path, file: str, row: str) -> Path:

@@ -317,7 +317,10 @@ class ManagedCluster(DatabaseServer):
         try:
             self._as_server_user([
                 "initdb", "-D", str(staging), "-U", ADMIN_USER, f"--pwfile={pwfile}",
-                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+                # Collation "C": the same order as C.UTF-8 (code points, which is byte order in UTF-8), but
+                # PostgreSQL knows it needs no strcoll: text sorts use abbreviated keys (index builds, ORDER BY)
+                # and no glibc upgrade can reorder an index. Character classes stay UTF-8 aware (ctype).
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--lc-collate=C",
             ])
         finally:
             pwfile.unlink(missing_ok=True)
