@@ -307,6 +307,54 @@ def test_generic_csv_folder_with_ddl(dataset_event, tmp_path):
     assert run_up(ev.ctx, yes=True).applied == 0
 
 
+def test_generic_csv_ddl_with_foreign_keys_loads_in_any_order_and_keeps_its_keys(dataset_event, tmp_path,
+                                                                                  monkeypatch):
+    """The DDL's keys are set aside while the tables load (biggest first, so a child before its parent), then put
+    back; one the data violates stays NOT VALID and is reported; an interrupted load puts them back next time."""
+    data = tmp_path / "site"
+    data.mkdir()
+    (data / "cohort.csv").write_text("id,label\n1,a\n2,b\n")
+    (data / "visits.csv").write_text("id,cohort_id,note\n" + "".join(f"{i},{1 + i % 2},visit {i}\n"
+                                                                        for i in range(1, 40)))
+    (data / "labs.csv").write_text("visit_id,value\n" + "".join(f"{1 + i % 39},{i}.5\n" for i in range(200))
+                                   + "999,1.0\n")  # an orphan: visit 999 does not exist
+    (tmp_path / "site.sql").write_text(
+        "CREATE TABLE cohort (id int PRIMARY KEY, label text);\n"
+        "CREATE TABLE visits (id int PRIMARY KEY, cohort_id int NOT NULL REFERENCES cohort (id), note text);\n"
+        "CREATE TABLE labs (visit_id int REFERENCES visits (id) ON DELETE CASCADE, value numeric);\n")
+    ev = dataset_event([{"csv": str(data), "ddl": "site.sql", "schema": "site"}], event="gfk")
+
+    def keys() -> dict[str, tuple[bool, str]]:
+        with ev.server.connect("gfkdb", autocommit=True) as c:
+            return {n: (v, d) for n, v, d in c.execute(
+                "SELECT conname, convalidated, confdeltype FROM pg_constraint WHERE contype = 'f'")}
+
+    import datathon.datasets.run as run_module
+
+    def interrupted(*a, **kw):
+        raise ProvisionError("interrupted for the test")
+
+    monkeypatch.setattr(run_module, "load_dataset", interrupted)
+    with pytest.raises(ProvisionError, match="interrupted"):
+        run_up(ev.ctx, yes=True)
+    assert keys() == {}  # set aside, and saved:
+    with ev.server.connect("gfkdb", autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM datathon_meta.deferred_foreign_keys").fetchone() == (2,)
+    monkeypatch.undo()
+
+    run_up(ev.ctx, yes=True)
+    assert admin_count(ev, "site.cohort") == 2 and admin_count(ev, "site.visits") == 39
+    assert admin_count(ev, "site.labs") == 201
+    assert keys() == {"visits_cohort_id_fkey": (True, "a"), "labs_visit_id_fkey": (False, "c")}
+    out = ev.ctx.console.file.getvalue()
+    assert "site.labs" in out and "(visit_id)=(999)" in out and "NOT VALID" in out
+    with ev.server.connect("gfkdb", autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM datathon_meta.deferred_foreign_keys").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # the key NOT VALID still guards new rows
+            c.execute("INSERT INTO site.labs VALUES (998, 1)")
+    assert run_up(ev.ctx, yes=True).applied == 0
+
+
 @pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])
 def test_pg_dump_sources(dataset_event, make_event, tmp_path, fmt):
     source = make_event(event="dumpsrc", teams=[{"name": "alpha"}])

@@ -19,6 +19,11 @@ def ensure_meta(conn: psycopg.Connection) -> None:
         "CREATE TABLE IF NOT EXISTS {}.loaded_tables (schema_name text, table_name text, dataset text NOT NULL,"
         " rows bigint NOT NULL, file_records bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(),"
         " PRIMARY KEY (schema_name, table_name))").format(meta))
+    # Foreign keys of an organizer's DDL, set aside while its tables load (see datasets.run); a row is removed
+    # once its key is back, so an interrupted load puts them back on the next run.
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {}.deferred_foreign_keys (schema_name text, table_name text, name text,"
+        " definition text NOT NULL, PRIMARY KEY (schema_name, table_name, name))").format(meta))
 
 
 def mark_source_statement(name: str, digest: str) -> sql.Composable:

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from datathon.config.models import CsvSource, DatasetSource, DumpSource
 from datathon.database import roles
+from datathon.database.facts import META_SCHEMA
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import DATASETS, Column, Dataset, Table
@@ -94,8 +95,68 @@ def load_csv_folder(server: DatabaseServer, dbname: str, owner: str, src: CsvSou
         raise ProvisionError(f"no table in {schema} for: {', '.join(missing)}; nothing was loaded",
                              hint=f"create them in {src.ddl.name}, or remove those files")
     dataset = Dataset(kind=f"csv:{src.csv.name}", title=f"CSV folder {src.csv}", tables=tuple(tables))
-    return load_dataset(server, dbname, owner, dataset, src.csv, ctx.console, create=False, foreign_keys="skip",
-                        verify_cache=ctx.state.root / "verified.json")
+    with server.connect(dbname, autocommit=True) as conn:
+        set_aside_foreign_keys(conn, schema, [t.name for t in tables])
+    report = load_dataset(server, dbname, owner, dataset, src.csv, ctx.console, create=False, foreign_keys="skip",
+                          verify_cache=ctx.state.root / "verified.json")
+    with server.connect(dbname, autocommit=True) as conn:
+        report.fk_problems = restore_foreign_keys(conn, owner)
+    return report
+
+
+def set_aside_foreign_keys(conn: psycopg.Connection, schema: str, tables: list[str]) -> None:
+    """Save, then drop, the foreign keys the organizer's DDL declares on or into the tables to load. With them in
+    place a referenced table cannot be truncated (TRUNCATE before COPY is how a table is redone), every COPY row
+    fires a check, and the loads (biggest first) would have to follow the keys' order. They come back after
+    the data (restore_foreign_keys), as keys do for the known datasets."""
+    meta = I(META_SCHEMA)
+    with conn.transaction():
+        conn.execute("SET LOCAL search_path = pg_catalog")  # constraint definitions then name their schemas
+        found = conn.execute(
+            "SELECT n.nspname, r.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+            " JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace"
+            " JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace"
+            " WHERE c.contype = 'f' AND ((n.nspname = %(s)s AND r.relname = ANY(%(t)s))"
+            "                         OR (fn.nspname = %(s)s AND f.relname = ANY(%(t)s)))",
+            {"s": schema, "t": tables}).fetchall()
+        for nsp, rel, name, definition in found:
+            conn.execute(sql.SQL("INSERT INTO {}.deferred_foreign_keys VALUES (%s, %s, %s, %s)"
+                                 " ON CONFLICT DO NOTHING").format(meta), (nsp, rel, name, definition))
+            conn.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(I(nsp), I(rel), I(name)))
+
+
+def restore_foreign_keys(conn: psycopg.Connection, owner: str) -> list[str]:
+    """Put back the keys set aside: each added NOT VALID, then validated; a key the data violates stays NOT VALID
+    (it still guards every later write) and is reported with a count and examples, instead of losing the load."""
+    problems = []
+    meta = I(META_SCHEMA)
+    saved = conn.execute(sql.SQL("SELECT schema_name, table_name, name, definition FROM {}.deferred_foreign_keys"
+                                 " ORDER BY 1, 2, 3").format(meta)).fetchall()
+    for nsp, rel, name, definition in saved:
+        table = sql.SQL("{}.{}").format(I(nsp), I(rel))
+        declared_not_valid = definition.endswith(" NOT VALID")
+        definition = definition.removesuffix(" NOT VALID")
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n"
+                " ON n.oid = r.relnamespace WHERE c.conname = %s AND n.nspname = %s AND r.relname = %s",
+                (name, nsp, rel)).fetchone()
+            if not exists:  # the definition is the server's own rendering of the organizer's DDL
+                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+                    table, I(name), sql.SQL(definition)))  # type: ignore[arg-type]
+        if not declared_not_valid:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
+                    conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, I(name)))
+            except psycopg.errors.ForeignKeyViolation as exc:
+                detail = (exc.diag.message_detail or "").strip()
+                problems.append(f"{nsp}.{rel}: {definition} is violated ({detail or 'rows refer to missing keys'});"
+                                " key kept NOT VALID")
+        conn.execute(sql.SQL("DELETE FROM {}.deferred_foreign_keys WHERE schema_name = %s AND table_name = %s"
+                             " AND name = %s").format(meta), (nsp, rel, name))
+    return problems
 
 
 # -- pg_dump archives and plain SQL dumps ---------------------------------------------------------------------------
