@@ -24,8 +24,9 @@ from datathon import unix
 from datathon.check.runner import run_check
 from datathon.config import load_config
 from datathon.errors import ConfigError, ProvisionError
-from datathon.workspaces import accounts, gpus
+from datathon.workspaces import accounts, gpus, procs
 from datathon.workspaces.client import BrowserSession, KernelClient
+from datathon.workspaces.hub import hub_processes, service_marker
 from datathon.workspaces.plan import hub_for, plan_workspaces
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
@@ -297,6 +298,7 @@ def test_status_shows_the_hub_each_server_and_honest_limits(hub_event):
 
 def test_down_leaves_no_process_user_group_or_port(event_dir):
     ev = Event(event_dir, ws_yaml("wsd", [{"name": "solo"}]))
+    mark = service_marker(ev.ctx.state)
     try:
         ev.up()
         hub = hub_for(ev.ctx)
@@ -304,8 +306,17 @@ def test_down_leaves_no_process_user_group_or_port(event_dir):
         uid = pwd.getpwnam("wsd_solo").pw_uid
         assert accounts.processes_of(uid)
         ports = hub.ports
+        culler = procs.root_processes_with_env(mark)
+        assert len(culler) == 1 and culler[0] in hub_processes(ev.ctx.state)  # the idle culler, by its mark
+        # a hub that dies without stopping its services (SIGKILL, OOM): they are still found and stopped
+        os.kill(procs.read_pid(hub.pid_file), 9)
+        hub.stop()
+        assert not procs.root_processes_with_env(mark) and not hub_processes(ev.ctx.state)
+        ev.up()  # and the event comes back
+        assert len(procs.root_processes_with_env(mark)) == 1
     finally:
         ev.close()
+    assert not procs.root_processes_with_env(mark)
     assert accounts.lookup("wsd_solo") is None and accounts.lookup("wsd_mentor_ana") is None
     assert not unix.group_exists("wsd_teams") and not unix.group_exists("wsd_mentors")
     assert not accounts.processes_of(uid)

@@ -105,12 +105,16 @@ def default_workers() -> int:
 def deprioritize(server: DatabaseServer, conn: psycopg.Connection, nice: int = BACKGROUND_NICE) -> None:
     """Lower the CPU priority of this connection's server process, for work off the critical path: with more
     loads than cores, equal shares let the biggest table's index and key checks finish last (measured on 2 cores:
-    1 GB of MIMIC-IV-shaped data 85-89 s with equal shares, 77-80 s with this). Only on the managed cluster,
-    whose backends are processes on this machine; elsewhere (RDS) it does nothing."""
-    if not server.owns_server:
+    1 GB of MIMIC-IV-shaped data 85-89 s with equal shares, 75-81 s with this). Only on the managed cluster,
+    whose backends are processes of its OS user on this machine; elsewhere (RDS) it does nothing. A priority is
+    only ever lowered."""
+    os_user = getattr(server, "os_user", None) if server.owns_server else None
+    if os_user is None:
         return
+    pid = conn.info.backend_pid
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, conn.info.backend_pid, nice)
+        if os.stat(f"/proc/{pid}").st_uid == os_user.pw_uid and os.getpriority(os.PRIO_PROCESS, pid) < nice:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 
 def peak_rss_mb() -> float:
@@ -277,9 +281,15 @@ class Loader:
                     if task.create:
                         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(task.table)))
                         cur.execute(create_statement(task.table))
+                        freeze = True
                     else:
                         cur.execute(sql.SQL("TRUNCATE {}").format(_qualified(task.table)))
-                    with cur.copy(_copy_statement(task, freeze=True)) as copy:
+                        # the organizer's DDL may partition a table: COPY routes its rows, but cannot FREEZE them
+                        freeze = cur.execute(
+                            "SELECT c.relkind <> 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                            " WHERE n.nspname = %s AND c.relname = %s", (task.table.schema, task.table.name)
+                        ).fetchone()[0]
+                    with cur.copy(_copy_statement(task, freeze=freeze)) as copy:
                         for block in chunks(task.path):
                             copy.write(block.data)
                             records += block.records
@@ -401,8 +411,13 @@ class KeyBuilder:
         # A sort that does not fit spills to temp files and merges them (MIMIC-IV's chartevents index needs about
         # 2.5 GB): each build gets what its row count needs, up to a share of the memory (the critical path,
         # which runs with few others, a larger share).
-        self.memory_cap = max(64, total_mb // (2 * workers))
-        self.critical_memory_cap = max(64, total_mb // 4)
+        # On the managed cluster the server's memory is this machine's: all builds at once stay under half of it.
+        # Elsewhere (RDS) this machine's memory says nothing of the server's: the old, modest ceiling.
+        if server.owns_server:
+            self.memory_cap = max(64, total_mb // (4 * workers))
+            self.critical_memory_cap = max(64, total_mb // 4)
+        else:
+            self.memory_cap = self.critical_memory_cap = max(64, min(2048, total_mb // (4 * workers)))
         with server.connect(dbname, autocommit=True) as conn:
             self.have_pk = {r[0] for r in conn.execute(
                 "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'")}
@@ -435,8 +450,9 @@ class KeyBuilder:
                 try:
                     if label.endswith("analyze"):
                         conn.execute(stmt)
-                        rows = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
-                                            (f"{t.schema}.{t.name}",)).fetchone()[0]
+                        rows = conn.execute(
+                            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                            " WHERE n.nspname = %s AND c.relname = %s", (t.schema, t.name)).fetchone()[0]
                         memory = max(64, min(cap, int(max(rows, 0) * SORT_BYTES_PER_ROW) >> 20))
                         conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
                     else:
@@ -502,14 +518,22 @@ def _foreign_key(conn: psycopg.Connection, dataset: Dataset, t: Table, fk, *, fk
         conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(_qualified(t), I(fk_name)))
         return []
     except psycopg.errors.ForeignKeyViolation:
-        cond = sql.SQL(" AND ").join(sql.SQL("r.{} = x.{}").format(I(rc), I(c))
-                                     for c, rc in zip(fk.columns, fk.ref_columns, strict=True))
-        notnull = sql.SQL(" AND ").join(sql.SQL("x.{} IS NOT NULL").format(I(c)) for c in fk.columns)
-        count, sample = conn.execute(sql.SQL(
-            "SELECT count(*), (array_agg(DISTINCT ({})::text))[1:3] FROM {} x WHERE {} AND NOT EXISTS"
-            " (SELECT 1 FROM {} r WHERE {})").format(cols, _qualified(t), notnull, _qualified(ref), cond)).fetchone()
+        count, sample = count_violations(conn, _qualified(t), fk.columns, _qualified(ref), fk.ref_columns)
         return [f"{t.schema}.{t.name}({', '.join(fk.columns)}) -> {ref.name}: {count} row(s) refer to missing "
-                f"keys, e.g. {', '.join(sample or [])}; key kept NOT VALID"]
+                f"keys, e.g. {', '.join(sample)}; key kept NOT VALID"]
+
+
+def count_violations(conn: psycopg.Connection, table: sql.Composable, columns, ref: sql.Composable,
+                     ref_columns) -> tuple[int, list[str]]:
+    """How many rows of `table` refer to keys missing from `ref`, and up to three of those keys."""
+    cols = sql.SQL(", ").join(I(c) for c in columns)
+    cond = sql.SQL(" AND ").join(sql.SQL("r.{} = x.{}").format(I(rc), I(c))
+                                 for c, rc in zip(columns, ref_columns, strict=True))
+    notnull = sql.SQL(" AND ").join(sql.SQL("x.{} IS NOT NULL").format(I(c)) for c in columns)
+    count, sample = conn.execute(sql.SQL(
+        "SELECT count(*), (array_agg(DISTINCT ({})::text))[1:3] FROM {} x WHERE {} AND NOT EXISTS"
+        " (SELECT 1 FROM {} r WHERE {})").format(cols, table, notnull, ref, cond)).fetchone()
+    return count, list(sample or [])
 
 
 # -- the whole dataset --------------------------------------------------------------------------------------------
@@ -561,24 +585,28 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
         fk_waiting = {t.table.name: t.table for t in tasks} if fks else {}
         # The critical path: the table split over every core, then its index and foreign keys. Everything else
         # runs at a lower CPU priority on the managed cluster, so it fills the cores without slowing that path.
+        # With no such table (small data, a resumed load, one core) nothing is lowered: as before, all equal.
         critical = {t.table.name for t in todo if streams[id(t)] > 1}
+
+        def background(name: str) -> bool:
+            return bool(critical) and name not in critical
         with ThreadPoolExecutor(max_workers=workers) as pool:
             def submit(fn, *args) -> None:
                 with lock:
                     jobs.append(pool.submit(fn, *args))
 
             def keys_then_ready_fks(table: Table) -> None:
-                keys.build(table, table.name not in critical)
+                keys.build(table, background(table.name))
                 with lock:
                     built.add(table.name)
                     ready = [u for name, u in fk_waiting.items() if fks.needs(u) <= built] if fks else []
                     for u in ready:
                         del fk_waiting[u.name]
                 for u in ready:  # queued behind the loads still waiting: they fill idle workers
-                    submit(fks.build, u, u.name not in critical)
+                    submit(fks.build, u, background(u.name))
 
             def load_then_keys(t: TableTask, streams: int) -> TableResult:
-                result = loader.load(t, streams=streams, background=t.table.name not in critical)
+                result = loader.load(t, streams=streams, background=background(t.table.name))
                 submit(keys_then_ready_fks, t.table)  # queued before this load counts as done: never missed
                 return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from datathon.database.facts import META_SCHEMA
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import DATASETS, Column, Dataset, Table
-from datathon.datasets.load import load_dataset, print_load_report
+from datathon.datasets.load import count_violations, load_dataset, print_load_report
 from datathon.errors import ProvisionError
 from datathon.providers.base import Context
 
@@ -96,19 +97,29 @@ def load_csv_folder(server: DatabaseServer, dbname: str, owner: str, src: CsvSou
                              hint=f"create them in {src.ddl.name}, or remove those files")
     dataset = Dataset(kind=f"csv:{src.csv.name}", title=f"CSV folder {src.csv}", tables=tuple(tables))
     with server.connect(dbname, autocommit=True) as conn:
-        set_aside_foreign_keys(conn, schema, [t.name for t in tables])
-    report = load_dataset(server, dbname, owner, dataset, src.csv, ctx.console, create=False, foreign_keys="skip",
-                          verify_cache=ctx.state.root / "verified.json")
+        set_aside_foreign_keys(conn, owner, schema, [t.name for t in tables])
+    try:
+        report = load_dataset(server, dbname, owner, dataset, src.csv, ctx.console, create=False,
+                              foreign_keys="skip", verify_cache=ctx.state.root / "verified.json")
+    except BaseException:
+        with contextlib.suppress(Exception), server.connect(dbname, autocommit=True) as conn:
+            restore_foreign_keys(conn, owner, schema, validate=False)  # keys back at once, checked next time
+        raise
     with server.connect(dbname, autocommit=True) as conn:
-        report.fk_problems = restore_foreign_keys(conn, owner)
+        report.fk_problems = restore_foreign_keys(conn, owner, schema)
     return report
 
 
-def set_aside_foreign_keys(conn: psycopg.Connection, schema: str, tables: list[str]) -> None:
-    """Save, then drop, the foreign keys the organizer's DDL declares on or into the tables to load. With them in
-    place a referenced table cannot be truncated (TRUNCATE before COPY is how a table is redone), every COPY row
-    fires a check, and the loads (biggest first) would have to follow the keys' order. They come back after
-    the data (restore_foreign_keys), as keys do for the known datasets."""
+_SAVED = ("SELECT schema_name, table_name, name, definition FROM {}.deferred_foreign_keys"
+          " WHERE schema_name = %s ORDER BY 1, 2, 3")
+
+
+def set_aside_foreign_keys(conn: psycopg.Connection, owner: str, schema: str, tables: list[str]) -> None:
+    """Save, then drop, the foreign keys the organizer's DDL declares on the tables to load, or into them from its
+    own schema. With them in place a referenced table cannot be truncated (TRUNCATE before COPY is how a table is
+    redone), every COPY row fires a check, and the loads (biggest first) would have to follow the keys' order.
+    They come back after the data (restore_foreign_keys), as keys do for the known datasets. Keys a partition
+    inherits from its parent are the parent's: only those are saved."""
     meta = I(META_SCHEMA)
     with conn.transaction():
         conn.execute("SET LOCAL search_path = pg_catalog")  # constraint definitions then name their schemas
@@ -116,47 +127,86 @@ def set_aside_foreign_keys(conn: psycopg.Connection, schema: str, tables: list[s
             "SELECT n.nspname, r.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
             " JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace"
             " JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace"
-            " WHERE c.contype = 'f' AND ((n.nspname = %(s)s AND r.relname = ANY(%(t)s))"
-            "                         OR (fn.nspname = %(s)s AND f.relname = ANY(%(t)s)))",
+            " WHERE c.contype = 'f' AND c.conparentid = 0 AND n.nspname = %(s)s"
+            " AND (r.relname = ANY(%(t)s) OR (fn.nspname = %(s)s AND f.relname = ANY(%(t)s)))",
             {"s": schema, "t": tables}).fetchall()
         for nsp, rel, name, definition in found:
             conn.execute(sql.SQL("INSERT INTO {}.deferred_foreign_keys VALUES (%s, %s, %s, %s)"
                                  " ON CONFLICT DO NOTHING").format(meta), (nsp, rel, name, definition))
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))  # the DDL ran as the owner: it owns them
+        for nsp, rel, name, _ in found:
             conn.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(I(nsp), I(rel), I(name)))
 
 
-def restore_foreign_keys(conn: psycopg.Connection, owner: str) -> list[str]:
+def restore_foreign_keys(conn: psycopg.Connection, owner: str, schema: str, *, validate: bool = True) -> list[str]:
     """Put back the keys set aside: each added NOT VALID, then validated; a key the data violates stays NOT VALID
-    (it still guards every later write) and is reported with a count and examples, instead of losing the load."""
+    (it still guards every later write) and is reported with a count and examples, instead of losing the load.
+    (A key on a partitioned table cannot be NOT VALID in PostgreSQL 15: it is added validated, or reported.)"""
     problems = []
     meta = I(META_SCHEMA)
-    saved = conn.execute(sql.SQL("SELECT schema_name, table_name, name, definition FROM {}.deferred_foreign_keys"
-                                 " ORDER BY 1, 2, 3").format(meta)).fetchall()
-    for nsp, rel, name, definition in saved:
-        table = sql.SQL("{}.{}").format(I(nsp), I(rel))
-        declared_not_valid = definition.endswith(" NOT VALID")
+    for nsp, rel, name, definition in conn.execute(sql.SQL(_SAVED).format(meta), (schema,)).fetchall():
+        # The definition is the server's own rendering (pg_get_constraintdef) of the organizer's DDL, kept where
+        # only datathon writes; it is still checked to be a foreign key clause before it becomes SQL.
         definition = definition.removesuffix(" NOT VALID")
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
-            exists = conn.execute(
-                "SELECT 1 FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n"
-                " ON n.oid = r.relnamespace WHERE c.conname = %s AND n.nspname = %s AND r.relname = %s",
-                (name, nsp, rel)).fetchone()
-            if not exists:  # the definition is the server's own rendering of the organizer's DDL
-                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                    table, I(name), sql.SQL(definition)))  # type: ignore[arg-type]
-        if not declared_not_valid:
-            try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
-                    conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, I(name)))
-            except psycopg.errors.ForeignKeyViolation as exc:
-                detail = (exc.diag.message_detail or "").strip()
-                problems.append(f"{nsp}.{rel}: {definition} is violated ({detail or 'rows refer to missing keys'});"
-                                " key kept NOT VALID")
+        if not re.fullmatch(r"FOREIGN KEY \(.*\) REFERENCES [^;]*", definition, re.DOTALL):
+            raise ProvisionError(f"datathon_meta.deferred_foreign_keys holds an unexpected key {name!r} on "
+                                 f"{nsp}.{rel}", hint="remove that row, then run `datathon up` again")
+        try:
+            problems += _put_back(conn, owner, nsp, rel, name, definition, validate=validate)
+        except psycopg.Error as exc:
+            raise ProvisionError(f"{nsp}.{rel}: foreign key {name} ({definition}) could not be put back: "
+                                 f"{str(exc).strip().splitlines()[0]}",
+                                 hint="fix the cause and run `datathon up` again; the key is kept in "
+                                      "datathon_meta.deferred_foreign_keys until then") from None
         conn.execute(sql.SQL("DELETE FROM {}.deferred_foreign_keys WHERE schema_name = %s AND table_name = %s"
                              " AND name = %s").format(meta), (nsp, rel, name))
     return problems
+
+
+def _put_back(conn: psycopg.Connection, owner: str, nsp: str, rel: str, name: str, definition: str, *,
+              validate: bool) -> list[str]:
+    table = sql.SQL("{}.{}").format(I(nsp), I(rel))
+    add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(table, I(name), sql.SQL(definition))  # type: ignore[arg-type]
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
+        found = conn.execute(
+            "SELECT c.relkind, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = %s)"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (name, nsp, rel)).fetchone()
+        if found is None:
+            raise ProvisionError(f"{nsp}.{rel} no longer exists, so its foreign key {name} cannot be put back",
+                                 hint="remove the row from datathon_meta.deferred_foreign_keys, or recreate the table")
+        relkind, exists = found
+        if not exists and relkind == "p":  # PostgreSQL 15: no NOT VALID key on a partitioned table
+            try:
+                with conn.transaction():
+                    conn.execute(add)
+            except psycopg.errors.ForeignKeyViolation as exc:
+                return [f"{nsp}.{rel}: foreign key {name} ({definition}) is violated "
+                        f"({(exc.diag.message_detail or '').strip()}); a partitioned table cannot keep it NOT VALID,"
+                        " so it was left out"]
+            return []
+        if not exists:
+            conn.execute(sql.SQL("{} NOT VALID").format(add))
+    if not validate:
+        return []
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(owner)))
+            conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, I(name)))
+        return []
+    except psycopg.errors.ForeignKeyViolation:
+        cols, ref_cols, ref_nsp, ref_rel = conn.execute(
+            "SELECT (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(num, n)"
+            "        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num),"
+            "       (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(num, n)"
+            "        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num), fn.nspname, f.relname"
+            " FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace"
+            " JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace"
+            " WHERE c.conname = %s AND n.nspname = %s AND r.relname = %s", (name, nsp, rel)).fetchone()
+        count, sample = count_violations(conn, table, cols, sql.SQL("{}.{}").format(I(ref_nsp), I(ref_rel)), ref_cols)
+        return [f"{nsp}.{rel}({', '.join(cols)}) -> {ref_rel}: {count} row(s) refer to missing keys, e.g. "
+                f"{', '.join(sample)}; key {name} kept NOT VALID (ALTER TABLE ... VALIDATE CONSTRAINT once fixed)"]
 
 
 # -- pg_dump archives and plain SQL dumps ---------------------------------------------------------------------------

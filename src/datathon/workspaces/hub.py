@@ -44,6 +44,9 @@ class HubApiError(ProvisionError):
         self.status = status
 
 
+SERVICE_MARK = "DATATHON_HUB"
+
+
 def hub_processes(state: StateStore) -> list[int]:
     """The hub and proxy of this event's state folder that still run, whatever the event file says now (a
     `workspaces:` section removed, or hub: false, must not leave them running unseen)."""
@@ -54,7 +57,14 @@ def hub_processes(state: StateStore) -> list[int]:
         pid = procs.read_pid(pid_file)
         if pid and procs.is_root_process(pid, needle):
             found.append(pid)
+    # the hub's services (the idle culler) carry the hub's folder in their environment: found even if the hub
+    # died without stopping them; listed after the hub, which normally stops them itself
+    found += [pid for pid in procs.root_processes_with_env(service_marker(state)) if pid not in found]
     return found
+
+
+def service_marker(state: StateStore) -> bytes:
+    return f"{SERVICE_MARK}={state.root / 'hub'}".encode()
 
 
 def stop_processes(pids: list[int]) -> None:
@@ -130,6 +140,7 @@ class Hub:
             singleuser=self.env.bin / "jupyterhub-singleuser", python=self.env.bin / "python",
             mem_limit=self.ws.limits.memory, cpu_limit=self.ws.limits.cpus,
             idle_seconds=idle, cull_every=max(10, min(300, idle // 4)) if idle else 0,
+            service_mark=SERVICE_MARK,
         )
 
     def files(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> dict[Path, str]:

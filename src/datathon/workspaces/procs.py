@@ -29,6 +29,23 @@ def is_root_process(pid: int, needle: bytes) -> bool:
     return uid == 0 and needle in cmdline
 
 
+def root_processes_with_env(entry: bytes) -> list[int]:
+    """Live root processes whose environment holds `entry` (b"NAME=value"), e.g. the hub's own services, which
+    the hub starts in sessions of their own and which outlive it if it dies without stopping them."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if entry not in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
+                continue
+            if os.stat(f"/proc/{name}").st_uid == 0 and process_alive(int(name)):
+                found.append(int(name))
+        except OSError:
+            continue
+    return sorted(found)
+
+
 def listening_inodes(port: int) -> set[str]:
     """Socket inodes in LISTEN state on `port`, any address."""
     inodes = set()
