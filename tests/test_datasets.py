@@ -347,8 +347,8 @@ def test_generic_csv_ddl_with_foreign_keys_loads_in_any_order_and_keeps_its_keys
     monkeypatch.setattr(run_module, "load_dataset", failing)
     with pytest.raises(ProvisionError, match="failed for the test"):
         run_up(ev.ctx, yes=True)
-    assert keys() == {"visits_cohort_id_fkey": (False, "a"), "labs_visit_id_fkey": (False, "c"),
-                      "events_visit_id_fkey": (True, "a")} and saved() == 0  # back at once, unchecked
+    # back at once, unchecked; a partitioned table's key can only come back checked: it waits for the next run
+    assert keys() == {"visits_cohort_id_fkey": (False, "a"), "labs_visit_id_fkey": (False, "c")} and saved() == 1
     monkeypatch.undo()
     with ev.server.connect("gfkdb", autocommit=True) as c:  # as a killed run leaves them: aside, saved
         run_module.set_aside_foreign_keys(c, "gfk_data", "site", ["cohort", "visits", "labs", "events"])

@@ -44,7 +44,7 @@ from datathon.errors import ProvisionError
 
 I = sql.Identifier  # noqa: E741
 ForeignKeyMode = Literal["validate", "strict", "skip"]
-SPLIT_MIN_BYTES = 64 << 20
+SPLIT_MIN_BYTES = 64 << 20  # only files at least this big are worth several COPY streams
 SORT_BYTES_PER_ROW = 128  # memory an index build needs per row to sort in memory (tuple, its header, SortTuple)
 BACKGROUND_NICE = 10  # CPU priority of work off the critical path (managed cluster), see deprioritize()
 
@@ -409,9 +409,8 @@ class KeyBuilder:
         self.timings: dict[str, float] = {}  # seconds per statement, for the report
         total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
         # A sort that does not fit spills to temp files and merges them (MIMIC-IV's chartevents index needs about
-        # 2.5 GB): each build gets what its row count needs, up to a share of the memory (the critical path,
-        # which runs with few others, a larger share).
-        # On the managed cluster the server's memory is this machine's: all builds at once stay under half of it.
+        # 2.5 GB): each build gets what its row count needs, up to a cap. On the managed cluster the server's
+        # memory is this machine's: the critical path may take a quarter, and all builds at once stay under half.
         # Elsewhere (RDS) this machine's memory says nothing of the server's: the old, modest ceiling.
         if server.owns_server:
             self.memory_cap = max(64, total_mb // (4 * workers))
@@ -439,9 +438,8 @@ class KeyBuilder:
 
     def build(self, t: Table, background: bool = False) -> None:
         with self.server.connect(self.dbname, autocommit=True) as conn:
-            if background:
-                deprioritize(self.server, conn)
             if background:  # parallel workers would compete with the loads: only the critical path gets them
+                deprioritize(self.server, conn)
                 conn.execute("SET max_parallel_maintenance_workers = 0")
             conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
             cap = self.memory_cap if background else self.critical_memory_cap

@@ -152,19 +152,24 @@ def restore_foreign_keys(conn: psycopg.Connection, owner: str, schema: str, *, v
             raise ProvisionError(f"datathon_meta.deferred_foreign_keys holds an unexpected key {name!r} on "
                                  f"{nsp}.{rel}", hint="remove that row, then run `datathon up` again")
         try:
-            problems += _put_back(conn, owner, nsp, rel, name, definition, validate=validate)
+            back = _put_back(conn, owner, nsp, rel, name, definition, validate=validate)
         except psycopg.Error as exc:
             raise ProvisionError(f"{nsp}.{rel}: foreign key {name} ({definition}) could not be put back: "
                                  f"{str(exc).strip().splitlines()[0]}",
                                  hint="fix the cause and run `datathon up` again; the key is kept in "
                                       "datathon_meta.deferred_foreign_keys until then") from None
+        if back is None:  # left for the next run
+            continue
+        problems += back
         conn.execute(sql.SQL("DELETE FROM {}.deferred_foreign_keys WHERE schema_name = %s AND table_name = %s"
                              " AND name = %s").format(meta), (nsp, rel, name))
     return problems
 
 
 def _put_back(conn: psycopg.Connection, owner: str, nsp: str, rel: str, name: str, definition: str, *,
-              validate: bool) -> list[str]:
+              validate: bool) -> list[str] | None:
+    """The key added back (and validated unless told not to): the problems to report, or None when it must wait
+    for the next run (a partitioned table's key can only be added validated)."""
     table = sql.SQL("{}.{}").format(I(nsp), I(rel))
     add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(table, I(name), sql.SQL(definition))  # type: ignore[arg-type]
     with conn.transaction():
@@ -178,6 +183,8 @@ def _put_back(conn: psycopg.Connection, owner: str, nsp: str, rel: str, name: st
                                  hint="remove the row from datathon_meta.deferred_foreign_keys, or recreate the table")
         relkind, exists = found
         if not exists and relkind == "p":  # PostgreSQL 15: no NOT VALID key on a partitioned table
+            if not validate:
+                return None
             try:
                 with conn.transaction():
                     conn.execute(add)
