@@ -424,8 +424,7 @@ class KeyBuilder:
 
     def jobs(self, t: Table) -> list[tuple[str, sql.Composable]]:
         q = _qualified(t)
-        # ANALYZE first: it is a sample, and the row count it records sizes the sorts below
-        out = [(f"{t.name} analyze", sql.SQL("ANALYZE {}").format(q))]
+        out = []
         if t.primary_key and f"{t.schema}.{t.name}" not in self.have_pk:
             out.append((f"{t.name} primary key", sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
                 q, sql.SQL(", ").join(I(c) for c in t.primary_key))))
@@ -442,25 +441,33 @@ class KeyBuilder:
                 deprioritize(self.server, conn)
                 conn.execute("SET max_parallel_maintenance_workers = 0")
             conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
-            cap = self.memory_cap if background else self.critical_memory_cap
+            with self._step(f"{t.name} analyze"):  # first: it is a sample, and its row count sizes the sorts
+                conn.execute(sql.SQL("ANALYZE {}").format(_qualified(t)))
+                self._size_sorts(conn, t, self.memory_cap if background else self.critical_memory_cap)
             for label, stmt in self.jobs(t):
-                started = time.perf_counter()
-                try:
-                    if label.endswith("analyze"):
-                        conn.execute(stmt)
-                        rows = conn.execute(
-                            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                            " WHERE n.nspname = %s AND c.relname = %s", (t.schema, t.name)).fetchone()[0]
-                        memory = max(64, min(cap, int(max(rows, 0) * SORT_BYTES_PER_ROW) >> 20))
-                        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
-                    else:
-                        conn.execute(stmt)
-                    self.timings[label] = time.perf_counter() - started
-                except psycopg.Error as exc:
-                    raise ProvisionError(f"{label} failed: {str(exc).strip().splitlines()[0]}",
-                                         hint="the data is loaded; fix the cause and run the load again to finish",
-                                         ) from None
+                with self._step(label):
+                    conn.execute(stmt)
         self.progress.advance(self.task)
+
+    @contextlib.contextmanager
+    def _step(self, label: str):
+        """One statement of a build: timed for the report, its failure a message that names it."""
+        started = time.perf_counter()
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise ProvisionError(f"{label} failed: {str(exc).strip().splitlines()[0]}",
+                                 hint="the data is loaded; fix the cause and run the load again to finish",
+                                 ) from None
+        self.timings[label] = time.perf_counter() - started
+
+    @staticmethod
+    def _size_sorts(conn: psycopg.Connection, t: Table, cap: int) -> None:
+        rows = conn.execute(
+            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s", (t.schema, t.name)).fetchone()[0]
+        memory = max(64, min(cap, int(max(rows, 0) * SORT_BYTES_PER_ROW) >> 20))
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
 
 
 def _fk_name(t: Table, fk) -> str:
