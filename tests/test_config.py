@@ -185,3 +185,20 @@ def test_down_and_status_do_not_need_the_data_folders(tmp_path):
     assert "dataset folder 'gone' not found" in msg
     cfg = load_config(tmp_path / "datathon.yaml", check_paths=False).config
     assert cfg.databases[0].readable_schemas == ["mimiciv_hosp", "mimiciv_icu"]
+
+
+def test_mentor_logins_per_team_must_fit_and_be_unique(tmp_path):
+    long = GOOD.replace("teams:\n  count: 3", "teams:\n  - {name: " + "t" * 30 + "}\n"
+                        "mentors:\n  - {name: " + "m" * 30 + "}")
+    [problem] = problems(tmp_path, long)
+    assert "63" in problem and "<event>_<mentor>__<team>" in problem
+    clash = GOOD.replace("teams:\n  count: 3", "teams:\n  - {name: alpha}\n  - {name: ana__alpha}\n"
+                         "mentors:\n  - {name: ana}")
+    [problem] = problems(tmp_path, clash)
+    assert "sg2026_ana__alpha" in problem and "rename" in problem
+
+
+def test_disk_quota_is_a_size(tmp_path):
+    [problem] = problems(tmp_path, GOOD + "policy:\n  disk_quota: lots\n")
+    assert "disk_quota" in problem and "50GB" in problem
+    assert load_config(write(tmp_path, GOOD + "policy:\n  disk_quota: 50GB\n")).config.policy.disk_quota == "50GB"

@@ -30,18 +30,19 @@ def converged_facts() -> Facts:
     for g in ("ev_teams", "ev_mentors", "ev_data"):
         facts.roles[g] = role(g, login=False)
     for login in wanted_logins(CONFIG):
-        facts.roles[login.role] = role(login.role, config=role_settings(login))
+        facts.roles[login.role] = role(login.role, config=role_settings(login), connlimit=login.policy.connection_limit)
         facts.memberships.add((login.role, login.group))
     readers = {("ev_teams", "USAGE"), ("ev_mentors", "USAGE")}
     schemas = {
         "public": SchemaFact("pg_database_owner", {("pg_database_owner", "USAGE"), ("pg_database_owner", "CREATE"),
                                                    ("PUBLIC", "USAGE")}, 0),
         "shared": SchemaFact("ev_data", {("ev_data", "USAGE"), ("ev_data", "CREATE"), *readers}, 3),
-        "alpha": SchemaFact("ev_alpha", {("ev_alpha", "USAGE"), ("ev_alpha", "CREATE"), ("ev_mentors", "USAGE")}, 1),
-        "beta": SchemaFact("ev_beta", {("ev_beta", "USAGE"), ("ev_beta", "CREATE"), ("ev_mentors", "USAGE")}, 0),
+        "alpha": SchemaFact("ev_alpha", {("ev_alpha", "USAGE"), ("ev_alpha", "CREATE"), ("ev_mia__alpha", "USAGE")},
+                            1),
+        "beta": SchemaFact("ev_beta", {("ev_beta", "USAGE"), ("ev_beta", "CREATE"), ("ev_mia__beta", "USAGE")}, 0),
     }
     default_acls = {("ev_data", "shared", "ev_teams", "SELECT"), ("ev_data", "shared", "ev_mentors", "SELECT"),
-                    ("ev_alpha", "alpha", "ev_mentors", "SELECT"), ("ev_beta", "beta", "ev_mentors", "SELECT")}
+                    ("ev_alpha", "alpha", "ev_mia__alpha", "SELECT"), ("ev_beta", "beta", "ev_mia__beta", "SELECT")}
     grants = {("datathon", "CONNECT"), ("datathon", "CREATE"), ("datathon", "TEMPORARY")}
     grants |= {(g, p) for g in ("ev_teams", "ev_mentors") for p in ("CONNECT", "TEMPORARY")}
     facts.databases["db"] = DatabaseFact(comment=MARKED, grants=grants, schemas=schemas, default_acls=default_acls,
@@ -69,7 +70,7 @@ def test_empty_server_creates_everything_in_dependency_order():
     assert order.index(("database", "db")) < order.index(("schema", "db.alpha"))
     assert order.index(("role", "ev_alpha")) < order.index(("schema", "db.alpha"))
     assert {c.target for c in changes if c.component == "role"} == {
-        "ev_teams", "ev_mentors", "ev_data", "ev_alpha", "ev_beta", "ev_mia"}
+        "ev_teams", "ev_mentors", "ev_data", "ev_alpha", "ev_beta", "ev_mia", "ev_mia__alpha", "ev_mia__beta"}
 
 
 def mutate(fn):
@@ -95,13 +96,17 @@ def mutate(fn):
     (lambda f: f.databases["db"].schemas["public"].grants.add(("PUBLIC", "CREATE")),
      ("update", "grant", "db.public", "nobody but the owner creates in public")),
     (lambda f: f.databases["db"].schemas["alpha"].grants.add(("ev_beta", "USAGE")),
-     ("update", "grant", "db.alpha", "mentors read it (also tables made later); others revoked")),
+     ("update", "grant", "db.alpha", "its mentors' logins for it read it (also tables made later); others revoked")),
     (lambda f: f.databases["db"].schemas["shared"].grants.add(("PUBLIC", "USAGE")),
      ("update", "grant", "db.shared", "teams and mentors read it (also tables made later); others revoked")),
     (lambda f: f.databases["db"].missing_select.update({("shared", "ev_teams"): 2}),
      ("update", "grant", "db.shared", "teams and mentors read it (also tables made later)")),
-    (lambda f: f.databases["db"].default_acls.discard(("ev_alpha", "alpha", "ev_mentors", "SELECT")),
-     ("update", "grant", "db.alpha", "mentors read it (also tables made later)")),
+    (lambda f: f.databases["db"].default_acls.discard(("ev_alpha", "alpha", "ev_mia__alpha", "SELECT")),
+     ("update", "grant", "db.alpha", "its mentors' logins for it read it (also tables made later)")),
+    (lambda f: f.roles["ev_alpha"].db_config.update(db={"statement_timeout": "0"}),
+     ("update", "role", "ev_alpha", "remove its own settings in database db (statement_timeout)")),
+    (lambda f: f.roles["ev_mia__beta"].config.update(default_transaction_read_only="off"),
+     ("update", "role", "ev_mia__beta", "policy: default_transaction_read_only")),
     (lambda f: setattr(f.databases["db"].schemas["beta"], "owner", "ev_alpha"),
      ("update", "schema", "db.beta", "owner is ev_alpha, should be ev_beta")),
 ])
@@ -162,3 +167,60 @@ def test_mentor_sessions_are_read_only_by_default():
     team = next(w for w in wanted_logins(CONFIG) if w.kind == "team")
     assert role_settings(mentor)["default_transaction_read_only"] == "on"
     assert "default_transaction_read_only" not in role_settings(team)
+
+
+def test_per_database_settings_are_reset_for_that_database():
+    facts = mutate(lambda f: f.roles["ev_beta"].db_config.update(db={"work_mem": "1TB", "statement_timeout": "0"}))
+    [change] = [c for c in plan(facts) if c.action != "keep"]
+    assert [str(s.as_string(None)) for s in change.statements] == ['ALTER ROLE "ev_beta" IN DATABASE "db" RESET ALL']
+
+
+def test_mentor_logins_read_one_team_each():
+    logins = {x.role: x for x in wanted_logins(CONFIG)}
+    assert logins["ev_mia__alpha"].team == "alpha" and logins["ev_mia__alpha"].search_path == ("alpha", "shared")
+    assert not logins["ev_mia__alpha"].person and logins["ev_mia"].person
+    assert logins["ev_mia__alpha"].policy.connection_limit <= 2
+    empty = plan(Facts(admin="datathon", admin_superuser=True))
+    [alpha] = [c for c in empty if c.target == "db.alpha" and c.component == "grant"]
+    text = " ".join(s.as_string(None) for s in alpha.statements)
+    assert '"ev_mia__alpha"' in text and '"ev_mia__beta"' not in text and '"ev_mentors"' not in text
+
+
+def test_all_mentors_reading_a_team_schema_is_revoked():
+    """An event made before per-team mentor logins: the whole mentors group reads every team schema."""
+    def old_model(f):
+        f.databases["db"].schemas["alpha"].grants.add(("ev_mentors", "USAGE"))
+        f.databases["db"].default_acls.add(("ev_alpha", "alpha", "ev_mentors", "SELECT"))
+    [change] = [c for c in plan(mutate(old_model)) if c.action != "keep"]
+    text = [s.as_string(None) for s in change.statements]
+    assert 'REVOKE ALL ON SCHEMA "alpha" FROM "ev_mentors"' in text
+    assert 'ALTER DEFAULT PRIVILEGES FOR ROLE "ev_alpha" IN SCHEMA "alpha" REVOKE ALL ON TABLES FROM "ev_mentors"' in text
+    assert 'REVOKE ALL ON ALL TABLES IN SCHEMA "alpha" FROM "ev_mentors"' in text
+
+
+def test_a_removed_mentor_loses_its_team_logins():
+    facts = converged_facts()
+    facts.roles["ev_old"] = role("ev_old")
+    facts.roles["ev_old__alpha"] = role("ev_old__alpha")
+    facts.memberships |= {("ev_old", "ev_mentors"), ("ev_old__alpha", "ev_mentors")}
+    drops = [(c.component, c.target, c.reason) for c in plan(facts) if c.action == "drop"]
+    assert ("role", "ev_old__alpha", "the login of mentor old for team alpha left the event file") in drops
+    assert ("role", "ev_old", "mentor old left the event file") in drops
+
+
+def test_a_password_changed_on_the_server_is_set_back():
+    facts = converged_facts()
+    for r in facts.roles.values():
+        r.verifier = "SCRAM-SHA-256$4096:c2FsdA==$x:y"
+    changed = plan(facts, password_changed=lambda role, verifier: role == "ev_mia__alpha")
+    assert pending(changed) == [("update", "role", "ev_mia__alpha",
+                                 "password changed on the server: set back to its handout's")]
+    assert pending(plan(facts, password_changed=lambda role, verifier: False)) == []
+
+
+def test_a_verifier_that_is_not_scram_never_matches():
+    """(That real verifiers match is shown on a real server: a second `up` changes no password.)"""
+    from datathon.database.facts import scram_matches
+
+    assert not scram_matches("md5abc", "s3cret") and not scram_matches("garbage", "s3cret")
+    assert not scram_matches("SCRAM-SHA-256$x:y$z:w", "s3cret")

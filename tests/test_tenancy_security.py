@@ -122,10 +122,10 @@ def test_logins_need_tls_the_right_password_and_an_event_database(three_teams):
 def test_mentor_reads_team_tables_created_after_the_grants_but_cannot_write(three_teams):
     with connect(three_teams, "alpha") as alpha:
         alpha.execute("CREATE TABLE later_result AS SELECT 1 AS x")
-    with connect(three_teams, "mentor_ana") as mentor:
+    with connect(three_teams, "mentor_ana__alpha") as mentor:
         assert mentor.execute("SELECT x FROM alpha.later_result").fetchone() == (1,)
         assert mentor.execute("SELECT count(*) FROM mimiciv_demo.patients").fetchone()[0] == 50
-        # a mentor's session is read-only (so a team's view cannot make a mentor write for it) ...
+        # a mentor's session is read-only (a guard against a mentor's slip) ...
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             mentor.execute("INSERT INTO alpha.later_result VALUES (2)")
         # ... and under that, a mentor has no write privilege anyway
@@ -133,6 +133,11 @@ def test_mentor_reads_team_tables_created_after_the_grants_but_cannot_write(thre
         refused(mentor, "INSERT INTO alpha.later_result VALUES (2)")
         refused(mentor, "CREATE TABLE alpha.from_mentor (x int)")
         refused(mentor, "INSERT INTO mimiciv_demo.patients VALUES (2, 'F', 30, 2150, NULL)")
+        # the login for team alpha reads alpha only
+        refused(mentor, "SELECT * FROM beta.anything")
+    with connect(three_teams, "mentor_ana") as mentor:  # the mentor's own login: shared data, no team schema
+        assert mentor.execute("SELECT count(*) FROM mimiciv_demo.patients").fetchone()[0] == 50
+        refused(mentor, "SELECT x FROM alpha.later_result")
 
 
 def test_a_second_up_reports_no_changes(three_teams):

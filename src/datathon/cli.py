@@ -203,6 +203,14 @@ def _print_where(ctx: Context, result) -> None:
                           highlight=False, soft_wrap=True)
 
 
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 @app.command()
 @command
 def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
@@ -217,11 +225,16 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
         console.print(status_table(st.components))
         if st.logins:
             table = Table(title="Logins", title_justify="left")
-            for col in ("kind", "name", "database user", "exists", "schemas", "connections"):
+            for col in ("kind", "name", "database user", "exists", "schemas", "connections", "schema size",
+                        "temp files", "limits"):
                 table.add_column(col)
             for x in st.logins:
+                size = "-" if x.schema_bytes is None else _bytes(x.schema_bytes) + (" [red]over quota[/]"
+                                                                                   if x.over_quota else "")
+                temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
+                limits = f"[red]changed: {', '.join(x.drift)}[/]" if x.drift else "as the policy"
                 table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
-                              str(x.connections))
+                              str(x.connections), size, temp, limits)
             console.print(table)
         if st.servers:
             table = Table(title="Workspaces", title_justify="left")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datathon.database.facts import Facts, observe
+from datathon.database.facts import Facts, observe, scram_matches
 from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources
 from datathon.database.tenancy import plan_tenancy, wanted_logins
@@ -24,11 +24,20 @@ def secret_for(ctx: Context):
     return get
 
 
+def password_changed(ctx: Context):
+    """Reads the stored secret (never creates one) and compares it with the server's verifier."""
+    def changed(role: str, verifier: str) -> bool:
+        secret = ctx.state.secret(role, create=False)
+        return secret is not None and not scram_matches(verifier, secret)
+
+    return changed
+
+
 def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False,
               server: DatabaseServer | None = None) -> list[Change]:
     """Tenancy and shared data, from observed facts. With a server, bulk sources get their loaders."""
     changes = plan_tenancy(ctx.config, facts, secret_for=secret_for(ctx), stored_secrets=stored_secrets(ctx),
-                           drop_team_data=drop_team_data)
+                           drop_team_data=drop_team_data, password_changed=password_changed(ctx))
     bulk = None
     if server is not None:
         from datathon.datasets.run import bulk_factory

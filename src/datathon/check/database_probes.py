@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from datathon.check.model import ProbeFailed, ProbeSkipped, probe
-from datathon.check.session import Session, _error
+from datathon.check.session import Credentials, Session, _error
 from datathon.database import roles
 from datathon.database.tenancy import role_settings
 
@@ -48,15 +48,18 @@ def search_path(s: Session) -> None:
             raise ProbeFailed(f"in {db}: search_path resolves to {found}, expected {wanted}")
 
 
-@probe("db.policy", "the event's limits are this login's settings", expect="works")
+@probe("db.policy", "the event's limits are this login's settings, in every database", expect="works")
 def policy(s: Session) -> None:
+    # every database: a role's own settings for one database (ALTER ROLE ... IN DATABASE) win there
+    for db in s.databases:
+        conn = s.conn(db)
+        for key, value in role_settings(s.me.login).items():
+            if key == "search_path":
+                continue
+            (shown,) = s.works(conn, sql.SQL("SHOW {}").format(I(key)))[0]
+            if shown != _as_shown(conn, key, value):
+                raise ProbeFailed(f"in {db}, {key} is {shown}; the policy says {value}")
     conn = s.conn()
-    for key, value in role_settings(s.me.login).items():
-        if key == "search_path":
-            continue
-        (shown,) = s.works(conn, sql.SQL("SHOW {}").format(I(key)))[0]
-        if shown != _as_shown(conn, key, value):
-            raise ProbeFailed(f"{key} is {shown}, the policy says {value}")
     (limit,) = s.works(conn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user")[0]
     if limit != s.me.login.policy.connection_limit:
         raise ProbeFailed(f"connection limit is {limit}, the policy says {s.me.login.policy.connection_limit}")
@@ -289,25 +292,31 @@ def copy_program(s: Session) -> None:
         s.refused(conn, sql.SQL("CREATE TABLE {} (x text); COPY {} FROM ").format(t, t) + sql.SQL(source))
 
 
+def _mentor(s: Session) -> Credentials:
+    """The first mentor's login for this team: it reads this team's schema and nothing of any other team."""
+    found = s.env.mentor_logins.get(s.team)
+    if not found:
+        raise ProbeSkipped("the event has no mentors")
+    return found[0]
+
+
 @contextlib.contextmanager
 def _mentor_on_new_table(s: Session, body: str) -> Iterator[tuple[psycopg.Connection, sql.Composable, str]]:
     """A table this team creates now (`CREATE TABLE t <body>`), and the mentor's session; the table is dropped
     afterwards whatever happens."""
-    mentor = s.env.mentor
-    if mentor is None:
-        raise ProbeSkipped("the event has no mentors")
+    mentor = _mentor(s)
     conn = s.conn()
     name = _probe_table()
     t = sql.SQL("{}.{}").format(I(s.team), I(name))
     s.works(conn, sql.SQL("CREATE TABLE {} ").format(t) + sql.SQL(body))
     try:
-        with s.env.mentor_slots, s.open(creds=mentor) as m:
+        with s.open(creds=mentor) as m:
             yield m, t, name
     except psycopg.OperationalError as exc:
         s.note(f"log in as mentor {mentor.login.role}", _error(exc))
         raise ProbeFailed("the mentor cannot log in") from None
     finally:
-        s.works(conn, sql.SQL("DROP TABLE {}").format(t))
+        s.works(conn, sql.SQL("DROP TABLE {} CASCADE").format(t))
 
 
 @probe("mentor.read_later", "a mentor reads a table this team created after the grants", expect="works")
@@ -326,6 +335,78 @@ def mentor_write(s: Session) -> None:
         m.execute("SET default_transaction_read_only = off")
         s.refused(m, sql.SQL("INSERT INTO {} VALUES (1)").format(t))
         s.refused(m, sql.SQL("CREATE TABLE {}.{} (x int)").format(I(s.team), I(name + "_m")))
+
+
+@probe("mentor.team_code", "this team's code, run by a mentor (view, row policy), reaches no other team",
+       expect="refused")
+def mentor_team_code(s: Session) -> None:
+    """The attack: a team's function runs with the rights of whoever calls it. Planted behind a view and a row
+    security policy, it reports which other teams' schemas and which other roles its caller could use."""
+    mentor = _mentor(s)
+    others = [o.name for o in s.others]
+    # (the mentors group is not among them: every mentor login is in it, for the shared data only)
+    other_roles = [o.role for o in s.others] + [roles.data_owner(s.env.config.event)]
+    other_roles += [c.login.role for team, cs in s.env.mentor_logins.items() if team != s.team for c in cs]
+    other_roles += list(dict.fromkeys(roles.login_role(s.env.config.event, c.login.name)
+                                      for cs in s.env.mentor_logins.values() for c in cs))
+    fn = sql.SQL("{}.{}").format(I(s.team), I(_probe_table()))
+    body = ("SELECT current_user || ':' || coalesce((SELECT string_agg(nspname, ',') FROM pg_namespace"
+            " WHERE nspname = ANY({others}) AND (has_schema_privilege(oid, 'USAGE')"
+            " OR has_schema_privilege(oid, 'CREATE'))), '') || ':' || coalesce((SELECT string_agg(rolname, ',')"
+            " FROM pg_roles WHERE rolname = ANY({roles}) AND pg_has_role(current_user, oid, 'MEMBER')), '')")
+    conn = s.conn()
+    s.works(conn, sql.SQL("CREATE FUNCTION {}() RETURNS text LANGUAGE sql AS {}").format(
+        fn, sql.Literal(sql.SQL(body).format(others=sql.Literal(others), roles=sql.Literal(other_roles))
+                        .as_string(conn))))
+    try:
+        with _mentor_on_new_table(s, "AS SELECT 1 AS x") as (m, t, name):
+            view = sql.SQL("{}.{}").format(I(s.team), I(name + "_v"))
+            s.works(conn, sql.SQL("CREATE VIEW {} AS SELECT {}() AS seen").format(view, fn))
+            s.works(conn, sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(t))
+            s.works(conn, sql.SQL("CREATE POLICY p ON {} USING ({}() LIKE '%::')").format(t, fn))
+            [(seen,)] = s.works(m, sql.SQL("SELECT seen FROM {}").format(view))
+            who, schemas, reached = seen.split(":")
+            if who != mentor.login.role or schemas or reached:
+                raise ProbeFailed(f"run by the mentor, this team's code ran as {who}, could use "
+                                  f"schemas [{schemas}] and roles [{reached}]")
+            rows = s.works(m, sql.SQL("SELECT x FROM {}").format(t))
+            if rows != [(1,)]:  # the policy passes only for a caller that reaches nothing else
+                raise ProbeFailed(f"through the row policy the mentor saw {rows}")
+    finally:
+        s.works(conn, sql.SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(fn))
+
+
+@probe("mentor.logins", "every mentor's login for this team logs in with its own password", expect="works")
+def mentor_logins(s: Session) -> None:
+    """A team's code run by a mentor can change that login's password (any role may change its own): this
+    finds it, and `up` sets it back."""
+    found = s.env.mentor_logins.get(s.team)
+    if not found:
+        raise ProbeSkipped("the event has no mentors")
+    for creds in found:
+        try:
+            with s.open(creds=creds) as m:
+                s.works(m, "SELECT current_user")
+        except psycopg.OperationalError as exc:
+            s.note(f"log in as {creds.login.role}", _error(exc))
+            raise ProbeFailed(f"{creds.login.role} cannot log in with its stored password") from None
+
+
+@probe("db.disk_quota", "this team's tables fit its disk quota (policy.disk_quota)", expect="works")
+def disk_quota(s: Session) -> None:
+    quota = s.me.login.policy.disk_quota
+    if quota is None:
+        raise ProbeSkipped("no policy.disk_quota")
+    used = 0
+    for db in s.databases:
+        conn = s.conn(db)
+        (size,) = s.works(conn, "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"
+                                " WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind IN ('r', 'm', 'p')",
+                          (s.team,))[0]
+        used += size
+    (limit,) = s.works(s.conn(), "SELECT pg_size_bytes(%s)", (quota,))[0]
+    if used > limit:
+        raise ProbeFailed(f"team {s.team}'s tables take {used / 2**30:.2f} GiB, over its quota of {quota}")
 
 
 @probe("db.connection_limit", "connections beyond the team's limit are refused", expect="refused")

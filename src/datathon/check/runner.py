@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -83,18 +82,16 @@ def _environment(ctx: Context) -> Environment:
                 " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r','p','v','m','f') ORDER BY 1, 2",
                 (db.readable_schemas,),
             ).fetchall()
-    mentors = [x for x in wanted_logins(ctx.config) if x.kind == "mentor"]
-    mentor = None
-    if mentors:
-        mentor = Credentials(mentors[0], _password(ctx, mentors[0]))
+    mentor_logins: dict[str, list[Credentials]] = {}
+    for x in wanted_logins(ctx.config):
+        if x.kind == "mentor_team":
+            mentor_logins.setdefault(x.team, []).append(Credentials(x, _password(ctx, x)))
     env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.owns_server,
-                      shared_tables=shared, mentor=mentor)
+                      shared_tables=shared, mentor_logins=mentor_logins)
     if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
         from datathon.workspaces.plan import datasets_folder, hub_for
 
         env.hub, env.datasets = hub_for(ctx), datasets_folder(ctx)
-    if mentor:  # teams' probes share the mentor's login: stay under its connection limit
-        env.mentor_slots = threading.Semaphore(max(1, mentor.login.policy.connection_limit - 1))
     return env
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +36,8 @@ class Environment:
     managed: bool  # datathon runs the server (and so its pg_hba rules)
     # database -> [(schema, table, relkind, first column)] of the shared schemas, listed by the administrator
     shared_tables: dict[str, list[tuple[str, str, str, str]]]
-    mentor: Credentials | None = None
-    mentor_slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(4))
+    # team -> every mentor's login for that team (each reads only that team's schema)
+    mentor_logins: dict[str, list[Credentials]] = field(default_factory=dict)
     hub: object | None = None  # workspaces.hub.Hub when the event runs a hub; its probes skip otherwise
     datasets: Path | None = None  # the folder linked at ~/datasets, when the event has one on this machine
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datathon.database import roles
+import psycopg
+
 from datathon.database.facts import observe
 from datathon.database.server import ComponentStatus
-from datathon.database.tenancy import wanted_logins
+from datathon.database.tenancy import policy_drift, wanted_logins
 from datathon.providers import get_provider
 from datathon.providers.base import Context
 from datathon.storage.sync import storage_status
@@ -19,8 +20,12 @@ class LoginStatus:
     name: str
     role: str
     exists: bool
-    schemas: str  # e.g. "2/2"
+    schemas: str  # e.g. "2/2"; for a mentor, its per-team logins present, e.g. "3/3 teams"
     connections: int
+    drift: list[str] = field(default_factory=list)  # policy settings not as wanted (observed, not the file's)
+    schema_bytes: int | None = None  # a team's own schema, all databases
+    temp_bytes: int | None = None  # temporary files its sessions hold now (None: not visible to this admin)
+    over_quota: bool = False
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -35,7 +40,8 @@ class StatusResult:
 
     @property
     def healthy(self) -> bool:
-        return all(c.healthy for c in self.components) and all(login.exists for login in self.logins)
+        return all(c.healthy for c in self.components) and all(login.exists and not login.drift
+                                                               for login in self.logins)
 
     def as_dict(self) -> dict:
         return {"event": self.event, "healthy": self.healthy,
@@ -55,20 +61,31 @@ def run_status(ctx: Context) -> StatusResult:
         result.components += ws_components
         return result
     facts = observe(server, config)
+    usage = _usage(server, config, facts)
     with server.connect(autocommit=True) as conn:
         conns = dict(conn.execute(
             "SELECT usename, count(*) FROM pg_stat_activity WHERE starts_with(usename, %s) GROUP BY 1",
             (f"{config.event}_",),
         ).fetchall())
-    for login in wanted_logins(config):
-        present = sum(
-            1 for db in config.databases
-            if login.kind == "team" and db.name in facts.databases and login.name in facts.databases[db.name].schemas
-        )
+    logins = wanted_logins(config)
+    for login in (x for x in logins if x.person):
+        # a mentor's logins for each team count as the mentor's
+        own = [login] + [x for x in logins if x.kind == "mentor_team" and x.name == login.name]
+        drift = [f"{x.role}: {d}" if x is not login else d
+                 for x in own if x.role in facts.roles for d in policy_drift(facts.roles[x.role], x)]
+        if login.kind == "team":
+            present = sum(1 for db in config.databases
+                          if db.name in facts.databases and login.name in facts.databases[db.name].schemas)
+            schemas = f"{present}/{len(config.databases)}"
+        else:
+            schemas = f"{sum(1 for x in own[1:] if x.role in facts.roles)}/{len(own) - 1} teams"
+        size = usage.sizes.get(login.name) if login.kind == "team" else None
+        temp = sum(usage.temp.get(x.role, 0) for x in own)
         result.logins.append(LoginStatus(
-            kind=login.kind, name=login.name, role=login.role, exists=login.role in facts.roles,
-            schemas=f"{present}/{len(config.databases)}" if login.kind == "team" else "-",
-            connections=conns.get(login.role, 0),
+            kind=login.kind, name=login.name, role=login.role, exists=all(x.role in facts.roles for x in own),
+            schemas=schemas, connections=sum(conns.get(x.role, 0) for x in own), drift=drift,
+            schema_bytes=size, temp_bytes=temp if usage.temp_visible else None,
+            over_quota=usage.quota is not None and size is not None and size > usage.quota,
         ))
     missing = [d.name for d in config.databases if d.name not in facts.databases]
     result.components.append(ComponentStatus(
@@ -90,12 +107,57 @@ def run_status(ctx: Context) -> StatusResult:
             + (f"; not yet: {', '.join(missing)}" if missing else ""),
             healthy=not missing,
         ))
-    groups = [roles.teams_group(config.event), roles.mentors_group(config.event)]
+    drifted = [f"{x.name}: {', '.join(x.drift)}" for x in result.logins if x.drift]
+    p = config.policy
     result.components.append(ComponentStatus(
-        "database", "per-team limits", "enforced",
-        f"by PostgreSQL role settings: {config.policy.connection_limit} connections, statement_timeout "
-        f"{config.policy.statement_timeout}, temp_file_limit {config.policy.temp_file_limit} "
-        f"({', '.join(groups)})",
+        "database", "per-team limits", "drifted" if drifted else "enforced",
+        ("observed settings differ from the policy (`datathon up` restores them): " + "; ".join(drifted)) if drifted
+        else f"observed on every login: {p.connection_limit} connections, statement_timeout {p.statement_timeout}, "
+             f"temp_file_limit {p.temp_file_limit}, work_mem {p.work_mem} (role defaults: a session may still "
+             "SET its own statement_timeout and work_mem; temp_file_limit it cannot)",
+        healthy=not drifted,
     ))
+    over = [x.name for x in result.logins if x.over_quota]
+    if p.disk_quota is not None:
+        result.components.append(ComponentStatus(
+            "database", "team disk quota", "exceeded" if over else "ok",
+            (f"over {p.disk_quota}: {', '.join(over)}" if over else f"every team's schema under {p.disk_quota}")
+            + " (reported, not enforced: PostgreSQL has no per-schema quota)", healthy=not over))
     result.components += ws_components
     return result
+
+
+@dataclass
+class _Usage:
+    sizes: dict[str, int]  # team -> bytes of its schema in every event database
+    temp: dict[str, int]  # role -> bytes of temporary files its sessions hold now
+    temp_visible: bool
+    quota: int | None
+
+
+def _usage(server, config, facts) -> _Usage:
+    teams = [t.name for t in config.team_list]
+    sizes: dict[str, int] = {}
+    for db in config.databases:
+        if db.name not in facts.databases:
+            continue
+        with server.connect(db.name, autocommit=True) as conn:
+            for schema, size in conn.execute(
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_namespace n"
+                " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm', 'p')"
+                " WHERE n.nspname = ANY(%s) GROUP BY 1", (teams,),
+            ):
+                sizes[schema] = sizes.get(schema, 0) + size
+    temp: dict[str, int] = {}
+    visible = True
+    with server.connect(autocommit=True) as conn:
+        quota = (conn.execute("SELECT pg_size_bytes(%s)", (config.policy.disk_quota,)).fetchone()[0]
+                 if config.policy.disk_quota else None)
+        try:  # superuser or pg_monitor: a file pgsql_tmp<pid>.<n> belongs to the session (or worker) <pid>
+            temp = dict(conn.execute(
+                "SELECT a.usename, sum(f.size)::bigint FROM pg_ls_tmpdir() f JOIN pg_stat_activity a"
+                " ON f.name LIKE 'pgsql_tmp' || a.pid || '.%%' WHERE starts_with(a.usename, %s) GROUP BY 1",
+                (f"{config.event}_",)).fetchall())
+        except psycopg.errors.InsufficientPrivilege:
+            visible = False
+    return _Usage(sizes, temp, visible, quota)

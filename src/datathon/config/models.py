@@ -103,6 +103,9 @@ class Policy(Strict):
     temp_tables: bool = Field(
         default=True, description="allow CREATE TEMP TABLE (many MIMIC concept scripts use it)"
     )
+    disk_quota: str | None = Field(
+        default=None, description="the most a team's own schema may take (e.g. 50GB); `check` and `status` flag a "
+                                  "team over it (PostgreSQL cannot stop the writes: it has no per-schema quota)")
 
     @field_validator("statement_timeout", "idle_in_transaction_session_timeout", mode="before")
     @classmethod
@@ -111,6 +114,16 @@ class Policy(Strict):
         if not DURATION_RE.match(v):
             raise ValueError(f"{v!r} is not a duration; write e.g. 30s, 15min, 2h (0 turns it off)")
         return v.replace(" ", "")
+
+    @field_validator("disk_quota", mode="before")
+    @classmethod
+    def _quota(cls, v: object) -> str | None:
+        if v is None:
+            return None
+        v = str(v).strip().replace(" ", "")
+        if not MEMORY_RE.match(v) or v.startswith("-"):
+            raise ValueError(f"{v!r} is not a size; write e.g. 50GB or 500MB")
+        return v
 
     @field_validator("temp_file_limit", "work_mem", mode="before")
     @classmethod
@@ -405,6 +418,7 @@ class EventConfig(Strict):
             if name in seen:
                 raise ValueError(f"name {name!r} is used twice among teams and mentors")
             seen.add(name)
+        self._check_role_names()
         dbs = [d.name for d in self.databases]
         if len(set(dbs)) != len(dbs):
             raise ValueError("a database is listed twice")
@@ -423,6 +437,27 @@ class EventConfig(Strict):
         if clash:
             raise ValueError(f"team names clash with shared schemas: {', '.join(sorted(clash))}")
         return self
+
+    def _check_role_names(self) -> None:
+        """Every database role the event makes (a mentor gets one login per team) fits PostgreSQL's 63
+        characters and is unique: a longer name would be cut short silently, and two could become one."""
+        from datathon.database import roles
+
+        e = self.event
+        made = [roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)]
+        made += [roles.login_role(e, x.name) for x in [*self.team_list, *self.mentors]]
+        pairs = [roles.mentor_team_role(e, m.name, t.name) for m in self.mentors for t in self.team_list]
+        long = [r for r in pairs if len(r) > roles.MAX_ROLE_NAME]
+        if long:
+            raise ValueError(
+                f"each mentor gets a login per team, named <event>_<mentor>__<team>; {long[0]!r} is {len(long[0])} "
+                f"characters, PostgreSQL allows {roles.MAX_ROLE_NAME}: shorten the event, mentor or team names")
+        seen: set[str] = set()
+        for role in made + pairs:
+            if role in seen:
+                raise ValueError(f"two of the event's database logins would both be named {role!r} (a mentor's "
+                                 "per-team login is <event>_<mentor>__<team>): rename that team or mentor")
+            seen.add(role)
 
     # Derived views used everywhere else: code never asks which shape the file used.
     @cached_property

@@ -21,6 +21,7 @@ import psycopg
 
 from datathon.database import roles
 from datathon.database.server import ComponentStatus, DatabaseServer, Endpoint
+from datathon.database.tenancy import wanted_logins
 from datathon.database.tls import self_signed_certificate
 from datathon.errors import ConfigError, ProvisionError
 from datathon.fsutil import write_owned
@@ -172,8 +173,7 @@ class ManagedCluster(DatabaseServer):
 
     def desired_settings(self) -> dict[str, str]:
         config = self.ctx.config
-        limits = len(config.team_list) * config.policy.connection_limit
-        limits += len(config.mentors) * config.effective_mentor_policy.connection_limit
+        limits = sum(login.policy.connection_limit for login in wanted_logins(config))
         settings = {
             "listen_addresses": _quote(",".join(self.cfg.listen_addresses)),
             "port": str(self.cfg.port),

@@ -27,6 +27,11 @@ class RoleFact:
     connlimit: int
     config: dict[str, str]
     comment: str | None
+    # settings the role has only in one database (ALTER ROLE ... IN DATABASE d SET ...): database -> settings.
+    # They win over the role-wide ones, so a team could lift its limits there.
+    db_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the stored SCRAM verifier, where the administrator may read it (a superuser); None elsewhere (RDS)
+    verifier: str | None = None
 
 
 @dataclass
@@ -83,6 +88,20 @@ def observe(server: DatabaseServer, config: EventConfig) -> Facts:
             (prefix,),
         ):
             facts.roles[row[0]] = RoleFact(*row[:9], parse_role_config(row[9]), row[10])
+        for role, dbname, setconfig in conn.execute(
+            "SELECT r.rolname, coalesce(d.datname, s.setdatabase::text), s.setconfig FROM pg_db_role_setting s"
+            " JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase"
+            " WHERE s.setdatabase <> 0 AND starts_with(r.rolname, %s)",
+            (prefix,),
+        ):
+            if role in facts.roles:
+                facts.roles[role].db_config[dbname] = parse_role_config(setconfig)
+        if superuser:  # any role may change its own password: find a password datathon did not set
+            for role, verifier in conn.execute(
+                "SELECT rolname, rolpassword FROM pg_authid WHERE starts_with(rolname, %s)", (prefix,)
+            ):
+                if role in facts.roles:
+                    facts.roles[role].verifier = verifier
         facts.memberships = set(conn.execute(
             "SELECT m.rolname, g.rolname FROM pg_auth_members a"
             " JOIN pg_roles m ON m.oid = a.member JOIN pg_roles g ON g.oid = a.roleid"
@@ -130,7 +149,9 @@ def _observe_database(server: DatabaseServer, config: EventConfig, dbname: str, 
             " aclexplode(d.defaclacl) a WHERE d.defaclobjtype = 'r'"
         ).fetchall())
         missing: dict[tuple[str, str], int] = {}
+        # the groups, and every mentor's per-team login (each reads one team's schema)
         readers = [g for g in (roles.teams_group(config.event), roles.mentors_group(config.event)) if g in facts.roles]
+        readers += facts.members_of(roles.mentors_group(config.event))
         if readers:
             for schema, grantee, count in conn.execute(
                 "SELECT n.nspname, r.rolname, count(*) FROM pg_class c"
@@ -151,3 +172,25 @@ def _observe_database(server: DatabaseServer, config: EventConfig, dbname: str, 
     return DatabaseFact(comment=comment, grants=grants, schemas=schemas, default_acls=default_acls,
                         missing_select=missing, loaded_sources=loaded)
 
+
+
+def scram_matches(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier (as pg_authid stores it) was made from `password` (RFC 5802/7677):
+    SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>. Passwords datathon makes are ASCII, for which
+    SASLprep changes nothing."""
+    import base64
+    import hashlib
+    import hmac
+
+    try:
+        method, rest = verifier.split("$", 1)
+        params, keys = rest.split("$", 1)
+        iterations, salt = params.split(":", 1)
+        stored_key, _ = keys.split(":", 1)
+        if method != "SCRAM-SHA-256":
+            return False
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    except (ValueError, TypeError):
+        return False
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), base64.b64decode(stored_key))

@@ -6,9 +6,17 @@ with psycopg.sql. Running it again after `up` yields only `keep` entries.
 The model (for event E, team T, mentor M):
   E_teams, E_mentors      NOLOGIN groups; E_data NOLOGIN owner of the shared dataset schemas
   E_T, E_M                LOGIN roles with the policy as role defaults, members of their group
+  E_M__T                  LOGIN of mentor M for team T (member of E_mentors): the only role that reads schema T
+                          besides E_T
   in every event database: CONNECT (and TEMP if allowed) for the groups only, nothing for PUBLIC, no CREATE
   on public; shared schemas: USAGE + SELECT (also on future tables) for both groups; schema T owned by E_T,
-  readable by E_mentors (also future tables).
+  readable by every E_M__T (also future tables) and by nobody else.
+
+Why a mentor login per team: whatever a mentor runs on a team's schema may run that team's code (a view over a
+function, a row-level security policy, a trigger, an overload of a built-in found first on the search path),
+and that code acts with the rights of whoever runs it. Read-only sessions cannot contain it (the code can turn
+them off, signal out by NOTIFY, locks or settings, or change the mentor's password). So the login that reads
+team T can read nothing T cannot: the worst T's code can do with it is what T can already do.
 """
 
 from __future__ import annotations
@@ -27,14 +35,25 @@ from datathon.plan import Change
 MARK = "datathon:{event}"  # COMMENT on roles and databases datathon made: how it recognises its own
 
 
+# The connections one mentor may hold per team login: one notebook and one psql. Per team, so that the server's
+# connection budget grows with mentors x teams by this much, not by the mentors' whole limit.
+MENTOR_TEAM_CONNECTIONS = 2
+
+
 @dataclass(frozen=True)
 class Login:
     role: str
     name: str  # team or mentor name
-    kind: str  # "team" or "mentor"
+    kind: str  # "team", "mentor" or "mentor_team" (a mentor's login for one team)
     group: str
     policy: Policy
     search_path: tuple[str, ...]
+    team: str | None = None  # for "mentor_team": the one team schema it reads
+
+    @property
+    def person(self) -> bool:
+        """A team or a mentor (who gets a handout, a home, a Unix user), not a mentor's per-team login."""
+        return self.kind != "mentor_team"
 
 
 def wanted_logins(config: EventConfig) -> list[Login]:
@@ -44,12 +63,28 @@ def wanted_logins(config: EventConfig) -> list[Login]:
         Login(roles.login_role(e, t.name), t.name, "team", roles.teams_group(e), config.policy, (t.name, *shared))
         for t in config.team_list
     ]
+    mentor_policy = config.effective_mentor_policy
     out += [
-        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e),
-              config.effective_mentor_policy, shared or ("public",))
+        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e), mentor_policy, shared or ("public",))
         for m in config.mentors
     ]
+    per_team = mentor_policy.model_copy(
+        update={"connection_limit": min(MENTOR_TEAM_CONNECTIONS, mentor_policy.connection_limit)})
+    out += [
+        Login(roles.mentor_team_role(e, m.name, t.name), m.name, "mentor_team", roles.mentors_group(e), per_team,
+              (t.name, *shared), team=t.name)
+        for m in config.mentors for t in config.team_list
+    ]
     return out
+
+
+def mentor_team_logins(config: EventConfig, mentor: str) -> list[Login]:
+    return [x for x in wanted_logins(config) if x.kind == "mentor_team" and x.name == mentor]
+
+
+def team_readers(config: EventConfig, team: str) -> list[str]:
+    """The roles that may read team `team`'s schema, besides the team: its mentors' logins for it."""
+    return [roles.mentor_team_role(config.event, m.name, team) for m in config.mentors]
 
 
 def role_settings(login: Login) -> dict[str, str]:
@@ -61,9 +96,9 @@ def role_settings(login: Login) -> dict[str, str]:
         "work_mem": p.work_mem,
         "search_path": ", ".join(login.search_path),
     }
-    if login.kind == "mentor":
-        # Mentors read every team's schema. A team could plant a view over a function that, run by a mentor,
-        # copies another team's rows somewhere the planting team can read. A read-only session stops the copy.
+    if login.kind != "team":
+        # Mentors read, they do not write. Not a wall (team code can turn it off, see the module docstring):
+        # a guard against a mentor's own slip.
         settings["default_transaction_read_only"] = "on"
     return settings
 
@@ -97,7 +132,7 @@ def _group_changes(config: EventConfig, facts: Facts) -> list[Change]:
     mark = MARK.format(event=config.event)
     for group, why in (
         (roles.teams_group(config.event), "group of every team login"),
-        (roles.mentors_group(config.event), "group of mentors (read every team schema)"),
+        (roles.mentors_group(config.event), "group of mentors and their per-team logins (read the shared data)"),
         (roles.data_owner(config.event), "owner of the shared dataset schemas"),
     ):
         if group in facts.roles:
@@ -125,12 +160,14 @@ def _login_attr_problems(fact: RoleFact, login: Login) -> list[str]:
 
 
 def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: Callable[[str], str],
-                   stored: set[str]) -> list[Change]:
+                   stored: set[str], password_changed: Callable[[str, str], bool] | None) -> list[Change]:
     ident = sql.Identifier(login.role)
     mark = MARK.format(event=config.event)
     fact = facts.roles.get(login.role)
     limit = sql.Literal(login.policy.connection_limit)
     attrs = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {}")
+    what = f"login of {login.kind} {login.name}" if login.person else \
+        f"login of mentor {login.name} for team {login.team} (reads that team only)"
     if fact is None:
         stmts: list = [
             sql.SQL("CREATE ROLE {} ").format(ident) + attrs.format(limit)
@@ -141,7 +178,7 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
         ]
         if not facts.admin_superuser:
             stmts.append(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
-        return [Change("role", login.role, "create", f"login of {login.kind} {login.name}", statements=stmts)]
+        return [Change("role", login.role, "create", what, statements=stmts)]
     if fact.comment != mark:
         return [Change("role", login.role, "blocked",
                        "a role of that name exists and was not made by datathon for this event; "
@@ -154,17 +191,37 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
     if (login.role, login.group) not in facts.memberships:
         out.append(Change("role", login.role, "update", f"add to {login.group}",
                           statements=[sql.SQL("GRANT {} TO {}").format(sql.Identifier(login.group), ident)]))
-    drift = [k for k, v in role_settings(login).items() if _norm(fact.config.get(k, "")) != _norm(v)]
+    drift = [k for k, v in role_settings(login).items() if _norm(fact.config.get(k, "")) != _norm(v)]  # role-wide
     if drift:
         out.append(Change("role", login.role, "update", f"policy: {', '.join(drift)}",
                           statements=[_set_role_setting(login.role, k, role_settings(login)[k]) for k in drift]))
+    for dbname, settings in sorted(fact.db_config.items()):
+        # ALTER ROLE ... IN DATABASE wins over the role's own settings: a team lifting its limits in one database
+        out.append(Change("role", login.role, "update",
+                          f"remove its own settings in database {dbname} ({', '.join(sorted(settings))})",
+                          statements=[sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                              ident, sql.Identifier(dbname))]))
     if login.role not in stored:
         out.append(Change("role", login.role, "update", "password reset: its secret file is missing",
+                          statements=[password_statement(login.role, secret_for)]))
+    elif password_changed is not None and fact.verifier is not None and password_changed(login.role, fact.verifier):
+        # a role may change its own password (a team, or a team's code run by a mentor): the handouts' one wins
+        out.append(Change("role", login.role, "update", "password changed on the server: set back to its handout's",
                           statements=[password_statement(login.role, secret_for)]))
     if not facts.admin_superuser and (facts.admin, login.role) not in facts.memberships:
         out.append(Change("role", login.role, "update", "let the administrator manage it",
                           statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(ident)]))
     return out or [Change("role", login.role, "keep", "exists with the wanted attributes and policy")]
+
+
+def policy_drift(fact: RoleFact, login: Login) -> list[str]:
+    """The policy settings this role does not have as wanted, where the server would apply them: role-wide,
+    or overridden in one database. Computed from observed facts (`status` and `plan` share it)."""
+    wanted = role_settings(login)
+    out = [k for k, v in wanted.items() if _norm(fact.config.get(k, "")) != _norm(v)]
+    for dbname, settings in sorted(fact.db_config.items()):
+        out += [f"{k} in {dbname}" for k in sorted(settings)]
+    return out
 
 
 def _database_changes(config: EventConfig, facts: Facts, dbname: str) -> list[Change]:
@@ -232,6 +289,15 @@ def _schema_grants(dbname: str, schema: str, owner: str, readers: list[str], fac
     for g in strangers:
         stmts.append(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
             s, sql.SQL("PUBLIC") if g == "PUBLIC" else sql.Identifier(g)))
+    if kind == "team" and db is not None:
+        # Default privileges for anyone but the readers (e.g. all mentors, as events before per-team mentor
+        # logins had): revoked, with what they already granted on the schema's tables.
+        for g in sorted({r for o, sch, r, _ in db.default_acls if o == owner and sch == schema} - {owner, *readers}):
+            grantee = sql.SQL("PUBLIC") if g == "PUBLIC" else sql.Identifier(g)
+            stmts.append(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON TABLES FROM {}")
+                         .format(sql.Identifier(owner), s, grantee))
+            stmts.append(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(s, grantee))
+            strangers.append(g)
     for r in readers:
         if (r, "USAGE") not in grants:
             stmts.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, sql.Identifier(r)))
@@ -269,12 +335,15 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
                     or not fact.login:
                 continue
             name = role.removeprefix(f"{e}_")
+            who = f"{kind} {name}"
+            if "__" in name and kind == "mentor":  # a mentor's login for one team
+                who = "the login of mentor {} for team {}".format(*name.split("__", 1))
             owned = {db: f.schemas[name] for db, f in facts.databases.items()
                      if name in f.schemas and f.schemas[name].owner == role}
             with_tables = [f"{db}.{name} ({s.tables} tables)" for db, s in owned.items() if s.tables]
             if with_tables and not drop_team_data:
                 out.append(Change("role", role, "blocked",
-                                  f"{kind} {name} left the file but its schema holds data: {', '.join(with_tables)}; "
+                                  f"{who} left the file but its schema holds data: {', '.join(with_tables)}; "
                                   "run `datathon up --drop-team-data` to delete it (archive it first)"))
                 continue
             for db in facts.databases:
@@ -282,16 +351,18 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
                 if db in owned:
                     stmts.append(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
                 stmts.append(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-                out.append(Change("schema", f"{db}.{name}", "drop", f"{kind} {name} left the event file",
-                                  database=db, statements=stmts, destructive=True))
-            out.append(Change("role", role, "drop", f"{kind} {name} left the event file", destructive=True,
+                out.append(Change("schema" if db in owned else "grant", f"{db}.{name}", "drop",
+                                  f"{who} left the event file", database=db, statements=stmts, destructive=True))
+            out.append(Change("role", role, "drop", f"{who} left the event file", destructive=True,
                               statements=[sql.SQL("DROP ROLE {}").format(sql.Identifier(role))]))
     return out
 
 
 def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str], str], stored_secrets: set[str],
-                 drop_team_data: bool = False) -> list[Change]:
-    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O)."""
+                 drop_team_data: bool = False,
+                 password_changed: Callable[[str, str], bool] | None = None) -> list[Change]:
+    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O).
+    `password_changed(role, verifier)` says whether an observed verifier no longer matches the stored secret."""
     e = config.event
     teams_g, mentors_g, owner = roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)
     logins = wanted_logins(config)
@@ -300,7 +371,7 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
         changes.append(Change("role", owner, "update", "let the administrator load data as it",
                               statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))]))
     for login in logins:
-        changes += _login_changes(config, facts, login, secret_for, stored_secrets)
+        changes += _login_changes(config, facts, login, secret_for, stored_secrets, password_changed)
     for db in config.databases:
         changes += _database_changes(config, facts, db.name)
         changes += _public_schema(config, facts, db.name)
@@ -309,8 +380,9 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
                                       create_reason="shared dataset schema", who="teams and mentors")
         for login in logins:
             if login.kind == "team":
-                changes += _schema_grants(db.name, login.name, login.role, [mentors_g], facts, kind="team",
-                                          create_reason=f"team {login.name}'s own schema", who="mentors")
+                changes += _schema_grants(db.name, login.name, login.role, team_readers(config, login.name), facts,
+                                          kind="team", create_reason=f"team {login.name}'s own schema",
+                                          who="its mentors' logins for it")
     changes += _removed_logins(config, facts, logins, drop_team_data=drop_team_data)
     return changes
 
@@ -339,4 +411,4 @@ def teardown_tenancy(config: EventConfig, facts: Facts) -> list[Change]:
     return out
 
 
-__all__ = ["META_SCHEMA", "Login", "plan_tenancy", "teardown_tenancy", "wanted_logins"]
+__all__ = ["META_SCHEMA", "Login", "plan_tenancy", "policy_drift", "teardown_tenancy", "wanted_logins"]

@@ -13,8 +13,8 @@ import jinja2
 
 from datathon.config import EventConfig
 from datathon.database.server import Endpoint
-from datathon.database.tenancy import Login, wanted_logins
-from datathon.handouts.database import database_section, pgadmin_servers
+from datathon.database.tenancy import Login, mentor_team_logins, wanted_logins
+from datathon.handouts.database import database_section, mentor_teams_section, pgadmin_servers
 from datathon.handouts.model import Handout, Section
 from datathon.handouts.storage import storage_section
 from datathon.handouts.workspace import workspace_section
@@ -65,9 +65,13 @@ def build_handouts(ctx: Context, endpoint: Endpoint) -> tuple[list[HandoutFiles]
         from datathon.workspaces.hub import public_url
 
         workspace = public_url(config.workspaces)
-    for login in wanted_logins(config):
+    for login in (x for x in wanted_logins(config) if x.person):
         password = ctx.state.secret(login.role)
         sections = [s for b in SECTION_BUILDERS if (s := b(config, login, endpoint, password)) is not None]
+        team_logins = [(x, ctx.state.secret(x.role)) for x in mentor_team_logins(config, login.name)]
+        if login.kind == "mentor":
+            at = next((i + 1 for i, s in enumerate(sections) if s.key == "database"), len(sections))
+            sections.insert(at, mentor_teams_section(config, login, endpoint, team_logins))
         handout = Handout(event=config.event, title=config.title or config.event, kind=login.kind, name=login.name,
                           members=members.get(login.name, []), sections=sections)
         stem = f"{login.kind}-{login.name}"
@@ -75,7 +79,8 @@ def build_handouts(ctx: Context, endpoint: Endpoint) -> tuple[list[HandoutFiles]
                          out_dir / f"{stem}-pgadmin-servers.json")
         write_private(f.html, html_t.render(h=handout))
         write_private(f.markdown, md_t.render(h=handout))
-        write_private(f.pgadmin, json.dumps(pgadmin_servers(config, login, endpoint), indent=2) + "\n")
+        write_private(f.pgadmin, json.dumps(pgadmin_servers(config, login, endpoint, [x for x, _ in team_logins]),
+                                             indent=2) + "\n")
         files.append(f)
         people = members.get(login.name, [])
         writer.writerow([

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from datathon.config import EventConfig
+from datathon.database.clientfiles import pgpass, team_services
 from datathon.database.server import Endpoint
 from datathon.database.tenancy import Login
 from datathon.handouts.model import Item, Section, Snippet
@@ -34,7 +35,8 @@ def database_section(config: EventConfig, login: Login, endpoint: Endpoint, pass
         intro = (f"Your tables go in schema {login.name}; it comes first on your search path, so "
                  f"CREATE TABLE cohort AS SELECT ... lands there. Mentors can read it; other teams cannot.")
     else:
-        intro = "As a mentor you may read the shared data and every team's schema; you cannot change them."
+        intro = ("This login reads the shared data. To read a team's schema you use a login of yours for that team "
+                 "(see \"Reading the teams' work\" below).")
     snippets = [
         Snippet("psql", "shell",
                 f'psql "host={h} port={p} dbname={db} user={u} sslmode={ssl}"\n'
@@ -61,17 +63,51 @@ def database_section(config: EventConfig, login: Login, endpoint: Endpoint, pass
     return Section("database", "Database", intro=intro, items=items, snippets=snippets)
 
 
-def pgadmin_servers(config: EventConfig, login: Login, endpoint: Endpoint) -> dict:
-    """pgAdmin 4 (7.0+) servers.json: File > Import/Export Servers."""
+def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,
+                         team_logins: list[tuple[Login, str]]) -> Section:
+    """A mentor's logins, one per team: each reads that team's schema and the shared data, nothing else."""
+    items = []
+    for team_login, password in team_logins:
+        items += [Item(f"Team {team_login.team}: user", team_login.role),
+                  Item(f"Team {team_login.team}: password", password, secret=True)]
+    first = team_logins[0][0].team if team_logins else "TEAM"
+    services = team_services(config, endpoint, {x.team: x.role for x, _ in team_logins}).decode()
+    lines = pgpass(endpoint, [(x.role, p) for x, p in team_logins]).decode()
+    intro = ("You read each team's schema through a login of your own for that team. It can read that team's schema "
+             "and the shared data, nothing else, and cannot write: whatever a team's tables, views or functions do "
+             "when you look at them, they cannot reach another team's work or your other logins. In your workspace "
+             "~/.pg_service.conf names one service per team (the passwords are in ~/.pgpass); on a laptop, save the "
+             "two files below.")
+    snippets = [
+        Snippet("Read a team (terminal)", "shell", f"psql service={first} -c '\\dt {first}.*'"),
+        Snippet("Read a team (Python)", "python",
+                "import pandas as pd\nimport psycopg\n\n"
+                f'with psycopg.connect(service="{first}") as conn:\n'
+                f'    print(pd.read_sql("SELECT * FROM information_schema.tables WHERE table_schema = \'{first}\'", conn))'),
+        Snippet("Read a team (R)", "r",
+                "library(DBI)\n"
+                f'con <- dbConnect(RPostgreSQL::PostgreSQL(), user = "{team_logins[0][0].role if team_logins else ""}")'
+                "  # other settings from the environment\n"
+                f'dbGetQuery(con, "SELECT table_name FROM information_schema.tables WHERE table_schema = \'{first}\'")'),
+        Snippet("~/.pg_service.conf", "text", services.rstrip()),
+        Snippet("~/.pgpass (mode 0600)", "text", lines.rstrip()),
+    ]
+    return Section("mentor_teams", "Reading the teams' work", intro=intro, items=items, snippets=snippets)
+
+
+def pgadmin_servers(config: EventConfig, login: Login, endpoint: Endpoint, team_logins: list[Login] = ()) -> dict:
+    """pgAdmin 4 (7.0+) servers.json: File > Import/Export Servers. A mentor gets one more per team login."""
     servers = {}
-    for i, db in enumerate(config.databases, start=1):
-        servers[str(i)] = {
-            "Name": f"{config.event} {db.name} ({login.name})",
-            "Group": config.title or config.event,
-            "Host": endpoint.host,
-            "Port": endpoint.port,
-            "MaintenanceDB": db.name,
-            "Username": login.role,
-            "ConnectionParameters": {"sslmode": endpoint.sslmode, "connect_timeout": 10},
-        }
+    for db in config.databases:
+        for who in [login, *team_logins]:
+            label = who.name if who.team is None else f"team {who.team}"
+            servers[str(len(servers) + 1)] = {
+                "Name": f"{config.event} {db.name} ({label})",
+                "Group": config.title or config.event,
+                "Host": endpoint.host,
+                "Port": endpoint.port,
+                "MaintenanceDB": db.name,
+                "Username": who.role,
+                "ConnectionParameters": {"sslmode": endpoint.sslmode, "connect_timeout": 10},
+            }
     return {"Servers": servers}
