@@ -16,7 +16,7 @@ TEAMS = [{"name": "alpha"}, {"name": "beta"}, {"name": "gamma"}]
 
 @pytest.fixture
 def event(make_event):
-    ev = make_event(event="chk", teams=TEAMS)
+    ev = make_event(event="chk", teams=TEAMS, policy={"disk_quota": "1GB"})
     ev.up()
     return ev
 
