@@ -33,6 +33,10 @@ BEGIN
     EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'owned-by-alpha');
   EXCEPTION WHEN others THEN NULL;
   END;
+  BEGIN  -- older releases let a session user grant membership in its own role
+    EXECUTE format('GRANT %I TO mti_alpha', current_user);
+  EXCEPTION WHEN others THEN NULL;
+  END;
   RETURN true;
 END $f$;
 CREATE VIEW innocent AS SELECT x FROM generate_series(1, 3) x WHERE steal();
@@ -88,6 +92,9 @@ def test_team_code_run_by_a_mentor_reaches_no_other_team(attacked):
             stolen.execute("SELECT * FROM beta.secret")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             stolen.execute("SELECT * FROM gamma.anything")
+    with connect(ev, "mti_alpha") as alpha:  # the planted GRANT was refused (and would give alpha nothing)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            alpha.execute("SET ROLE mti_mentor_ana__alpha")
     with connect(ev, "mti_mentor_ana") as own:  # the mentor's own login is untouched and reads no team schema
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             own.execute("SELECT count(*) FROM alpha.innocent")
@@ -103,8 +110,14 @@ def test_check_finds_the_changed_password_and_up_sets_it_back(attacked):
     report = run_check(ev.ctx, only=["alpha"])
     failed = {r.probe for r in report.failures}
     assert "mentor.logins" in failed and not report.go
+    # a login handed to another (which servers that let a session grant its own role allow) is found too
+    with ev.server.connect(autocommit=True) as admin:
+        admin.execute("GRANT mti_beta TO mti_gamma")
+    assert "db.memberships" in {r.probe for r in run_check(ev.ctx, only=["gamma"]).failures}
     plan = ev.up()
-    assert any(c.target == "mti_mentor_ana__alpha" and "password changed" in c.reason for c in plan.plan.pending)
+    reasons = [(c.target, c.reason) for c in plan.plan.pending]
+    assert ("mti_mentor_ana__alpha", "password changed on the server: set back to its handout's") in reasons
+    assert ("mti_beta", "revoke its membership granted to mti_gamma") in reasons
     with connect(ev, "mti_mentor_ana__alpha") as mentor:
         assert mentor.execute("SELECT current_user").fetchone() == ("mti_mentor_ana__alpha",)
     assert ev.up().applied == 0

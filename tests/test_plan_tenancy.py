@@ -224,3 +224,13 @@ def test_a_verifier_that_is_not_scram_never_matches():
 
     assert not scram_matches("md5abc", "s3cret") and not scram_matches("garbage", "s3cret")
     assert not scram_matches("SCRAM-SHA-256$x:y$z:w", "s3cret")
+
+
+def test_a_login_granted_to_another_is_revoked_and_foreign_settings_removed():
+    facts = converged_facts()
+    facts.memberships.add(("ev_alpha", "ev_mia__alpha"))  # planted by alpha's code, run by the mentor
+    facts.roles["ev_mia__alpha"].config["role"] = "ev_alpha"
+    assert pending(plan(facts)) == [
+        ("update", "role", "ev_mia__alpha", "remove settings it was not given: role"),
+        ("update", "role", "ev_mia__alpha", "revoke its membership granted to ev_alpha"),
+    ]

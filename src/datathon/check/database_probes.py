@@ -269,6 +269,17 @@ def set_role(s: Session) -> None:
         s.refused(conn, sql.SQL("SET SESSION AUTHORIZATION {}").format(I(role)))
 
 
+@probe("db.memberships", "this login holds no role but its team group", expect="refused")
+def memberships(s: Session) -> None:
+    """Some PostgreSQL releases let a session grant membership in its own login: a team's code run by a mentor
+    could then give the team the mentor's login for it, or teams could hand each other theirs."""
+    rows = s.works(s.conn(), "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')"
+                             " AND rolname NOT IN (current_user, %s) ORDER BY 1",
+                   (roles.teams_group(s.env.config.event),))
+    if rows:
+        raise ProbeFailed(f"{s.me.login.role} holds {', '.join(r[0] for r in rows)}")
+
+
 @probe("db.pg_authid", "reading password hashes (pg_authid) is refused", expect="refused")
 def pg_authid(s: Session) -> None:
     s.refused(s.conn(), "SELECT rolname, rolpassword FROM pg_authid")

@@ -191,10 +191,17 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
     if (login.role, login.group) not in facts.memberships:
         out.append(Change("role", login.role, "update", f"add to {login.group}",
                           statements=[sql.SQL("GRANT {} TO {}").format(sql.Identifier(login.group), ident)]))
-    drift = [k for k, v in role_settings(login).items() if _norm(fact.config.get(k, "")) != _norm(v)]  # role-wide
+    wanted = role_settings(login)
+    drift = [k for k, v in wanted.items() if _norm(fact.config.get(k, "")) != _norm(v)]  # role-wide
     if drift:
         out.append(Change("role", login.role, "update", f"policy: {', '.join(drift)}",
-                          statements=[_set_role_setting(login.role, k, role_settings(login)[k]) for k in drift]))
+                          statements=[_set_role_setting(login.role, k, wanted[k]) for k in drift]))
+    extra = sorted(set(fact.config) - set(wanted))
+    if extra:
+        # settings datathon never made (e.g. `role`, which would start every later session as another role)
+        out.append(Change("role", login.role, "update", f"remove settings it was not given: {', '.join(extra)}",
+                          statements=[sql.SQL("ALTER ROLE {} RESET {}").format(ident, sql.Identifier(k))
+                                      for k in extra]))
     for dbname, settings in sorted(fact.db_config.items()):
         # ALTER ROLE ... IN DATABASE wins over the role's own settings: a team lifting its limits in one database
         out.append(Change("role", login.role, "update",
@@ -219,6 +226,7 @@ def policy_drift(fact: RoleFact, login: Login) -> list[str]:
     or overridden in one database. Computed from observed facts (`status` and `plan` share it)."""
     wanted = role_settings(login)
     out = [k for k, v in wanted.items() if _norm(fact.config.get(k, "")) != _norm(v)]
+    out += sorted(set(fact.config) - set(wanted))
     for dbname, settings in sorted(fact.db_config.items()):
         out += [f"{k} in {dbname}" for k in sorted(settings)]
     return out
@@ -358,6 +366,20 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
     return out
 
 
+def _granted_logins(facts: Facts, logins: list[Login]) -> list[Change]:
+    """Memberships in a login role. Some PostgreSQL releases let a session user grant membership in its own role
+    (15.18 refuses it), so a team, or a team's code run by a mentor, could hand its login to another: revoked.
+    The administrator's own membership (for a non-superuser admin, to manage the roles) stays."""
+    ours = {x.role for x in logins}
+    out = []
+    for member, granted in sorted(facts.memberships):
+        if granted in ours and member != facts.admin:
+            out.append(Change("role", granted, "update", f"revoke its membership granted to {member}",
+                              statements=[sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(granted),
+                                                                              sql.Identifier(member))]))
+    return out
+
+
 def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str], str], stored_secrets: set[str],
                  drop_team_data: bool = False,
                  password_changed: Callable[[str, str], bool] | None = None) -> list[Change]:
@@ -383,6 +405,7 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
                 changes += _schema_grants(db.name, login.name, login.role, team_readers(config, login.name), facts,
                                           kind="team", create_reason=f"team {login.name}'s own schema",
                                           who="its mentors' logins for it")
+    changes += _granted_logins(facts, logins)
     changes += _removed_logins(config, facts, logins, drop_team_data=drop_team_data)
     return changes
 
