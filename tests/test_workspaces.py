@@ -16,6 +16,7 @@ import subprocess
 import urllib.error
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
@@ -510,3 +511,29 @@ def test_apt_packages_count_as_missing_unless_installed_as_asked():
     assert missing_apt(["r-base-core"]) == []
     assert missing_apt(["r-base-core=0.0-not-this-one", "no-such-package-datathon"]) == [
         "r-base-core=0.0-not-this-one", "no-such-package-datathon"]
+
+
+def test_a_mentor_reads_each_team_by_service_name_in_its_workspace(hub_event):
+    """The mentor's ~/.pg_service.conf and ~/.pgpass carry its login for each team: `psql service=alpha` reads
+    alpha's schema with the login for alpha, which cannot read beta's."""
+    ev = hub_event
+    ep = ev.server.endpoint()
+    with psycopg.connect(host=ep.host, port=ep.port, dbname="wstdb", user="wst_alpha", sslmode="require",
+                         password=ev.password("wst_alpha"), autocommit=True) as alpha:
+        alpha.execute("CREATE TABLE IF NOT EXISTS for_mentor AS SELECT 42 AS x")
+    entry = pwd.getpwnam("wst_mentor_ana")
+    home = Path(entry.pw_dir)
+    assert stat.S_IMODE((home / ".pg_service.conf").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / ".pgpass").stat().st_mode) == 0o600
+    env = {"HOME": entry.pw_dir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def psql(service: str, query: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["psql", f"service={service}", "-Atc", query], env=env, user=entry.pw_uid,
+                              group=entry.pw_gid, extra_groups=[], capture_output=True, text=True, timeout=30)
+
+    res = psql("alpha", "SELECT current_user, x FROM alpha.for_mentor")
+    assert res.returncode == 0 and res.stdout.strip() == "wst_mentor_ana__alpha|42", res.stderr
+    res = psql("beta", "SELECT x FROM alpha.for_mentor")
+    assert res.returncode != 0 and "permission denied" in res.stderr
+    text = (ev.ctx.state.handouts_dir / "mentor-mentor_ana.md").read_text()
+    assert "wst_mentor_ana__alpha" in text and "wst_mentor_ana__beta" in text and "service=alpha" in text

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.config import EventConfig
+from datathon.database import clientfiles
 from datathon.database.server import Endpoint
 from datathon.fsutil import make_dir_owned, open_dir, read_plain, write_owned
 from datathon.workspaces.accounts import Account
@@ -29,13 +30,6 @@ def pg_environment(config: EventConfig, acct: Account, endpoint: Endpoint) -> di
     """The libpq variables of a team's server: every client library reads them."""
     return {"PGHOST": endpoint.host, "PGPORT": str(endpoint.port), "PGUSER": acct.user,
             "PGDATABASE": config.databases[0].name, "PGSSLMODE": endpoint.sslmode}
-
-
-def _pgpass(endpoint: Endpoint, acct: Account, password: str) -> bytes:
-    def esc(s: str) -> str:
-        return s.replace("\\", "\\\\").replace(":", "\\:")
-
-    return f"{esc(endpoint.host)}:{endpoint.port}:*:{esc(acct.user)}:{esc(password)}\n".encode()
 
 
 def _notebook(cells: list[tuple[str, str]], kernel: dict) -> bytes:
@@ -114,9 +108,15 @@ def r_example(shared: list[str]) -> bytes:
     ], {"name": "ir", "display_name": "R", "language": "R"})
 
 
-def home_files(config: EventConfig, acct: Account, endpoint: Endpoint, password: str) -> list[HomeFile]:
+def home_files(config: EventConfig, acct: Account, endpoint: Endpoint, password: str,
+               team_logins: list[tuple[str, str, str]] = ()) -> list[HomeFile]:
+    """`team_logins`: for a mentor, (team, login, password) of its login for each team."""
     shared = list(dict.fromkeys(s for d in config.databases for s in d.readable_schemas))
-    files = [HomeFile(".pgpass", _pgpass(endpoint, acct, password), 0o600, True)]
+    creds = [(acct.user, password)] + [(login, pw) for _, login, pw in team_logins]
+    files = [HomeFile(".pgpass", clientfiles.pgpass(endpoint, creds), 0o600, True)]
+    if team_logins:  # a service per team: psql service=alpha, psycopg.connect(service="alpha")
+        services = clientfiles.team_services(config, endpoint, {team: login for team, login, _ in team_logins})
+        files.append(HomeFile(".pg_service.conf", services, 0o600, True))
     if endpoint.ca_cert and endpoint.ca_cert.exists():
         # libpq then verifies the server's certificate even under sslmode=require.
         files.append(HomeFile(".postgresql/root.crt", endpoint.ca_cert.read_bytes(), 0o644, True))

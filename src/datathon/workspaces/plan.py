@@ -13,6 +13,7 @@ from pathlib import Path
 
 from datathon import unix
 from datathon.database.server import Endpoint
+from datathon.database.tenancy import mentor_team_logins
 from datathon.fsutil import untrusted_ancestor
 from datathon.plan import Change
 from datathon.providers.base import Context
@@ -140,7 +141,9 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None,
                      recorded: dict[str, str]) -> list[Change]:
     password = ctx.state.secret(a.user)
-    files = home.home_files(ctx.config, a, endpoint, password)
+    team_logins = [(x.team, x.role, ctx.state.secret(x.role)) for x in mentor_team_logins(ctx.config, a.name)] \
+        if a.kind == "mentor" else []
+    files = home.home_files(ctx.config, a, endpoint, password, team_logins)
     entry = accounts.lookup(a.user)
 
     def finish(stale: list[home.HomeFile], link: bool) -> None:
