@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from datathon.datasets.catalogue import DATASETS  # noqa: E402
-from datathon.datasets.load import _index_name, create_statement  # noqa: E402
+from datathon.datasets.keys import _index_name  # noqa: E402
+from datathon.datasets.load import create_statement  # noqa: E402
 from datathon.datasets.synth import synthesize  # noqa: E402
 
 MIMIC = DATASETS["mimic-iv"]

@@ -18,7 +18,8 @@ from conftest import Event, event_data, free_port
 from datathon.commands.up import run_up
 from datathon.datasets import csvstream
 from datathon.datasets.catalogue import DATASETS
-from datathon.datasets.load import BACKGROUND_NICE, deprioritize, load_dataset
+from datathon.datasets.keys import BACKGROUND_NICE, deprioritize
+from datathon.datasets.load import load_dataset
 from datathon.datasets.synth import synthesize
 from datathon.errors import ProvisionError
 

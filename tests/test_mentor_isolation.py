@@ -44,7 +44,8 @@ CREATE TABLE results (x int);
 INSERT INTO results VALUES (1), (2);
 ALTER TABLE results ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON results USING (steal());
-CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS $f$ SELECT CASE WHEN steal() THEN pg_catalog.lower($1::text) END $f$;
+CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql
+  AS $f$ SELECT CASE WHEN steal() THEN pg_catalog.lower($1::text) END $f$;
 """
 
 

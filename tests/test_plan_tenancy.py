@@ -194,7 +194,8 @@ def test_all_mentors_reading_a_team_schema_is_revoked():
     [change] = [c for c in plan(mutate(old_model)) if c.action != "keep"]
     text = [s.as_string(None) for s in change.statements]
     assert 'REVOKE ALL ON SCHEMA "alpha" FROM "ev_mentors"' in text
-    assert 'ALTER DEFAULT PRIVILEGES FOR ROLE "ev_alpha" IN SCHEMA "alpha" REVOKE ALL ON TABLES FROM "ev_mentors"' in text
+    assert ('ALTER DEFAULT PRIVILEGES FOR ROLE "ev_alpha" IN SCHEMA "alpha" REVOKE ALL ON TABLES FROM "ev_mentors"'
+            in text)
     assert 'REVOKE ALL ON ALL TABLES IN SCHEMA "alpha" FROM "ev_mentors"' in text
 
 

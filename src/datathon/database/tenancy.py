@@ -65,7 +65,8 @@ def wanted_logins(config: EventConfig) -> list[Login]:
     ]
     mentor_policy = config.effective_mentor_policy
     out += [
-        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e), mentor_policy, shared or ("public",))
+        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e), mentor_policy,
+              shared or ("public",))
         for m in config.mentors
     ]
     per_team = mentor_policy.model_copy(

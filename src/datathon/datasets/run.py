@@ -19,7 +19,8 @@ from datathon.database.facts import META_SCHEMA
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import DATASETS, Column, Dataset, Table
-from datathon.datasets.load import count_violations, load_dataset, print_load_report
+from datathon.datasets.keys import count_violations
+from datathon.datasets.load import load_dataset, print_load_report
 from datathon.errors import ProvisionError
 from datathon.providers.base import Context
 

@@ -71,6 +71,8 @@ def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,
         items += [Item(f"Team {team_login.team}: user", team_login.role),
                   Item(f"Team {team_login.team}: password", password, secret=True)]
     first = team_logins[0][0].team if team_logins else "TEAM"
+    first_login = team_logins[0][0].role if team_logins else "LOGIN"
+    tables_of = f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{first}'"
     services = team_services(config, endpoint, {x.team: x.role for x, _ in team_logins}).decode()
     lines = pgpass(endpoint, [(x.role, p) for x, p in team_logins]).decode()
     intro = ("You read each team's schema through a login of your own for that team. It can read that team's schema "
@@ -83,12 +85,11 @@ def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,
         Snippet("Read a team (Python)", "python",
                 "import pandas as pd\nimport psycopg\n\n"
                 f'with psycopg.connect(service="{first}") as conn:\n'
-                f'    print(pd.read_sql("SELECT * FROM information_schema.tables WHERE table_schema = \'{first}\'", conn))'),
+                f'    print(pd.read_sql("{tables_of}", conn))'),
         Snippet("Read a team (R)", "r",
                 "library(DBI)\n"
-                f'con <- dbConnect(RPostgreSQL::PostgreSQL(), user = "{team_logins[0][0].role if team_logins else ""}")'
-                "  # other settings from the environment\n"
-                f'dbGetQuery(con, "SELECT table_name FROM information_schema.tables WHERE table_schema = \'{first}\'")'),
+                f'con <- dbConnect(RPostgreSQL::PostgreSQL(), user = "{first_login}")  # the rest: environment\n'
+                f'dbGetQuery(con, "{tables_of}")'),
         Snippet("~/.pg_service.conf", "text", services.rstrip()),
         Snippet("~/.pgpass (mode 0600)", "text", lines.rstrip()),
     ]
