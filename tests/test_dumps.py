@@ -300,3 +300,64 @@ def test_an_archive_from_a_newer_pg_dump_names_both_versions_and_the_fix(dump_ev
     assert "made by pg_dump 16 (archive format 1.15)" in msg and "pg_restore (PostgreSQL) 15" in msg
     assert "pg_restore -f - eicu16.dump | gzip > eicu16.sql.gz" in msg
     assert not ev.server.exists()  # refused while planning: not even the cluster was made
+
+
+def test_a_zstd_dump_reads_as_the_plain_one(dumps, tmp_path):
+    from datathon.dumps.reader import iter_dump
+
+    packed = tmp_path / "eicu.sql.zst"
+    subprocess.run(["zstd", "-q", "-o", str(packed), str(dumps["plain"])], check=True)
+
+    def heads(path: Path) -> list[tuple[int, str, int]]:
+        out = []
+        for x in iter_dump(path):
+            rows = sum(c.count(b"\n") for c in x.chunks) if isinstance(x, Copy) else 0
+            out.append((x.line if not isinstance(x, Copy) else x.statement.line, type(x).__name__, rows))
+        return out
+
+    assert heads(packed) == heads(dumps["plain"]) == heads(dumps["gzip"])
+    damaged = tmp_path / "damaged.sql.zst"
+    damaged.write_bytes(packed.read_bytes()[:-40])
+    with pytest.raises(ProvisionError, match="damaged|truncated"):
+        heads(damaged)
+
+
+def _facts(**kw):
+    from datathon.dumps.policy import ServerFacts
+
+    base = dict(version="15.18", admin_superuser=False, settings={"lock_timeout": "user", "search_path": "user",
+                                                                  "session_replication_role": "superuser"},
+                available={"pg_trgm": (True, True), "postgres_fdw": (True, False)}, installed={"plpgsql": False})
+    return ServerFacts(**{**base, **kw})
+
+
+@pytest.mark.parametrize("sql, facts, action, problem", [
+    (b"ALTER TABLE x.t OWNER TO postgres;", {}, "skip", None),
+    (b"ALTER LARGE OBJECT 16491 OWNER TO \"Some Role\";", {}, "skip", None),
+    (b"ALTER SEQUENCE x.s OWNED BY x.t.id;", {}, "run", None),
+    (b"GRANT SELECT ON TABLE x.t TO analyst;", {}, "skip", None),
+    (b"REVOKE ALL ON FUNCTION x.f() FROM PUBLIC;", {}, "skip", None),
+    (b"SET lock_timeout = 0;", {}, "run", None),
+    (b"SELECT pg_catalog.set_config('search_path', '', false);", {}, "run", None),
+    (b"SET transaction_timeout = 0;", {}, "skip", "has no setting transaction_timeout"),
+    (b"SET session_replication_role = replica;", {}, "skip", "cannot be set by the data owner"),
+    (b"SET myapp.flag = on;", {}, "run", None),
+    (b"CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;", {}, "admin", None),  # trusted
+    (b"CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA public;", {}, "skip", "needs a superuser"),
+    (b"CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA public;", {"admin_superuser": True}, "admin", None),
+    (b"CREATE EXTENSION IF NOT EXISTS plpgsql WITH SCHEMA pg_catalog;", {}, "skip", None),  # already there
+    (b"COMMENT ON EXTENSION plpgsql IS 'PL/pgSQL procedural language';", {}, "skip", "belongs to another role"),
+    (b"COMMENT ON EXTENSION plpgsql IS 'x';", {"installed": {"plpgsql": True}}, "admin", None),
+    (b"CREATE DATABASE eicu WITH TEMPLATE = template0;", {}, "skip", "pg_dump --create"),
+    (b"CREATE EVENT TRIGGER t ON ddl_command_end EXECUTE FUNCTION f();", {}, "skip", "need a superuser"),
+])
+def test_what_becomes_of_each_statement(sql, facts, action, problem):
+    from datathon.dumps.policy import Policy
+
+    policy = Policy(_facts(**facts))
+    (stmt,) = list(read_items(io.BytesIO(b"\n\n" + sql + b"\n")))
+    assert policy.decide(stmt).action == action
+    if problem:
+        assert len(policy.problems) == 1 and problem in policy.problems[0].why and policy.problems[0].line == 3
+    else:
+        assert policy.problems == []
