@@ -9,7 +9,7 @@ APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev \
 	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo demo-down test lint bench bench-load bench-push clean
+.PHONY: setup system venv demo demo-down test lint bench bench-load bench-push bench-restore clean
 
 setup: system venv
 
@@ -45,6 +45,9 @@ bench-load: setup
 
 bench-push: setup
 	$(PY) benchmarks/push.py
+
+bench-restore: setup
+	$(PY) benchmarks/restore.py
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -38,12 +38,13 @@ def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False,
     """Tenancy and shared data, from observed facts. With a server, bulk sources get their loaders."""
     changes = plan_tenancy(ctx.config, facts, secret_for=secret_for(ctx), stored_secrets=stored_secrets(ctx),
                            drop_team_data=drop_team_data, password_changed=password_changed(ctx))
-    bulk = None
+    bulk = describe = None
     if server is not None:
-        from datathon.datasets.run import bulk_factory
+        from datathon.datasets.run import bulk_factory, describe_source
 
         bulk = bulk_factory(ctx, server)
-    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir, bulk)
+        describe = describe_source(server)
+    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir, bulk, describe)
 
 
 @dataclass

@@ -245,7 +245,8 @@ class CsvSource(Strict):
 
 
 class DumpSource(Strict):
-    """A pg_dump archive (custom or directory format, restored with pg_restore -j) or a plain SQL dump."""
+    """The organizer's own pg_dump: an archive (custom, directory, tar; restored with pg_restore -j) or a plain SQL
+    dump (.sql, .sql.gz, .sql.zst), made on any server with any roles (see datathon.dumps)."""
 
     pg_dump: Path
     jobs: int | None = Field(default=None, ge=1, le=64)

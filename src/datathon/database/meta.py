@@ -24,6 +24,12 @@ def ensure_meta(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL(
         "CREATE TABLE IF NOT EXISTS {}.deferred_foreign_keys (schema_name text, table_name text, name text,"
         " definition text NOT NULL, PRIMARY KEY (schema_name, table_name, name))").format(meta))
+    # An archive restore in progress (pg_restore's parallel jobs share no transaction): what it makes, removed
+    # again if it fails, or by the next run if it was killed (see dumps.archive).
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {}.pending_restores (name text PRIMARY KEY, schemas text[] NOT NULL,"
+        " blobs oid[] NOT NULL, extensions text[] NOT NULL, started_at timestamptz NOT NULL DEFAULT now())"
+    ).format(meta))
 
 
 def mark_source_statement(name: str, digest: str) -> sql.Composable:

@@ -32,6 +32,7 @@ def source_name(path: Path, base_dir: Path) -> str:
 
 
 BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database, source, name, digest) -> run
+Describe = Callable[[object], str]  # a source -> what `plan` says it is (a dump's size and tables)
 
 
 def source_identity(src, base_dir: Path) -> tuple[str, str]:
@@ -42,7 +43,8 @@ def source_identity(src, base_dir: Path) -> tuple[str, str]:
     return f"{src.label}:{source_name(src.location, base_dir)}", digest
 
 
-def plan_sources(config: EventConfig, facts: Facts, base_dir: Path, bulk: BulkFactory | None = None) -> list[Change]:
+def plan_sources(config: EventConfig, facts: Facts, base_dir: Path, bulk: BulkFactory | None = None,
+                 describe: Describe | None = None) -> list[Change]:
     out = []
     owner = roles.data_owner(config.event)
     for db in config.databases:
@@ -60,7 +62,9 @@ def plan_sources(config: EventConfig, facts: Facts, base_dir: Path, bulk: BulkFa
                 out.append(Change("source", target, "load", f"run {src.sql.name} as {owner}", database=db.name,
                                   statements=[_loader(src.sql, name, digest, owner)]))
             else:
-                out.append(Change("source", target, "load", f"load as {owner} (resumes where it stopped)",
+                what = describe(src) if describe else ""
+                what = f"{what}; " if what else ""
+                out.append(Change("source", target, "load", f"{what}load as {owner} (resumes where it stopped)",
                                   database=db.name, run=bulk(db.name, src, name, digest) if bulk else None))
     return out
 

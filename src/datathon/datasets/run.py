@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -21,6 +17,7 @@ from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import DATASETS, Column, Dataset, Table
 from datathon.datasets.keys import count_violations
 from datathon.datasets.load import load_dataset, print_load_report
+from datathon.dumps.restore import describe_dump, restore_dump
 from datathon.errors import ProvisionError
 from datathon.providers.base import Context
 
@@ -44,7 +41,8 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
                 print_load_report(ctx.console, report)
             elif isinstance(src, DumpSource):
                 readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
-                restore_dump(server, dbname, owner, src, readable)
+                restore_dump(server, dbname, owner, src.pg_dump, name=name, mark=mark_source_statement(name, digest),
+                             readable=readable, jobs=src.jobs, console=ctx.console)
             with server.connect(dbname, autocommit=True) as conn:
                 ensure_meta(conn)
                 conn.execute(mark_source_statement(name, digest))
@@ -52,6 +50,16 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
         return run
 
     return factory
+
+
+def describe_source(server: DatabaseServer) -> Callable[[object], str]:
+    """What `plan` says about a source before loading it: for a dump, its kind, size and table count."""
+    def describe(src: object) -> str:
+        if isinstance(src, DumpSource):
+            return describe_dump(server, src.pg_dump)
+        return ""
+
+    return describe
 
 
 # -- any folder of CSV files + the user's DDL -----------------------------------------------------------------------
@@ -215,71 +223,3 @@ def _put_back(conn: psycopg.Connection, owner: str, nsp: str, rel: str, name: st
         count, sample = count_violations(conn, table, cols, sql.SQL("{}.{}").format(I(ref_nsp), I(ref_rel)), ref_cols)
         return [f"{nsp}.{rel}({', '.join(cols)}) -> {ref_rel}: {count} row(s) refer to missing keys, e.g. "
                 f"{', '.join(sample)}; key {name} kept NOT VALID (ALTER TABLE ... VALIDATE CONSTRAINT once fixed)"]
-
-
-# -- pg_dump archives and plain SQL dumps ---------------------------------------------------------------------------
-
-def _is_archive(path: Path) -> bool:
-    if path.is_dir():
-        return (path / "toc.dat").exists()
-    with open(path, "rb") as fh:
-        return fh.read(5) == b"PGDMP"
-
-
-def restore_dump(server: DatabaseServer, dbname: str, owner: str, src: DumpSource, readable: list[str]) -> None:
-    env = {**os.environ, **server.cli_env(dbname)}
-    bin_dir = getattr(server, "bin_dir", None)
-    tool = (lambda name: str(bin_dir / name)) if bin_dir else (lambda name: shutil.which(name) or name)
-    archive = _is_archive(src.pg_dump)
-    _make_room_for_schemas(server, dbname, [x for x in _dump_schemas(src.pg_dump, archive, env, tool)
-                                            if x in readable and x != "public"])
-    if archive:
-        jobs = src.jobs or os.cpu_count() or 2
-        cmd = [tool("pg_restore"), "--no-owner", "--no-privileges", f"--role={owner}", "--exit-on-error",
-               "-j", str(jobs), "-d", dbname, str(src.pg_dump)]
-    else:
-        cmd = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-               "-c", f'SET ROLE "{owner}"', "-f", str(src.pg_dump), dbname]
-    # The dump creates its schemas as the data owner, which may not create schemas otherwise: allow it for
-    # the length of the restore only.
-    grant = sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(I(dbname), I(owner))
-    with server.connect(dbname, autocommit=True) as conn:
-        conn.execute(grant)
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    finally:
-        with server.connect(dbname, autocommit=True) as conn:
-            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(I(dbname), I(owner)))
-    if proc.returncode != 0:
-        raise ProvisionError(f"restoring {src.pg_dump} failed: {proc.stderr.strip()[-600:]}",
-                             hint="make dumps with `pg_dump --no-owner --no-privileges`; a plain dump runs in one "
-                                  "transaction and left nothing, an archive may have restored some objects: drop "
-                                  "them, then run `datathon up` again")
-
-
-def _dump_schemas(path: Path, archive: bool, env: dict, tool) -> list[str]:
-    """The schemas a dump creates."""
-    if archive:
-        listing = subprocess.run([tool("pg_restore"), "-l", str(path)], env=env, capture_output=True, text=True)
-        return re.findall(r"^\d+; \d+ \d+ SCHEMA - (\S+) ", listing.stdout, re.M)
-    found = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if m := re.match(r"CREATE SCHEMA (?:IF NOT EXISTS )?\"?([A-Za-z_][\w$]*)\"?", line):
-                found.append(m.group(1))
-    return found
-
-
-def _make_room_for_schemas(server: DatabaseServer, dbname: str, schemas: list[str]) -> None:
-    """`up` made the shared schemas empty before the sources ran; a dump creates its own: drop the empty ones
-    (their grants come back right after the restore). A schema that already holds tables is a conflict."""
-    if not schemas:
-        return
-    with server.connect(dbname, autocommit=True) as conn:
-        for schema, tables in conn.execute(
-                "SELECT n.nspname, (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid)"
-                " FROM pg_namespace n WHERE n.nspname = ANY(%s)", (schemas,)).fetchall():
-            if tables:
-                raise ProvisionError(f"the dump creates schema {schema}, which already holds {tables} objects",
-                                     hint="drop that schema or restore the dump into another database")
-            conn.execute(sql.SQL("DROP SCHEMA {}").format(I(schema)))
