@@ -4,8 +4,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# PostgreSQL; Debian's python3 for the team environment; R with its Jupyter kernel and database drivers.
-APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev \
+# PostgreSQL; Debian's python3 for the team environment; zstd for .sql.zst dumps; R with its Jupyter kernel and
+# database drivers.
+APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev zstd \
 	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql
 PYTEST_ARGS ?=
 
