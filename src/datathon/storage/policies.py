@@ -14,7 +14,8 @@ from functools import cached_property
 
 from botocore.exceptions import ClientError
 
-from datathon.storage.s3 import EVENT_TAG, S3Store, call, error_code, fail, retry
+from datathon.core.aws import call, error_code, fail, partition, retry
+from datathon.storage.s3 import EVENT_TAG, S3Store
 
 VERSION = "2012-10-17"
 # Everything but reading is refused to all but the organizer: a list of write actions would miss the next one
@@ -23,10 +24,6 @@ READ_ACTIONS = ["s3:Get*", "s3:List*"]
 EC2_TRUST = {"Version": VERSION, "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
                                                 "Action": "sts:AssumeRole"}]}
 MADE_BY_TAG = "datathon:made-by"
-
-
-def partition(region: str) -> str:
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 def read_policy_name(event: str) -> str:
