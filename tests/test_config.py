@@ -202,3 +202,10 @@ def test_disk_quota_is_a_size(tmp_path):
     [problem] = problems(tmp_path, GOOD + "policy:\n  disk_quota: lots\n")
     assert "disk_quota" in problem and "50GB" in problem
     assert load_config(write(tmp_path, GOOD + "policy:\n  disk_quota: 50GB\n")).config.policy.disk_quota == "50GB"
+
+
+def test_every_provider_the_file_may_name_has_a_class():
+    from datathon.config.common import PROVIDER_NAMES
+    from datathon.providers import PROVIDERS
+
+    assert set(PROVIDERS) == PROVIDER_NAMES

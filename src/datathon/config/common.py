@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 # Lower-case identifiers that need no quoting in SQL and are safe as Unix user names later on.
 IDENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -13,6 +14,9 @@ RESERVED_NAMES = {"public", "information_schema", "teams", "mentors", "data", "a
 DURATION_RE = re.compile(r"^\d+\s*(us|ms|s|min|h|d)?$")
 MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
 GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+# The providers an event file may name. The classes behind them are registered in datathon.providers (config
+# imports no behaviour); a test keeps the two lists equal.
+PROVIDER_NAMES: set[str] = {"local"}
 
 
 def check_identifier(value: str, *, what: str, max_len: int) -> str:
@@ -29,3 +33,17 @@ def check_identifier(value: str, *, what: str, max_len: int) -> str:
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def existing_path(v: Path, info: ValidationInfo, *, what: str, folder: bool | None) -> Path:
+    """The path, resolved against the event file's folder; it must be a folder (True), a file (False) or either
+    (None), unless the verb does not read data (check_paths=False)."""
+    context = info.context or {}
+    base = context.get("base_dir")
+    path = v if v.is_absolute() or base is None else Path(base) / v
+    if not context.get("check_paths", True):  # down, status: data folders may be gone already
+        return path.resolve()
+    ok = path.exists() if folder is None else path.is_dir() if folder else path.is_file()
+    if not ok:
+        raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
+    return path.resolve()

@@ -22,9 +22,11 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     GUC_RE,
     IDENT_RE,
     MEMORY_RE,
+    PROVIDER_NAMES,
     RESERVED_NAMES,
     Strict,
     check_identifier,
+    existing_path,
 )
 from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
@@ -134,20 +136,6 @@ class Policy(Strict):
         return v.replace(" ", "")
 
 
-def _existing(v: Path, info: ValidationInfo, *, what: str, folder: bool | None) -> Path:
-    """The path, resolved against the event file's folder; it must be a folder (True), a file (False) or either
-    (None), unless the verb does not read data (check_paths=False)."""
-    context = info.context or {}
-    base = context.get("base_dir")
-    path = v if v.is_absolute() or base is None else Path(base) / v
-    if not context.get("check_paths", True):  # down, status: data folders may be gone already
-        return path.resolve()
-    ok = path.exists() if folder is None else path.is_dir() if folder else path.is_file()
-    if not ok:
-        raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
-    return path.resolve()
-
-
 class SqlSource(Strict):
     """A plain SQL file (schema-qualified statements, no psql meta-commands) run once, as the data owner."""
 
@@ -156,7 +144,7 @@ class SqlSource(Strict):
     @field_validator("sql")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
-        return _existing(v, info, what="SQL file", folder=False)
+        return existing_path(v, info, what="SQL file", folder=False)
 
     label: ClassVar[str] = "sql"
 
@@ -182,7 +170,7 @@ class DatasetSource(Strict):
     @field_validator("path")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
-        return _existing(v, info, what="dataset folder", folder=True)
+        return existing_path(v, info, what="dataset folder", folder=True)
 
     @model_validator(mode="after")
     def _known_tables(self) -> DatasetSource:
@@ -221,12 +209,12 @@ class CsvSource(Strict):
     @field_validator("csv")
     @classmethod
     def _folder(cls, v: Path, info: ValidationInfo) -> Path:
-        return _existing(v, info, what="CSV folder", folder=True)
+        return existing_path(v, info, what="CSV folder", folder=True)
 
     @field_validator("ddl")
     @classmethod
     def _ddl(cls, v: Path, info: ValidationInfo) -> Path:
-        return _existing(v, info, what="DDL file", folder=False)
+        return existing_path(v, info, what="DDL file", folder=False)
 
     @field_validator("target_schema")
     @classmethod
@@ -254,7 +242,7 @@ class DumpSource(Strict):
     @field_validator("pg_dump")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
-        return _existing(v, info, what="dump", folder=None)
+        return existing_path(v, info, what="dump", folder=None)
 
     label: ClassVar[str] = "pg_dump"
 
@@ -406,10 +394,8 @@ class EventConfig(Strict):
     @field_validator("provider")
     @classmethod
     def _provider(cls, v: str) -> str:
-        from datathon.providers import PROVIDERS
-
-        if v not in PROVIDERS:
-            raise ValueError(f"unknown provider {v!r}; valid: {', '.join(sorted(PROVIDERS))}")
+        if v not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {v!r}; valid: {', '.join(sorted(PROVIDER_NAMES))}")
         return v
 
     @model_validator(mode="after")

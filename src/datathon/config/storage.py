@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from datathon.config.common import Strict
+from datathon.config.common import Strict, existing_path
 
 DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -59,9 +59,7 @@ class StorageDataset(Strict):
     @field_validator("path")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
-        from datathon.config.models import _existing
-
-        return _existing(v, info, what="dataset folder", folder=True)
+        return existing_path(v, info, what="dataset folder", folder=True)
 
 
 class StorageConfig(Strict):
