@@ -75,3 +75,40 @@ def holds_port(pid: int, port: int) -> bool:
 
 def port_in_use(port: int) -> bool:
     return bool(listening_inodes(port))
+
+
+def _owner(pid: int) -> str:
+    import pwd
+
+    try:
+        uid = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return "an unknown user"
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def port_holders(port: int) -> list[str]:
+    """Who listens on `port`, in words: "pid 123 (python3) of user demo_sepsis (uid 1001)", from /proc (the
+    listening socket's inode, found among every process's open files)."""
+    wanted = {f"socket:[{i}]" for i in listening_inodes(port)}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or not wanted:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") in wanted:
+                    comm = Path(f"/proc/{name}/comm").read_text().strip()
+                    found.append(f"pid {name} ({comm}) of {_owner(int(name))}")
+                    break
+            except OSError:
+                continue
+    return found or (["a process this machine does not show (another network namespace?)"] if wanted else [])
