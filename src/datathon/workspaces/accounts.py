@@ -113,6 +113,7 @@ def password_fingerprint(user: str, password: str) -> str | None:
 
 
 def processes_of(uid: int) -> list[int]:
+    """Live processes of `uid`; a zombie (already dead, waiting for its parent to collect it) is not one."""
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -120,6 +121,8 @@ def processes_of(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status") as fh:
                 for line in fh:
+                    if line.startswith("State:") and line.split()[1] == "Z":
+                        break
                     if line.startswith("Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry.name))

@@ -247,7 +247,7 @@ class Hub:
         if pid is None:
             return False
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:
             return False
         wanted = [a.encode() for a in self.proxy_args()[1:]]
