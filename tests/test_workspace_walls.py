@@ -152,6 +152,31 @@ def test_a_squatter_on_the_public_port_is_named_and_sent_nothing(walls):
     assert hub.is_running() and hub.proxy_current()
 
 
+def test_a_team_listening_on_another_local_address_of_the_hubs_port_stops_nothing(walls):
+    """127.0.0.2:port is free to bind while the proxy holds 127.0.0.1:port; it takes nothing meant for the hub,
+    and must not make `up` stop the proxy or datathon refuse to talk to the hub."""
+    ev = walls
+    hub = hub_for(ev.ctx)
+    user = f"{EVENT}_beta"
+    home = Path(pwd.getpwnam(user).pw_dir)
+    (home / "aside.py").write_text("import socket, sys, time\n"
+                                   "s = socket.socket(); s.bind(('127.0.0.2', int(sys.argv[1]))); s.listen()\n"
+                                   "open(sys.argv[2], 'w').write('LISTENING'); time.sleep(120)\n")
+    log = home / "aside.log"
+    proc = as_user(user, [sys.executable, str(home / "aside.py"), str(hub.ports[0]), str(log)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (log.exists() and log.read_text() == "LISTENING") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.read_text() == "LISTENING"
+        proxy = hub.proxy_pid()
+        assert hub.users()  # datathon still talks to its hub
+        assert ev.up().applied == 0 and hub.proxy_pid() == proxy
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_team_that_changes_its_gecos_stays_ours_and_gets_its_mark_back(walls):
     ev = walls
     user = f"{EVENT}_alpha"

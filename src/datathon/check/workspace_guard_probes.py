@@ -26,9 +26,12 @@ def hub_ports(s: Session) -> None:
     public, hub_port, api_port = hub.ports
     proxy, main = hub.proxy_pid(), hub.pid()
     wrong = []
-    for port, pid, what in ((public, proxy, "proxy"), (api_port, proxy, "proxy API"), (hub_port, main, "hub")):
-        held = pid is not None and procs.holds_port(pid, port)
-        who = procs.port_holders(port)
+    from datathon.workspaces.hub import LOOPBACK, local_host
+
+    for port, pid, what, host in ((public, proxy, "proxy", local_host(hub.ws)), (api_port, proxy, "proxy API", LOOPBACK),
+                                  (hub_port, main, "hub", LOOPBACK)):
+        held = pid is not None and procs.holds_port(pid, port, host)
+        who = procs.port_holders(port, host)
         s.note(f"who listens on port {port} ({what})", ", ".join(who) or "nobody")
         if not held:
             wrong.append(f"port {port} ({what}): {', '.join(who) or 'nobody listens'}")

@@ -61,7 +61,7 @@ class Limits(Strict):
 class Workspaces(Strict):
     hub: bool = Field(default=True, description="run JupyterHub (false: teams get only the database)")
     listen: str = Field(default="127.0.0.1", description="address the hub listens on")
-    port: int = Field(default=8000, ge=1024, le=65000, description="hub port; port+1 and port+2 are internal")
+    port: int = Field(default=8000, ge=1024, le=65000, description="the hub's public port (its proxy); the internal ones are privileged, on loopback")
     public_url: str | None = Field(default=None, description="address teams open, for the handouts")
     insecure_http: bool = Field(default=False, description="allow plain HTTP beyond this machine (closed networks)")
     mentors_are_admins: bool = Field(default=False, description="mentors can open every team's server")

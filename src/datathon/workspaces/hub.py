@@ -82,17 +82,25 @@ def stop_processes(pids: list[int]) -> None:
         Hub._terminate(pid)
 
 
-def _held_by_others(ports: list[int]) -> str | None:
-    busy = {p: procs.port_holders(p) for p in ports if procs.port_in_use(p)}
+def _held_by_others(ports: list[tuple[int, str]]) -> str | None:
+    busy = {p: procs.port_holders(p, host) for p, host in ports if procs.port_in_use(p, host)}
     if not busy:
         return None
     return "; ".join(f"port {p} is held by {', '.join(who)}" for p, who in busy.items())
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def local_host(ws: Workspaces) -> str:
+    """The address datathon connects to the hub's public port on."""
+    return LOOPBACK if ws.listen in ("0.0.0.0", "127.0.0.1") else "::1" if ws.listen == "::" else ws.listen
+
+
 def local_url(ws: Workspaces) -> str:
     """How datathon reaches the hub from this machine."""
-    host = "127.0.0.1" if ws.listen in ("0.0.0.0", "127.0.0.1") else ws.listen
-    host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    host = local_host(ws)
+    host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{ws.port}"
 
 
@@ -140,7 +148,7 @@ class Hub:
         # Not recorded yet (written with the configuration): the first two free ones from this event's own start.
         start = int(self.state.tag, 16) % len(PRIVILEGED)
         order = list(PRIVILEGED[start:]) + list(PRIVILEGED[:start])
-        free = [p for p in order if not procs.port_in_use(p)][:2]
+        free = [p for p in order if not procs.port_in_use(p)][:2]  # any address: the hub binds loopback
         if len(free) < 2:
             raise ProvisionError("no free privileged port for the hub", hint="free a port below 1024 on loopback")
         return free[0], free[1]
@@ -252,14 +260,15 @@ class Hub:
             return False
         wanted = [a.encode() for a in self.proxy_args()[1:]]
         public, _, api_port = self.ports
-        return cmdline[-len(wanted):] == wanted and procs.holds_port(pid, public) and procs.holds_port(pid, api_port)
+        return (cmdline[-len(wanted):] == wanted and procs.holds_port(pid, public, self.ws.listen)
+                and procs.holds_port(pid, api_port, LOOPBACK))
 
     def check_listener(self) -> None:
         """The public port must be held by this event's proxy before a token or password is sent to it: any
         local user may bind a free port (while the proxy is down, say) and read what comes."""
-        proxy = self.proxy_pid()
-        if proxy is None or not procs.holds_port(proxy, self.ws.port):
-            who = procs.port_holders(self.ws.port)
+        proxy, host = self.proxy_pid(), local_host(self.ws)
+        if proxy is None or not procs.holds_port(proxy, self.ws.port, host):
+            who = procs.port_holders(self.ws.port, host)
             raise HubApiError(503, f"port {self.ws.port} is not held by this event's hub proxy"
                                    + (f" but by {', '.join(who)}" if who else ""))
 
@@ -273,7 +282,7 @@ class Hub:
         if pid := self.proxy_pid():
             self._terminate(pid)
         public, _, api_port = self.ports
-        if busy := _held_by_others([public, api_port]):
+        if busy := _held_by_others([(public, self.ws.listen), (api_port, LOOPBACK)]):
             raise ProvisionError(f"the hub's proxy cannot start: {busy}",
                                  hint="stop that process (nothing is sent to it), or set workspaces.port to a free "
                                       "port; then run `datathon up` again")
@@ -290,7 +299,7 @@ class Hub:
         (self.dir / "proxy.pid").write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + PROXY_START_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
-            if procs.holds_port(proc.pid, public) and procs.holds_port(proc.pid, api_port):
+            if procs.holds_port(proc.pid, public, self.ws.listen) and procs.holds_port(proc.pid, api_port, LOOPBACK):
                 return
             time.sleep(0.1)
         if proc.poll() is None:
@@ -298,7 +307,7 @@ class Hub:
         else:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(proc.pid, os.WNOHANG)
-        busy = _held_by_others([public, api_port])
+        busy = _held_by_others([(public, self.ws.listen), (api_port, LOOPBACK)])
         raise ProvisionError(f"the hub's proxy did not take its ports: {busy or self.log_tail(name='proxy.log')}",
                              hint="stop that process (nothing was sent to it), or set workspaces.port to a free "
                                   "port; then run `datathon up` again")
@@ -308,7 +317,7 @@ class Hub:
         if not self.state.load().get("workspaces", {}).get("hub_ports"):
             self._record_ports()
         self.start_proxy()
-        if busy := _held_by_others([self.ports[1]]):
+        if busy := _held_by_others([(self.ports[1], LOOPBACK)]):
             raise ProvisionError(f"the hub cannot start: {busy}",
                                  hint="stop that process, or remove `hub_ports` from state.json to choose others")
         self.pid_file.unlink(missing_ok=True)
@@ -328,7 +337,7 @@ class Hub:
                 break
             try:
                 # the process we started wrote its pid file and holds the hub's port: it is not another one
-                if self.pid() == proc.pid and procs.holds_port(proc.pid, self.ports[1]):
+                if self.pid() == proc.pid and procs.holds_port(proc.pid, self.ports[1], LOOPBACK):
                     self.api("GET", "/hub/api/")
                     (self.dir / "running-config").write_text(self.config_digest() + "\n")
                     return
