@@ -387,3 +387,25 @@ def test_port_holders_names_the_process_and_its_user():
         port = s.getsockname()[1]
         holders = procs.port_holders(port)
     assert holders == [f"pid {os.getpid()} ({Path('/proc/self/comm').read_text().strip()}) of user root (uid 0)"]
+
+
+def test_users_of_an_event_from_before_the_record_are_taken_in_once(tmp_path):
+    """No record yet (an event brought up by an older datathon): its users are known by the GECOS mark, and the
+    first write of the record keeps them; after that the mark alone adopts nobody."""
+    from datathon.state import StateStore
+
+    state = StateStore(tmp_path, "w11m")
+    useradd, userdel = (shutil.which(t, path="/usr/sbin:/sbin") for t in ("useradd", "userdel"))
+    mark = accounts.names.MARK.format(owner=state.owner)
+    subprocess.run([useradd, "--no-create-home", "--comment", mark, "w11m_old"], check=True)
+    try:
+        assert [e.pw_name for e in record.users(state)] == ["w11m_old"]
+        record.about_to_create(state, "w11m_new")  # the first write of the record
+        assert set(state.load()["workspaces"]["users"]) == {"w11m_old", "w11m_new"}
+        subprocess.run([useradd, "--no-create-home", "--comment", mark, "w11m_forged"], check=True)
+        try:
+            assert "w11m_forged" not in {e.pw_name for e in record.users(state)}
+        finally:
+            subprocess.run([userdel, "w11m_forged"], check=True)
+    finally:
+        subprocess.run([userdel, "w11m_old"], check=True)
