@@ -87,6 +87,7 @@ def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o60
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
+        error = ""
         for _ in range(5):  # the owner may plant something again between our look and the rename
             kind = _kind_at(dfd, path.name)
             if kind not in ("missing", "file"):
@@ -94,10 +95,10 @@ def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o60
             try:
                 os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
                 return moved
-            except (IsADirectoryError, NotADirectoryError, OSError) as exc:
-                last = exc
+            except OSError as exc:  # a folder planted again since the look, say
+                error = exc.strerror or str(exc)
         os.unlink(tmp, dir_fd=dfd)
-        raise ProvisionError(f"cannot write {path}: {last.strerror}", hint="see what is there, then run again")
+        raise ProvisionError(f"cannot write {path}: {error}", hint="see what is there, then run again")
 
 
 def read_plain(path: Path, *, limit: int = 1 << 20) -> bytes | None:
