@@ -106,8 +106,8 @@ class Event:
 
         if self.ctx.config.workspaces is not None:
             hub_for(self.ctx).stop()
-        for entry in accounts.event_users(names.owner(self.ctx.state)):
-            accounts.remove_user(entry.pw_name, names.owner(self.ctx.state))
+        for entry in accounts.event_users(self.ctx.state):
+            accounts.remove_user(entry.pw_name, self.ctx.state)
         for group in (names.teams_group(self.ctx.config.event), names.mentors_group(self.ctx.config.event)):
             unix.remove_group(group)
 

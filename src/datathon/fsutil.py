@@ -1,13 +1,15 @@
 """Writing, as root, into folders that another Unix user owns (a team's home, the database server's folder).
 
 That user can plant links where we write. Every operation here opens the folder itself without following a link
-(O_DIRECTORY|O_NOFOLLOW) and works relative to that descriptor, so a planted link is refused or replaced, never
-followed.
+(O_DIRECTORY|O_NOFOLLOW) and works relative to that descriptor, so a planted link is never followed. Whatever that
+user put where we write (a link, a folder, a FIFO, a socket, a device node where a file goes; anything but a folder
+where a folder goes) is moved aside under a timestamped name and reported, never followed, deleted or fatal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import secrets
@@ -36,8 +38,44 @@ def open_dir(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o600) -> None:
-    """Replace `path` atomically with a file of `data`, owned by uid:gid with `mode`, never following a link."""
+KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "folder", stat.S_IFLNK: "link", stat.S_IFIFO: "FIFO",
+         stat.S_IFSOCK: "socket", stat.S_IFCHR: "device node", stat.S_IFBLK: "device node"}
+
+
+def kind_of(path: Path) -> str:
+    """What is at `path` (file, folder, link, FIFO, socket, device node), or "missing"; never follows a link."""
+    try:
+        return KINDS.get(stat.S_IFMT(os.lstat(path).st_mode), "special file")
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+
+
+def _kind_at(dfd: int, name: str) -> str:
+    try:
+        return KINDS.get(stat.S_IFMT(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode), "special file")
+    except FileNotFoundError:
+        return "missing"
+
+
+def _move_aside(dfd: int, name: str) -> str:
+    """Rename `name` (whatever it is: rename never follows a link) to a free timestamped name in the same folder."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for i in range(100):
+        new = f"{name}.moved-aside-{stamp}" + (f"-{i}" if i else "")
+        try:
+            os.stat(new, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return new
+    raise ProvisionError(f"cannot find a free name to move {name} aside", hint="clean up the *.moved-aside-* entries")
+
+
+def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o600) -> str | None:
+    """Replace `path` atomically with a file of `data`, owned by uid:gid with `mode`, never following a link.
+    Anything but a plain file at `path` is moved aside first: returns "<kind> moved aside to <name>", else None."""
+    moved = None
     with open_dir(path.parent) as dfd:
         # An unguessable temporary name, created exclusively: nothing can be planted there beforehand.
         tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -49,7 +87,18 @@ def write_owned(path: Path, data: bytes, *, uid: int, gid: int, mode: int = 0o60
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        error = ""
+        for _ in range(5):  # the owner may plant something again between our look and the rename
+            kind = _kind_at(dfd, path.name)
+            if kind not in ("missing", "file"):
+                moved = f"{kind} moved aside to {_move_aside(dfd, path.name)}"
+            try:
+                os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                return moved
+            except OSError as exc:  # a folder planted again since the look, say
+                error = exc.strerror or str(exc)
+        os.unlink(tmp, dir_fd=dfd)
+        raise ProvisionError(f"cannot write {path}: {error}", hint="see what is there, then run again")
 
 
 def read_plain(path: Path, *, limit: int = 1 << 20) -> bytes | None:
@@ -57,33 +106,46 @@ def read_plain(path: Path, *, limit: int = 1 << 20) -> bytes | None:
     file. A link is not followed, and a FIFO or device cannot make the reader wait (O_NONBLOCK, then S_ISREG)."""
     try:
         with open_dir(path.parent) as dfd:
+            # Looked at before it is opened: root opening a device node may have effects of its own.
+            if _kind_at(dfd, path.name) != "file":
+                return None
             fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
     except (OSError, ProvisionError):
         return None
+    st = os.fstat(fd)  # what was opened, whatever was swapped in since the look
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
         return fh.read(limit + 1)
 
 
-def make_dir_owned(path: Path, *, uid: int, gid: int, mode: int) -> None:
+def make_dir_owned(path: Path, *, uid: int, gid: int, mode: int) -> str | None:
     """Create a folder (or take the existing plain one) owned by uid:gid with `mode`. Something else in its
-    place (a link, a file) is moved aside under a new name, never followed and never deleted."""
+    place (a link, a file) is moved aside under a new name, never followed and never deleted: returns
+    "<kind> moved aside to <name>", else None."""
+    moved = None
     with open_dir(path.parent) as dfd:
-        try:
-            st = os.stat(path.name, dir_fd=dfd, follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode):
-                os.rename(path.name, f"{path.name}.moved-aside-{secrets.token_hex(4)}", src_dir_fd=dfd,
-                          dst_dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path.name, mode, dir_fd=dfd)
-        with open_dir(path) as fd:
-            if os.geteuid() == 0:
-                os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
+        for attempt in range(5):  # the owner may plant something again between our look and the open
+            kind = _kind_at(dfd, path.name)
+            if kind not in ("missing", "folder"):
+                moved = f"{kind} moved aside to {_move_aside(dfd, path.name)}"
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path.name, mode, dir_fd=dfd)
+            try:
+                fd = os.open(path.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+            except OSError:
+                if attempt == 4:
+                    raise ProvisionError(f"{path} is not a plain folder", hint="see what is there, then run again")
+                continue
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            return moved
+    return moved
 
 
 def untrusted_ancestor(path: Path) -> str | None:

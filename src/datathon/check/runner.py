@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import datathon.check.database_probes  # noqa: F401  (registers the database probes)
 import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
+import datathon.check.workspace_guard_probes  # noqa: F401  (and those of the machine's walls between teams)
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
 from datathon.database.tenancy import Login, wanted_logins

@@ -16,21 +16,29 @@ from psycopg import sql
 from datathon.check.model import ProbeFailed, ProbeSkipped, probe
 from datathon.check.session import Session
 from datathon.errors import DatathonError
-from datathon.workspaces.client import BrowserSession, Execution, KernelClient
+from datathon.workspaces.client import BrowserSession, Execution, KernelClient, wait_for_server
+
+SERVER_TIMEOUT = 90.0  # a cold server on a busy machine: started, then routed by the proxy
 
 
 class TeamWorkspace:
-    """One team's server and kernels for the length of a check."""
+    """One team's server and kernels for the length of a check. A server started here is stopped again in
+    close(), which is registered before the start: a start that fails or times out leaves nothing running."""
 
     def __init__(self, s: Session) -> None:
         self.hub = s.env.hub
         self.user = s.me.login.role
         self.kernels: dict[str, KernelClient] = {}
         self.was_running = self.hub.server(self.user) is not None
+        self._token = contextlib.ExitStack()
+        self.token: str | None = None
+
+    def open(self) -> None:
         if not self.was_running:
             self.hub.start_server(self.user)
-        self._token = contextlib.ExitStack()
         self.token = self._token.enter_context(self.hub.user_token(self.user))
+        # "ready" for the hub is not yet routed by the proxy: wait until the server itself answers there.
+        wait_for_server(self.hub.local_url, self.user, self.token, timeout=SERVER_TIMEOUT)
 
     def kernel(self, name: str) -> KernelClient:
         if name not in self.kernels:
@@ -44,7 +52,8 @@ class TeamWorkspace:
             k.close()
         self._token.close()
         if not self.was_running:
-            self.hub.stop_server(self.user)
+            with contextlib.suppress(OSError, DatathonError):
+                self.hub.stop_server(self.user)
 
 
 def _workspace(s: Session) -> TeamWorkspace:
@@ -55,6 +64,12 @@ def _workspace(s: Session) -> TeamWorkspace:
         ws = TeamWorkspace(s)
         s.workspace = ws
         s.closers.append(ws.close)
+        try:
+            ws.open()
+        except (OSError, DatathonError) as exc:
+            s.workspace_error = f"{type(exc).__name__}: {exc}"
+    if getattr(s, "workspace_error", None):
+        raise ProbeFailed(f"the team's server could not be started: {s.workspace_error}")
     return ws
 
 

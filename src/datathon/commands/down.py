@@ -29,7 +29,8 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
     server = get_provider(ctx).database_server()
     with ctx.state.lock():
         # Workspaces first: team servers hold database connections, and nothing of a team may outlive it.
-        changes = lifecycle.teardown_changes(ctx)
+        report = lifecycle.TeardownReport()
+        changes = lifecycle.teardown_changes(ctx, report)
         if server.owns_server:
             changes += server.teardown()
         elif server.is_reachable():
@@ -43,7 +44,7 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
             confirm(ctx, f"Remove everything of event {ctx.config.event!r} listed above, team data included?",
                     yes=yes)
         removed = apply_changes(plan.changes, server, ctx.console, label="tearing down")
-        left = lifecycle.leftovers(ctx) + server.leftovers() + storage_leftovers(ctx)
+        left = lifecycle.leftovers(ctx, report) + server.leftovers() + storage_leftovers(ctx)
         if not server.owns_server and server.is_reachable():
             facts = observe(server, ctx.config)
             mark = MARK.format(event=ctx.config.event)
@@ -53,10 +54,14 @@ def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
         raise ProvisionError(f"teardown left things behind: {'; '.join(left)}",
                              hint="run `datathon down` again; see the log file for details")
     shutil.rmtree(ctx.state.root, ignore_errors=True)
-    checked = [(c.component + " " + c.target, "removed") for c in plan.pending]
+    checked = [(c.component + " " + c.target, "removed") for c in plan.pending
+               if c.component not in ("unix user",)] + report.lines
     checked.append((f"state folder {ctx.state.root} (secrets, handouts)", "removed"))
     if ctx.config.workspaces is not None:
         checked.append(("hub process and ports, event Unix users and groups", "verified gone"))
+        if report.uids:
+            checked.append((f"processes, SysV IPC objects and files of uids {', '.join(map(str, sorted(report.uids)))}"
+                            " on every local filesystem", "verified gone"))
         from datathon.workspaces.environment import TeamEnvironment
 
         env = TeamEnvironment(ctx.config.workspaces)

@@ -39,13 +39,18 @@ class Packages(Strict):
 
 
 class Limits(Strict):
-    """Per-team limits for a team's server. Enforced only where the machine can (cgroups v2 or systemd);
-    `status` says plainly when they are not."""
+    """Per-team limits for a team's server. `memory` is a data-size limit on every process a team's server
+    starts (its kernels, its terminals) and `processes` a limit on the team's processes and threads, both set by
+    the spawner on any machine; a per-team memory/CPU total needs cgroups v2 with systemd, and `disk` needs
+    filesystem quotas: `status` says plainly what is enforced."""
 
-    memory: str | None = Field(default=None, description="e.g. 16G")
+    memory: str | None = Field(default=None, description="e.g. 16G; per process (default: 3/4 of the machine)")
     cpus: float | None = Field(default=None, gt=0, le=1024)
+    processes: int | None = Field(default=None, ge=64, le=1_000_000,
+                                  description="processes and threads per team (default: 32 per CPU, at least 512)")
+    disk: str | None = Field(default=None, description="per-team disk quota, e.g. 50G (where quotas are enabled)")
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         if v is not None and not SIZE_RE.match(v.strip()):
@@ -56,7 +61,7 @@ class Limits(Strict):
 class Workspaces(Strict):
     hub: bool = Field(default=True, description="run JupyterHub (false: teams get only the database)")
     listen: str = Field(default="127.0.0.1", description="address the hub listens on")
-    port: int = Field(default=8000, ge=1024, le=65000, description="hub port; port+1 and port+2 are internal")
+    port: int = Field(default=8000, ge=1024, le=65000, description="the hub's public port (its proxy); the internal ones are privileged, on loopback")
     public_url: str | None = Field(default=None, description="address teams open, for the handouts")
     insecure_http: bool = Field(default=False, description="allow plain HTTP beyond this machine (closed networks)")
     mentors_are_admins: bool = Field(default=False, description="mentors can open every team's server")

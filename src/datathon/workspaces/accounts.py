@@ -1,5 +1,6 @@
 """Unix users and groups for the teams (and mentors), as The Littlest JupyterHub does it: check before acting,
-refuse to touch a same-named user datathon did not make (its GECOS field carries our mark)."""
+refuse to touch a same-named user datathon did not make. What datathon made is in its own record (record.py), in
+the root-only state folder: the GECOS mark is still written, for people, but a team can change it (`chfn`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 from datathon import unix
 from datathon.config import EventConfig
 from datathon.errors import ProvisionError
-from datathon.workspaces import names
+from datathon.state import StateStore
+from datathon.workspaces import names, record, remnants
 
 log = logging.getLogger("datathon")
 
@@ -48,32 +50,33 @@ def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = Non
 
 
 def lookup(user: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(user)
-    except KeyError:
-        return None
+    return record.lookup(user)
 
 
-def is_ours(entry: pwd.struct_passwd, owner: str) -> bool:
-    return entry.pw_gecos == names.MARK.format(owner=owner)
+def is_ours(entry: pwd.struct_passwd, state: StateStore) -> bool:
+    return record.is_ours(state, entry)
 
 
-def event_users(owner: str) -> list[pwd.struct_passwd]:
-    """Every Unix user datathon made for this event (found by the mark, so removed teams are found too)."""
-    return [e for e in pwd.getpwall() if is_ours(e, owner)]
+def event_users(state: StateStore) -> list[pwd.struct_passwd]:
+    """Every Unix user datathon made for this event file (from its record, so removed teams are found too)."""
+    return record.users(state)
 
 
-def create_user(acct: Account, owner: str) -> None:
+def create_user(acct: Account, state: StateStore) -> None:
     acct.home.parent.mkdir(parents=True, exist_ok=True)
+    record.about_to_create(state, acct.user)  # first: an interrupted useradd still leaves a user we know
     unix.run(["useradd", "--create-home", "--home-dir", str(acct.home), "--shell", "/bin/bash", "--no-user-group",
-          "--gid", acct.group, "--comment", names.MARK.format(owner=owner), acct.user],
-         what=f"creating Unix user {acct.user}")
+              "--gid", acct.group, "--comment", names.MARK.format(owner=names.owner(state)), acct.user],
+             what=f"creating Unix user {acct.user}")
+    record.created(state, acct.user, pwd.getpwnam(acct.user).pw_uid)
     os.chmod(acct.home, 0o700)  # no team reads another's home, whatever the system's HOME_MODE
 
 
-def repair_user(acct: Account) -> None:
-    """Primary group and a private home (made again, empty but for the skeleton, when it was removed)."""
-    unix.run(["usermod", "--gid", acct.group, acct.user], what=f"setting the group of {acct.user}")
+def repair_user(acct: Account, state: StateStore) -> None:
+    """Primary group, our mark in the comment and a private home (made again, empty but for the skeleton, when it
+    was removed)."""
+    unix.run(["usermod", "--gid", acct.group, "--comment", names.MARK.format(owner=names.owner(state)), acct.user],
+             what=f"setting the group of {acct.user}")
     entry = pwd.getpwnam(acct.user)
     if not acct.home.exists():
         acct.home.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +113,7 @@ def password_fingerprint(user: str, password: str) -> str | None:
 
 
 def processes_of(uid: int) -> list[int]:
+    """Live processes of `uid`; a zombie (already dead, waiting for its parent to collect it) is not one."""
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -117,6 +121,8 @@ def processes_of(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status") as fh:
                 for line in fh:
+                    if line.startswith("State:") and line.split()[1] == "Z":
+                        break
                     if line.startswith("Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry.name))
@@ -126,10 +132,12 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def kill_processes(uid: int, gid: int, *, grace: float = 5.0) -> None:
+def kill_processes(uid: int, gid: int, *, grace: float = 5.0) -> int:
     """SIGTERM every process of the user, then SIGKILL what is left, sent as the user itself (kill -1): all its
-    processes at once, so a process that keeps forking cannot slip between a listing and the signals."""
-    for pid in processes_of(uid):
+    processes at once, so a process that keeps forking cannot slip between a listing and the signals. Returns how
+    many there were."""
+    first = processes_of(uid)
+    for pid in first:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -137,26 +145,38 @@ def kill_processes(uid: int, gid: int, *, grace: float = 5.0) -> None:
         time.sleep(0.1)
     for _ in range(20):
         if not processes_of(uid):
-            return
+            return len(first)
         subprocess.run(["/bin/kill", "-KILL", "-1"], user=uid, group=gid, extra_groups=[], capture_output=True)
         time.sleep(0.1)
     raise ProvisionError(f"processes of uid {uid} survive SIGKILL: {processes_of(uid)}", hint="look at them with ps")
 
 
-def remove_files_of(uid: int) -> None:
-    """What the user left in the shared temporary folders: the next user given this uid must not find it."""
-    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(folder):
-            subprocess.run(["find", folder, "-xdev", "-mindepth", "1", "-user", str(uid), "-delete"],
-                           capture_output=True)
-
-
-def remove_user(user: str, owner: str) -> None:
+def remove_user(user: str, state: StateStore, *, files: bool = True) -> list[str]:
+    """End the user's processes, remove its SysV IPC objects, the user and its home, then (unless `files` is
+    False: the caller sweeps the files of several users in one pass) its files anywhere on the local filesystems.
+    Returns what was removed, for the report."""
     entry = lookup(user)
     if entry is None:
-        return
-    if not is_ours(entry, owner):
+        return []
+    if not is_ours(entry, state):
         raise ProvisionError(f"Unix user {user} was not made by datathon for this event file; not removing it")
-    kill_processes(entry.pw_uid, entry.pw_gid)
+    uid = entry.pw_uid
+    done = []
+    if n := kill_processes(uid, entry.pw_gid):
+        done.append(f"{n} process(es)")
+    done += remnants.remove_ipc({uid})
     unix.run(["userdel", "--remove", user], what=f"removing Unix user {user}")
-    remove_files_of(entry.pw_uid)
+    done.append(f"user and home {entry.pw_dir}")
+    if files:
+        done += sweep_files({uid})
+        record.forget(state, user)
+    return done
+
+
+def sweep_files(uids: set[int]) -> list[str]:
+    removed, left = remnants.remove_files(uids)
+    out = [f"{len(removed)} file(s): {remnants.summary(removed)}"] if removed else []
+    if left:
+        raise ProvisionError(f"files of removed users could not be removed: {remnants.summary(left)}",
+                             hint="look at them (another user's files inside?); then run the command again")
+    return out

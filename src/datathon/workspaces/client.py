@@ -44,6 +44,33 @@ class BrowserSession:
         return any(c.name == "jupyterhub-hub-login" for c in self.jar)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect means the hub answered, not the server
+
+
+def server_answers(base_url: str, user: str, token: str) -> bool:
+    """True when the user's own server (not the hub, which answers while the proxy has no route to a server that
+    just started) answers its status API through the proxy."""
+    req = urllib.request.Request(f"{base_url.rstrip('/')}/user/{user}/api/status",
+                                 headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(req, timeout=10) as resp:
+            body = json.loads(resp.read() or b"{}")
+    except (OSError, ValueError, urllib.error.HTTPError):
+        return False
+    return isinstance(body, dict) and "kernels" in body and "started" in body
+
+
+def wait_for_server(base_url: str, user: str, token: str, *, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server_answers(base_url, user, token):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the server of {user} did not answer through the hub's proxy within {timeout:.0f}s")
+
+
 @dataclass
 class Execution:
     status: str  # ok, error, timeout

@@ -14,7 +14,7 @@ from pathlib import Path
 from datathon.config import EventConfig
 from datathon.database import clientfiles
 from datathon.database.server import Endpoint
-from datathon.fsutil import make_dir_owned, open_dir, read_plain, write_owned
+from datathon.fsutil import kind_of, make_dir_owned, open_dir, read_plain, write_owned
 from datathon.workspaces.accounts import Account
 
 
@@ -135,12 +135,26 @@ def stale_files(acct: Account, files: list[HomeFile]) -> list[HomeFile]:
     return out
 
 
-def write_files(acct: Account, files: list[HomeFile], uid: int, gid: int) -> None:
+def describe(acct: Account, f: HomeFile) -> str:
+    """A stale file for the plan, saying what the team put in its place when that is not a plain file."""
+    kind = kind_of(acct.home / f.path)
+    return f.path if kind in ("missing", "file") else f"{f.path} (a {kind} is there: it is moved aside)"
+
+
+def write_files(acct: Account, files: list[HomeFile], uid: int, gid: int) -> list[str]:
+    """Write the files; whatever the team put where one goes is moved aside (never followed, never fatal).
+    Returns what was moved aside, for the report."""
+    moved = []
     for f in files:
         target = acct.home / f.path
         for parent in reversed([p for p in target.relative_to(acct.home).parents if p != Path(".")]):
-            make_dir_owned(acct.home / parent, uid=uid, gid=gid, mode=0o700 if parent.name.startswith(".") else 0o755)
-        write_owned(target, f.data, uid=uid, gid=gid, mode=f.mode)
+            aside = make_dir_owned(acct.home / parent, uid=uid, gid=gid,
+                                   mode=0o700 if parent.name.startswith(".") else 0o755)
+            if aside:
+                moved.append(f"~/{parent}: {aside}")
+        if aside := write_owned(target, f.data, uid=uid, gid=gid, mode=f.mode):
+            moved.append(f"~/{f.path}: {aside}")
+    return moved
 
 
 def datasets_link(acct: Account, folder: Path) -> str:

@@ -2,6 +2,12 @@
 
 There is no systemd here, so datathon runs JupyterHub itself, in its own session, as root (PAM logins and
 starting servers as the team users need it). Its files live in the event's state folder (0700).
+
+Any local user may bind a free port, and a port is free while its process restarts. So the proxy runs apart from
+the hub (datathon starts it; the hub only talks to it) and holds the public port across hub restarts, and the
+hub's own port and the proxy's API port are privileged ports on loopback, which only root can bind. Before the
+proxy starts, and before anything is sent to a port, datathon makes sure the port is held by this event's own
+process, and names whoever else holds it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from datathon.config.workspaces import Workspaces
 from datathon.database.cluster import process_alive
 from datathon.errors import ProvisionError
 from datathon.state import StateStore, write_private
-from datathon.workspaces import procs
+from datathon.workspaces import procs, sandbox
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment
 
@@ -35,6 +41,10 @@ log = logging.getLogger("datathon")
 ORGANIZER_SECRET = "hub-organizer-token"
 PROXY_SECRET = "hub-proxy-token"
 START_TIMEOUT = 60.0
+PROXY_START_TIMEOUT = 20.0
+# Privileged loopback ports for the hub and the proxy's API: only root can bind below 1024, so no team can take
+# them while the hub restarts. Chosen per event file (starting from its tag) and recorded in state.json.
+PRIVILEGED = range(600, 1024)
 
 
 class HubApiError(ProvisionError):
@@ -72,10 +82,25 @@ def stop_processes(pids: list[int]) -> None:
         Hub._terminate(pid)
 
 
+def _held_by_others(ports: list[tuple[int, str]]) -> str | None:
+    busy = {p: procs.port_holders(p, host) for p, host in ports if procs.port_in_use(p, host)}
+    if not busy:
+        return None
+    return "; ".join(f"port {p} is held by {', '.join(who)}" for p, who in busy.items())
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def local_host(ws: Workspaces) -> str:
+    """The address datathon connects to the hub's public port on."""
+    return LOOPBACK if ws.listen in ("0.0.0.0", "127.0.0.1") else "::1" if ws.listen == "::" else ws.listen
+
+
 def local_url(ws: Workspaces) -> str:
     """How datathon reaches the hub from this machine."""
-    host = "127.0.0.1" if ws.listen in ("0.0.0.0", "127.0.0.1") else ws.listen
-    host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    host = local_host(ws)
+    host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{ws.port}"
 
 
@@ -112,8 +137,27 @@ class Hub:
 
     @property
     def ports(self) -> tuple[int, int, int]:
-        """Public (proxy), hub (internal), proxy API (internal)."""
-        return self.ws.port, self.ws.port + 1, self.ws.port + 2
+        """Public (the proxy), the hub's own and the proxy's API (privileged, loopback)."""
+        hub_port, api_port = self.internal_ports()
+        return self.ws.port, hub_port, api_port
+
+    def internal_ports(self) -> tuple[int, int]:
+        recorded = self.state.load().get("workspaces", {}).get("hub_ports")
+        if recorded:
+            return recorded["hub"], recorded["api"]
+        # Not recorded yet (written with the configuration): the first two free ones from this event's own start.
+        start = int(self.state.tag, 16) % len(PRIVILEGED)
+        order = list(PRIVILEGED[start:]) + list(PRIVILEGED[:start])
+        free = [p for p in order if not procs.port_in_use(p)][:2]  # any address: the hub binds loopback
+        if len(free) < 2:
+            raise ProvisionError("no free privileged port for the hub", hint="free a port below 1024 on loopback")
+        return free[0], free[1]
+
+    def _record_ports(self) -> None:
+        hub_port, api_port = self.internal_ports()
+        data = self.state.load()
+        data.setdefault("workspaces", {})["hub_ports"] = {"hub": hub_port, "api": api_port}
+        self.state.save(data)
 
     @property
     def local_url(self) -> str:
@@ -132,9 +176,10 @@ class Hub:
         listen = f"[{self.ws.listen}]" if ":" in self.ws.listen else self.ws.listen
         idle = self.ws.idle_seconds
         return env.get_template("jupyterhub_config.py.j2").render(
+            rlimits=sandbox.rlimits(self.ws).as_dict(), umask=sandbox.UMASK,
             event=self.event, hub_dir=self.dir, bind_url=f"http://{listen}:{public}",
             hub_bind_url=f"http://127.0.0.1:{hub_port}", proxy_api_url=f"http://127.0.0.1:{api_port}",
-            proxy_command=self.env.proxy, proxy_token_file=self.state.secret_path(PROXY_SECRET),
+            proxy_token_file=self.state.secret_path(PROXY_SECRET),
             organizer_token_file=self.state.secret_path(ORGANIZER_SECRET),
             users=sorted(a.user for a in accounts), admins=sorted(a.user for a in accounts if a.admin),
             singleuser=self.env.bin / "jupyterhub-singleuser", python=self.env.bin / "python",
@@ -158,6 +203,7 @@ class Hub:
         return out
 
     def write(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> None:
+        self._record_ports()
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.state.secret(ORGANIZER_SECRET)
@@ -191,27 +237,89 @@ class Hub:
         pid = procs.read_pid(self.pid_file)
         return pid if pid and procs.is_root_process(pid, str(self.config_file).encode()) else None
 
+    def proxy_args(self) -> list[str]:
+        """The proxy's command line (its token comes in its environment, never on a command line)."""
+        public, hub_port, api_port = self.ports
+        return [str(self.env.proxy), "--ip", self.ws.listen, "--port", str(public), "--api-ip", "127.0.0.1",
+                "--api-port", str(api_port), "--error-target", f"http://127.0.0.1:{hub_port}/hub/error",
+                "--log-level", "warn"]
+
     def proxy_pid(self) -> int | None:
         pid = procs.read_pid(self.dir / "proxy.pid")
         needle = f"--api-port\x00{self.ports[2]}".encode()
         return pid if pid and procs.is_root_process(pid, needle) else None
 
+    def proxy_current(self) -> bool:
+        """This event's proxy runs with the wanted command line and holds both its ports."""
+        pid = self.proxy_pid()
+        if pid is None:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        except OSError:
+            return False
+        wanted = [a.encode() for a in self.proxy_args()[1:]]
+        public, _, api_port = self.ports
+        return (cmdline[-len(wanted):] == wanted and procs.holds_port(pid, public, self.ws.listen)
+                and procs.holds_port(pid, api_port, LOOPBACK))
+
     def check_listener(self) -> None:
         """The public port must be held by this event's proxy before a token or password is sent to it: any
-        local user may bind a free port (while the hub restarts, say) and read what comes."""
-        proxy = self.proxy_pid()
-        if proxy is None or not procs.holds_port(proxy, self.ws.port):
-            raise HubApiError(503, f"port {self.ws.port} is not held by this event's hub proxy")
+        local user may bind a free port (while the proxy is down, say) and read what comes."""
+        proxy, host = self.proxy_pid(), local_host(self.ws)
+        if proxy is None or not procs.holds_port(proxy, self.ws.port, host):
+            who = procs.port_holders(self.ws.port, host)
+            raise HubApiError(503, f"port {self.ws.port} is not held by this event's hub proxy"
+                                   + (f" but by {', '.join(who)}" if who else ""))
 
     def is_running(self) -> bool:
         return self.pid() is not None
 
+    def start_proxy(self) -> None:
+        """Start the proxy unless it runs as wanted; it keeps the public port while the hub restarts."""
+        if self.proxy_current():
+            return
+        if pid := self.proxy_pid():
+            self._terminate(pid)
+        public, _, api_port = self.ports
+        if busy := _held_by_others([(public, self.ws.listen), (api_port, LOOPBACK)]):
+            raise ProvisionError(f"the hub's proxy cannot start: {busy}",
+                                 hint="stop that process (nothing is sent to it), or set workspaces.port to a free "
+                                      "port; then run `datathon up` again")
+        fd = os.open(self.dir / "proxy.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(
+                self.proxy_args(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                start_new_session=True,  # it outlives this command and the hub
+                env={"PATH": f"{self.env.bin}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+                     "CONFIGPROXY_AUTH_TOKEN": self.state.secret(PROXY_SECRET)},
+            )
+        finally:
+            os.close(fd)
+        (self.dir / "proxy.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + PROXY_START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if procs.holds_port(proc.pid, public, self.ws.listen) and procs.holds_port(proc.pid, api_port, LOOPBACK):
+                return
+            time.sleep(0.1)
+        if proc.poll() is None:
+            self._terminate(proc.pid)
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, os.WNOHANG)
+        busy = _held_by_others([(public, self.ws.listen), (api_port, LOOPBACK)])
+        raise ProvisionError(f"the hub's proxy did not take its ports: {busy or self.log_tail(name='proxy.log')}",
+                             hint="stop that process (nothing was sent to it), or set workspaces.port to a free "
+                                  "port; then run `datathon up` again")
+
     def start(self) -> None:
-        busy = [p for p in self.ports if procs.port_in_use(p)]
-        if busy:
-            raise ProvisionError(f"port(s) {', '.join(map(str, busy))} needed by the hub are already in use",
-                                 hint="stop what holds them, or set workspaces.port to a free port (it uses "
-                                      "port, port+1 and port+2)")
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.state.load().get("workspaces", {}).get("hub_ports"):
+            self._record_ports()
+        self.start_proxy()
+        if busy := _held_by_others([(self.ports[1], LOOPBACK)]):
+            raise ProvisionError(f"the hub cannot start: {busy}",
+                                 hint="stop that process, or remove `hub_ports` from state.json to choose others")
         self.pid_file.unlink(missing_ok=True)
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -228,7 +336,8 @@ class Hub:
             if proc.poll() is not None:
                 break
             try:
-                if self.pid() == proc.pid:  # the process we started wrote its pid file, it is not another one
+                # the process we started wrote its pid file and holds the hub's port: it is not another one
+                if self.pid() == proc.pid and procs.holds_port(proc.pid, self.ports[1], LOOPBACK):
                     self.api("GET", "/hub/api/")
                     (self.dir / "running-config").write_text(self.config_digest() + "\n")
                     return
@@ -241,15 +350,22 @@ class Hub:
         raise ProvisionError(f"the hub did not start within {START_TIMEOUT:.0f}s: {self.log_tail()}",
                              hint=f"see {self.log_file}; fix the cause and run `datathon up` again")
 
-    def log_tail(self, lines: int = 3) -> str:
+    def log_tail(self, lines: int = 3, *, name: str = "hub.log") -> str:
         try:
-            text = self.log_file.read_text(errors="replace").strip().splitlines()
+            text = (self.dir / name).read_text(errors="replace").strip().splitlines()
         except OSError:
             return "no log"
         return " | ".join(line.strip() for line in text[-lines:])
 
     def stop(self) -> None:
+        """The hub, its services and its proxy."""
         stop_processes(hub_processes(self.state))
+        (self.dir / "running-config").unlink(missing_ok=True)
+
+    def stop_hub(self) -> None:
+        """The hub and its services; the proxy keeps the public port (and the team servers' routes)."""
+        proxy = self.proxy_pid()
+        stop_processes([p for p in hub_processes(self.state) if p != proxy])
         (self.dir / "running-config").unlink(missing_ok=True)
 
     @staticmethod

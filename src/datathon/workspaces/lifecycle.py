@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datathon import unix
 from datathon.database.server import ComponentStatus
 from datathon.plan import Change
 from datathon.providers.base import Context
-from datathon.workspaces import accounts, gpus, names, procs
+from datathon.workspaces import accounts, gpus, names, procs, quota, record, remnants, sandbox
 from datathon.workspaces.hub import HubApiError, hub_processes, stop_processes
 from datathon.workspaces.plan import hub_for
+
+
+@dataclass
+class TeardownReport:
+    """What the workspace teardown removed (lines for `down`'s report) and the uids whose traces must be gone."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    uids: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -52,6 +61,50 @@ def cgroups_note() -> str:
     return "cgroups v2 and systemd present, but datathon's local spawner does not use them yet"
 
 
+def _sandbox_status(ctx: Context) -> ComponentStatus:
+    """Process and data limits, umask and TMPDIR, read from the team servers that run (not from the file)."""
+    ws = ctx.config.workspaces
+    want = sandbox.rlimits(ws)
+    asked = f"processes {want.nproc} per team, data {want.data >> 20} MiB per process, umask 0077, private TMPDIR"
+    seen, bad = [], []
+    for entry in accounts.event_users(ctx.state):
+        for pid in sandbox.server_pids(entry.pw_uid):
+            obs = sandbox.observe(pid)
+            if obs is None:
+                continue
+            seen.append(entry.pw_name)
+            if problems := obs.problems(want, sandbox.tmpdir(ctx.state, entry.pw_name)):
+                bad.append(f"{entry.pw_name}: {', '.join(problems)}")
+    name = "per-process limits, umask, TMPDIR"
+    if bad:
+        return ComponentStatus("workspaces", name, "not enforced",
+                               f"seen in running servers: {'; '.join(bad)} (started before these settings? stop "
+                               "and start that server)", healthy=False)
+    if not seen:
+        return ComponentStatus("workspaces", name, "not observed",
+                               f"no team server runs to read them from; the spawner sets {asked}")
+    return ComponentStatus("workspaces", name, "enforced",
+                           f"seen in the running servers of {', '.join(sorted(set(seen)))}: {asked}")
+
+
+def _quota_status(ctx: Context) -> ComponentStatus:
+    ws = ctx.config.workspaces
+    s = quota.support(ws.home_root)
+    if not s.ok:
+        state = "not enforced" if ws.limits.disk else "none"
+        return ComponentStatus("workspaces", "per-team disk quota", state,
+                               f"{s.detail}: homes, /tmp and the database share one disk"
+                               + (f" (asked: {ws.limits.disk})" if ws.limits.disk else ""))
+    if not ws.limits.disk:
+        return ComponentStatus("workspaces", "per-team disk quota", "none", f"{s.detail}; none asked (limits.disk)")
+    found = {e.pw_name: quota.observed(e.pw_name, Path(e.pw_dir)) for e in accounts.event_users(ctx.state)}
+    missing = sorted(u for u, v in found.items() if v is None)
+    if missing:
+        return ComponentStatus("workspaces", "per-team disk quota", "not enforced",
+                               f"{s.detail}; no quota set for {', '.join(missing)} (run `datathon up`)", healthy=False)
+    return ComponentStatus("workspaces", "per-team disk quota", "enforced", f"{s.detail}: {ws.limits.disk} per team")
+
+
 def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerStatus]]:
     ws = ctx.config.workspaces
     if ws is None:
@@ -81,10 +134,12 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
                                       f"{limits.cpus:g} CPUs" if limits.cpus else "") if x)
         comps.append(ComponentStatus("workspaces", "per-team memory/CPU limits", "not enforced",
                                      f"asked: {asked}; {cgroups_note()}: teams share this machine's memory and CPUs "
-                                     "(idle culling still frees idle servers)"))
+                                     "(idle culling still frees idle servers; each process has the data limit below)"))
     else:
         comps.append(ComponentStatus("workspaces", "per-team memory/CPU limits", "none",
                                      f"none asked in the event file; {cgroups_note()}"))
+    comps.append(_sandbox_status(ctx))
+    comps.append(_quota_status(ctx))
     comps.append(ComponentStatus("workspaces", "idle culling",
                                  f"after {ws.idle_timeout}" if ws.idle_seconds else "off",
                                  "jupyterhub-idle-culler stops idle servers" if ws.idle_seconds else ""))
@@ -105,9 +160,10 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
     return comps, servers
 
 
-def teardown_changes(ctx: Context) -> list[Change]:
+def teardown_changes(ctx: Context, report: TeardownReport | None = None) -> list[Change]:
     ws = ctx.config.workspaces
     event = ctx.config.event
+    report = report if report is not None else TeardownReport()
     hub = hub_for(ctx) if ws else None
     out: list[Change] = []
     if hub is not None and hub.is_running():
@@ -125,10 +181,35 @@ def teardown_changes(ctx: Context) -> list[Change]:
     elif pids := hub_processes(ctx.state):
         out.append(Change("hub", "processes", "drop", f"a hub of this event still runs (pids {pids})",
                           run=lambda: stop_processes(pids), destructive=True))
-    owner = names.owner(ctx.state)
-    for entry in accounts.event_users(owner):
-        out.append(Change("unix user", entry.pw_name, "drop", "its processes, home and files",
-                          run=lambda u=entry.pw_name: accounts.remove_user(u, owner), destructive=True))
+    removed: list[str] = []
+    for entry in accounts.event_users(ctx.state):
+        def drop_user(u=entry.pw_name, uid=entry.pw_uid) -> None:
+            report.uids.add(uid)
+            done = accounts.remove_user(u, ctx.state, files=False)  # files: one sweep for every user, below
+            report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
+            removed.append(u)
+
+        out.append(Change("unix user", entry.pw_name, "drop", "its processes, IPC objects, home and files anywhere",
+                          run=drop_user, destructive=True))
+    gone = [m for m in record.gone(ctx.state) if m.uid is not None]
+    if out or gone:
+        def sweep() -> None:
+            uids = report.uids | {m.uid for m in gone}
+            report.uids |= uids
+            done = accounts.sweep_files(uids)
+            ipc = remnants.remove_ipc(uids)
+            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(uids)))}",
+                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
+            for user in removed + [m.user for m in gone]:
+                record.forget(ctx.state, user)
+
+        out.append(Change("unix user", "files of removed users", "drop",
+                          "on every local filesystem (/tmp, /var/tmp, /dev/shm, /run/lock, ...)", run=sweep,
+                          destructive=True))
+    tmp = sandbox.tmp_root(ctx.state)
+    if tmp.exists():
+        out.append(Change("folder", str(tmp), "drop", "the teams' private TMPDIRs",
+                          run=lambda: shutil.rmtree(tmp), destructive=True))
     for group in (names.teams_group(event), names.mentors_group(event)):
         if unix.group_exists(group):
             def drop(g=group) -> None:
@@ -140,13 +221,32 @@ def teardown_changes(ctx: Context) -> list[Change]:
     return out
 
 
-def leftovers(ctx: Context) -> list[str]:
+def leftovers(ctx: Context, report: TeardownReport | None = None) -> list[str]:
     ws = ctx.config.workspaces
     event = ctx.config.event
-    left = [f"Unix user {e.pw_name}" for e in accounts.event_users(names.owner(ctx.state))]
+    left = [f"Unix user {e.pw_name}" for e in accounts.event_users(ctx.state)]
     left += [f"Unix group {g}" for g in (names.teams_group(event), names.mentors_group(event))
              if unix.group_exists(g)]
     left += [f"hub process {pid}" for pid in hub_processes(ctx.state)]
     if ws is not None:
         left += [f"port {p} still listens" for p in hub_for(ctx).ports if procs.port_in_use(p)]
+    if sandbox.tmp_root(ctx.state).exists():
+        left.append(f"folder {sandbox.tmp_root(ctx.state)}")
+    uids = {u for u in (report.uids if report else set()) if not _uid_taken(u)}
+    for uid in sorted(uids):
+        if pids := accounts.processes_of(uid):
+            left.append(f"processes of uid {uid}: {pids}")
+    left += [f"{remnants.IPC[k][2]} {i} of uid {u}" for k, i, u in remnants.ipc_objects(uids)]
+    if files := remnants.files_of(uids):
+        left.append(f"files of uids {sorted(uids)}: {remnants.summary(files)}")
     return left
+
+
+def _uid_taken(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False

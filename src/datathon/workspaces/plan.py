@@ -7,6 +7,7 @@ the reason it is there; `keep` entries say why nothing needs doing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pwd
 from pathlib import Path
@@ -17,10 +18,12 @@ from datathon.database.tenancy import mentor_team_logins
 from datathon.fsutil import untrusted_ancestor
 from datathon.plan import Change
 from datathon.providers.base import Context
-from datathon.workspaces import accounts, gpus, home, names
+from datathon.workspaces import accounts, gpus, home, names, quota, record, sandbox
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment, install_apt, missing_apt
 from datathon.workspaces.hub import Hub, hub_processes, stop_processes
+
+log = logging.getLogger("datathon")
 
 
 def hub_for(ctx: Context) -> Hub:
@@ -43,6 +46,7 @@ def user_environment(ctx: Context, accts: list[Account], endpoint: Endpoint) -> 
         e = home.pg_environment(ctx.config, a, endpoint)
         # No GPU unless assigned: an empty CUDA_VISIBLE_DEVICES hides every device from that team.
         e["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in a.gpus)
+        e["TMPDIR"] = str(sandbox.tmpdir(ctx.state, a.user))  # private: /tmp is shared by every team
         env[a.user] = e
     return env
 
@@ -124,12 +128,13 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 
     wanted = {a.user for a in accts}
     hub = hub_for(ctx)
-    for entry in accounts.event_users(names.owner(ctx.state)):
+    for entry in accounts.event_users(ctx.state):
         if entry.pw_name not in wanted:
             def drop(user=entry.pw_name):
                 if hub.is_running():
                     hub.stop_server(user)
-                accounts.remove_user(user, names.owner(ctx.state))
+                for line in accounts.remove_user(user, ctx.state):
+                    ctx.console.print(f"  {user}: removed {line}")
 
             changes.append(Change("unix user", entry.pw_name, "drop", "no longer in the event file; its home goes too",
                                   run=drop, destructive=True))
@@ -148,24 +153,31 @@ def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path 
 
     def finish(stale: list[home.HomeFile], link: bool) -> None:
         pw = pwd.getpwnam(a.user)
-        home.write_files(a, stale, pw.pw_uid, pw.pw_gid)
+        moved = home.write_files(dataclasses.replace(a, home=Path(pw.pw_dir)), stale, pw.pw_uid, pw.pw_gid)
         if link and folder is not None:
             home.link_datasets(a, folder, pw.pw_uid, pw.pw_gid)
+        if aside := sandbox.ensure_tmpdir(ctx.state, a.user, pw.pw_uid, pw.pw_gid):
+            moved.append(f"{sandbox.tmpdir(ctx.state, a.user)}: {aside}")
+        quota.apply(ctx.config.workspaces, a.user, Path(pw.pw_dir))
+        for line in moved:  # what the team planted where datathon writes: kept, renamed, and said
+            log.warning("%s: %s", a.user, line)
+            ctx.console.print(f"  [yellow]{a.user}[/]: {line}")
 
     if entry is None:
         def create() -> None:
-            accounts.create_user(a, names.owner(ctx.state))
+            accounts.create_user(a, ctx.state)
             accounts.set_password(a.user, password)
             _record_password(ctx, a.user, accounts.password_fingerprint(a.user, password))
             finish(files, True)
 
         return [Change("unix user", a.user, "create", f"{a.kind} {a.name}: home {a.home} (0700), password, "
                                                       ".pgpass, example notebooks", run=create)]
-    if not accounts.is_ours(entry, names.owner(ctx.state)):
+    if not accounts.is_ours(entry, ctx.state):
         return [Change("unix user", a.user, "blocked",
-                       f"a Unix user {a.user} exists that datathon did not make for this event file (its comment "
-                       f"is {entry.pw_gecos!r}); rename the {a.kind}, or remove that user")]
-    out = []
+                       f"a Unix user {a.user} exists that datathon did not make for this event file (no record of "
+                       f"it in {ctx.state.state_file}); rename the {a.kind}, or remove that user")]
+    out: list[Change] = []
+    others: list[str] = []
     if recorded.get(a.user) != accounts.password_fingerprint(a.user, password):
         def repass() -> None:
             accounts.set_password(a.user, password)
@@ -184,12 +196,19 @@ def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path 
             problems.append("home is readable by others")
     if not unix.group_exists(a.group) or entry.pw_gid != unix.group_gid(a.group):
         problems.append(f"primary group is not {a.group}")
-    if stale or link or problems:
-        what = [f.path for f in stale] + (["~/datasets"] if link else []) + problems
+    if entry.pw_gecos != names.MARK.format(owner=names.owner(ctx.state)):
+        problems.append(f"comment changed to {entry.pw_gecos!r}")  # chfn: harmless, the record decides; put back
+    if tmp := sandbox.tmpdir_problem(ctx.state, a.user, entry.pw_uid):
+        others.append(tmp)
+    if not [m for m in record.made(ctx.state) if m.user == a.user and m.uid == entry.pw_uid]:
+        others.append("record of the user incomplete")  # useradd was interrupted: recorded now
+    if stale or link or problems or others:
+        what = [home.describe(a, f) for f in stale] + (["~/datasets"] if link else []) + problems + others
 
         def repair() -> None:
             if problems:
-                accounts.repair_user(a)
+                accounts.repair_user(a, ctx.state)
+            record.created(ctx.state, a.user, entry.pw_uid)
             finish(stale, link)
 
         out.append(Change("unix user", f"{a.user} home", "update", "; ".join(what), run=repair))
@@ -209,12 +228,20 @@ def _hub_changes(hub: Hub, accts: list[Account], user_env: dict[str, dict[str, s
         out.append(Change("hub", "configuration", "update" if hub.config_file.exists() else "create",
                           f"{', '.join(p.name for p in stale)} from the event file",
                           run=lambda: hub.write(accts, user_env)))
-    running = hub.is_running()
-    if not running:
-        out.append(Change("hub", hub.public_url, "start", "JupyterHub is not running", run=hub.start))
+    hub_up, proxy_up = hub.is_running(), hub.proxy_current()
+    if not hub_up:
+        why = "JupyterHub is not running" + (" (its proxy holds the public port)" if proxy_up else "")
+        out.append(Change("hub", hub.public_url, "start", why, run=hub.start))
+    elif not proxy_up:
+        def restart_all() -> None:
+            hub.stop()
+            hub.start()
+
+        out.append(Change("hub", hub.public_url, "restart", "its proxy is not running as configured (team servers "
+                                                            "keep running)", run=restart_all))
     elif stale or hub.config_digest_running() != hub.config_digest():
         def restart() -> None:
-            hub.stop()
+            hub.stop_hub()  # the proxy keeps the public port and the routes to team servers
             hub.start()
 
         out.append(Change("hub", hub.public_url, "restart", "its configuration changed (team servers keep running)",

@@ -3,7 +3,9 @@ process is the one it means (root-owned, the expected command) and that it is th
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 from pathlib import Path
 
 from datathon.database.cluster import process_alive
@@ -46,8 +48,22 @@ def root_processes_with_env(entry: bytes) -> list[int]:
     return sorted(found)
 
 
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes in LISTEN state on `port`, any address."""
+def _address(hexaddr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp{,6} writes it: hex, each 32-bit word in the host's byte order."""
+    raw = bytes.fromhex(hexaddr)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(raw)
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
+def listening_inodes(port: int, host: str | None = None) -> set[str]:
+    """Socket inodes in LISTEN state on `port`. With `host`, only those that would take a connection to
+    host:port (bound to it or to every address): a listener on another address of this machine (127.0.0.2, say)
+    takes nothing meant for the hub, and must not make datathon stop it."""
+    target = ipaddress.ip_address(host) if host else None
+    if target is not None and target.is_unspecified:
+        target = None  # a listener on every address: any listener on the port competes with it
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -56,22 +72,72 @@ def listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             f = line.split()
-            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f[9])
+            addr, _, hexport = f[1].rpartition(":")
+            if f[3] != "0A" or int(hexport, 16) != port:
+                continue
+            if target is not None:
+                ip = _address(addr)
+                if not (ip.is_unspecified or ip == target):
+                    continue
+            inodes.add(f[9])
     return inodes
 
 
-def holds_port(pid: int, port: int) -> bool:
-    """True when every listening socket on `port` belongs to `pid` (nobody else squats on it)."""
-    wanted = {f"socket:[{i}]" for i in listening_inodes(port)}
+def holds_port(pid: int, port: int, host: str | None = None) -> bool:
+    """True when every listening socket on `port` (that would take a connection to `host`) belongs to `pid`:
+    nobody else squats on it."""
+    wanted = {f"socket:[{i}]" for i in listening_inodes(port, host)}
     if not wanted:
         return False
     try:
-        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
+    held = set()
+    for fd in fds:
+        try:
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue  # closed meanwhile
     return wanted <= held
 
 
-def port_in_use(port: int) -> bool:
-    return bool(listening_inodes(port))
+def port_in_use(port: int, host: str | None = None) -> bool:
+    return bool(listening_inodes(port, host))
+
+
+def _owner(pid: int) -> str:
+    import pwd
+
+    try:
+        uid = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return "an unknown user"
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def port_holders(port: int, host: str | None = None) -> list[str]:
+    """Who listens on `port`, in words: "pid 123 (python3) of user demo_sepsis (uid 1001)", from /proc (the
+    listening socket's inode, found among every process's open files)."""
+    wanted = {f"socket:[{i}]" for i in listening_inodes(port, host)}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or not wanted:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") in wanted:
+                    comm = Path(f"/proc/{name}/comm").read_text().strip()
+                    found.append(f"pid {name} ({comm}) of {_owner(int(name))}")
+                    break
+            except OSError:
+                continue
+    return found or (["a process this machine does not show (another network namespace?)"] if wanted else [])
