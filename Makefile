@@ -51,6 +51,7 @@ bench-restore: setup
 	$(PY) benchmarks/restore.py
 
 test: setup
+	$(VENV)/bin/lint-imports --no-cache   # the architecture (pyproject.toml): a sideways import fails here
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -26,8 +26,8 @@ from _common import free_port  # noqa: E402
 from datathon.commands.down import run_down  # noqa: E402
 from datathon.commands.up import run_up  # noqa: E402
 from datathon.config import load_config  # noqa: E402
-from datathon.providers.base import Context  # noqa: E402
-from datathon.state import StateStore  # noqa: E402
+from datathon.core.context import Context
+from datathon.core.state import StateStore  # noqa: E402
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 WORK = Path("/var/tmp/datathon-bench-dumps")

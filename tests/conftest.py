@@ -14,9 +14,9 @@ from rich.console import Console
 from datathon.commands.down import run_down
 from datathon.commands.up import run_up
 from datathon.config import load_config
+from datathon.core.context import Context
+from datathon.core.state import StateStore
 from datathon.providers import get_provider
-from datathon.providers.base import Context
-from datathon.state import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SQL = REPO / "examples" / "demo-data.sql"
@@ -100,9 +100,9 @@ class Event:
 
     def _close_workspaces(self) -> None:
         """After a failed down: no hub, no Unix user of this event may outlive the test."""
-        from datathon import unix
+        from datathon.core import unix
         from datathon.workspaces import accounts, names
-        from datathon.workspaces.plan import hub_for
+        from datathon.workspaces.hub import hub_for
 
         if self.ctx.config.workspaces is not None:
             hub_for(self.ctx).stop()

@@ -17,9 +17,8 @@ import yaml
 
 from conftest import Event, event_data, free_port
 from datathon.check.runner import run_check
-from datathon.commands.up import run_up
+from datathon.commands.up import plan_event, run_up
 from datathon.dumps.reader import Copy, Meta, read_items
-from datathon.engine import full_plan
 from datathon.errors import ProvisionError
 
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -193,7 +192,7 @@ def test_a_truncated_dump_is_named_as_such():
 @pytest.mark.parametrize("fmt", ["plain", "gzip", "custom", "directory"])
 def test_each_format_restores_through_up_and_every_team_reads_every_table_and_view(dump_event, dumps, fmt):
     ev = dump_event(f"d19{fmt[:3]}", dumps[fmt])
-    plan = full_plan(ev.ctx, ev.server)
+    plan = plan_event(ev.ctx)
     reason = next(c.reason for c in plan.changes if c.component == "source" and "pg_dump" in c.target)
     assert "4 tables" in reason, reason  # patient, vitals and its two partitions
     run_up(ev.ctx, yes=True)

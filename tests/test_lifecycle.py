@@ -15,9 +15,8 @@ import pytest
 from conftest import event_yaml, free_port
 from datathon import apply as apply_mod
 from datathon.commands.down import run_down
-from datathon.commands.up import run_up
+from datathon.commands.up import plan_event, run_up
 from datathon.database.cluster import process_alive
-from datathon.engine import full_plan
 from datathon.errors import Aborted, ProvisionError
 
 TWO = [{"name": "alpha"}, {"name": "beta"}]
@@ -97,7 +96,7 @@ def test_an_interrupted_up_is_finished_by_the_next(make_event, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ev.up()
     monkeypatch.setattr(apply_mod, "run_change", real)
-    assert full_plan(ev.ctx, ev.server).pending  # work is left
+    assert plan_event(ev.ctx).pending  # work is left
     result = ev.up()
     assert result.applied > 0
     assert ev.up().applied == 0
@@ -134,7 +133,7 @@ def test_a_lost_secret_file_resets_that_password(make_event):
     ev.up()
     old = ev.password("lost_alpha")
     ev.ctx.state.secret_path("lost_alpha").unlink()
-    plan = full_plan(ev.ctx, ev.server)
+    plan = plan_event(ev.ctx)
     assert [c.reason for c in plan.pending] == ["password reset: its secret file is missing"]
     ev.up()
     assert ev.password("lost_alpha") != old
@@ -183,7 +182,7 @@ def test_stopped_cluster_is_started_by_up(make_event):
     ev.up()
     ev.server._stop()
     assert not ev.server.running()
-    plan = full_plan(ev.ctx, ev.server)
+    plan = plan_event(ev.ctx)
     assert [c.action for c in plan.pending] == ["start"]
     ev.up()
     with login(ev, "alpha") as c:
@@ -226,8 +225,8 @@ def test_down_asks_before_deleting(make_event, monkeypatch):
 
 
 def test_handout_snippets_connect_when_pasted(make_event):
+    from datathon.database.handout import database_section
     from datathon.database.tenancy import wanted_logins
-    from datathon.handouts.database import database_section
 
     ev = make_event(event="snip", teams=TWO)
     ev.up()

@@ -136,7 +136,7 @@ def test_limits_a_team_lifts_show_in_status_and_up_restores_them(attacked):
     with connect(ev, "mti_gamma") as gamma:  # a new session: the lifted limits apply
         assert gamma.execute("SHOW statement_timeout").fetchone() == ("0",)
     st = run_status(ev.ctx)
-    [row] = [x for x in st.logins if x.name == "gamma"]
+    [row] = [x for x in st.tables["logins"] if x.name == "gamma"]
     assert sorted(row.drift) == ["statement_timeout in mtidb", "work_mem"]
     assert not st.healthy
     limits = next(c for c in st.components if c.name == "per-team limits")
@@ -158,7 +158,7 @@ def test_status_shows_each_teams_size_and_check_flags_a_team_over_its_quota(make
     with connect(ev, "mtq_alpha") as alpha:
         alpha.execute("CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
     st = run_status(ev.ctx)
-    sizes = {x.name: x for x in st.logins if x.kind == "team"}
+    sizes = {x.name: x for x in st.tables["logins"] if x.kind == "team"}
     assert sizes["alpha"].schema_bytes > 2**20 and sizes["alpha"].over_quota
     assert sizes["beta"].schema_bytes == 0 and not sizes["beta"].over_quota
     assert sizes["alpha"].temp_bytes == 0  # visible to the managed cluster's superuser; none held now
@@ -167,7 +167,7 @@ def test_status_shows_each_teams_size_and_check_flags_a_team_over_its_quota(make
         beta.execute("SET work_mem = '64kB'")
         beta.execute("DECLARE c CURSOR WITH HOLD FOR SELECT g, repeat('y', 100) FROM generate_series(1, 100000) g")
         beta.commit()
-        held = {x.name: x.temp_bytes for x in run_status(ev.ctx).logins}
+        held = {x.name: x.temp_bytes for x in run_status(ev.ctx).tables["logins"]}
     assert held["beta"] > 5 * 2**20 and held["alpha"] == 0
     quota = next(c for c in st.components if c.name == "team disk quota")
     assert quota.state == "exceeded" and "alpha" in quota.detail and not st.healthy

@@ -24,10 +24,10 @@ from moto_server import CREDENTIALS, moto_server
 from policy_eval import decide
 
 from conftest import make_context
-from datathon import unix
+from datathon.core import unix
+from datathon.core.context import Context
+from datathon.core.state import StateStore
 from datathon.errors import ProvisionError
-from datathon.providers.base import Context
-from datathon.state import StateStore
 from datathon.storage import get_store
 from datathon.storage.manifest import manifest_key
 from datathon.storage.policies import Policies, bucket_policy, read_policy, read_policy_name
@@ -364,7 +364,7 @@ def test_a_bucket_not_tagged_for_the_event_is_neither_adopted_nor_deleted(aws, d
 def _local_context(folder: Path, dataset: Path) -> Context:
     """A local store where teams could reach it (a pytest folder is 0700, which the store's plan refuses):
     /var/lib/datathon/pytest-<event>/store, removed by the test. `folder` gets a link `store` to it."""
-    from datathon.state import SYSTEM_ROOT
+    from datathon.core.state import SYSTEM_ROOT
 
     event = unique("lt")
     base = SYSTEM_ROOT / f"pytest-{event}"
@@ -513,22 +513,21 @@ def test_cli_push_verify_pull_on_the_local_backend(tmp_path, small_dataset):
 
 
 def test_handouts_name_the_location_and_the_exact_pull_command(tmp_path, small_dataset):
-    from datathon.database.server import Endpoint
-    from datathon.database.tenancy import wanted_logins
-    from datathon.handouts.storage import storage_section
+    from datathon.core.roster import people
+    from datathon.storage.handout import storage_section
 
     text = event_text("hand", {"backend": "s3", "bucket": "sg-imaging", "prefix": "v1", "region": "eu-west-2",
                                "endpoint_url": "http://minio:9000",
                                "datasets": [{"name": "mimic-cxr-jpg", "path": str(small_dataset)}]})
     ctx = make_context(tmp_path, text)
-    login = wanted_logins(ctx.config)[0]
-    section = storage_section(ctx.config, login, Endpoint("h", 1, "require"), "pw")
+    member = people(ctx.config)[0]
+    section = storage_section(ctx.config, member)
     code = section.snippets[0].code
     assert ("datathon data pull mimic-cxr-jpg --from s3://sg-imaging/v1/ --region eu-west-2 "
             "--endpoint-url http://minio:9000 --to ~/data/mimic-cxr-jpg --prefix files/p10/") in code
     assert {i.label: i.value for i in section.items}["Imaging data (read-only)"] == "s3://sg-imaging/v1/"
     local = make_context(tmp_path, event_text("hand", {"datasets": [{"name": "cxr", "path": str(small_dataset)}]}))
     where = str(StateStore(tmp_path, "hand").system_dir("-datasets"))
-    section = storage_section(local.config, login, Endpoint("h", 1, "require"), "pw")
+    section = storage_section(local.config, member)
     assert f"datathon data pull cxr --from {where} --to ~/data/cxr" in section.snippets[0].code
 

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from datathon import unix
 from datathon.commands.down import run_down
 from datathon.commands.status import run_status
+from datathon.core import unix
 
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")]

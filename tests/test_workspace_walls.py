@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workspaces import ws_yaml
 
 from conftest import DEMO_SQL, Event
 from datathon.check.runner import run_check
 from datathon.commands.status import run_status
+from datathon.core import procs
 from datathon.errors import ProvisionError
-from datathon.workspaces import accounts, procs, record, remnants, sandbox
+from datathon.workspaces import accounts, record, remnants, sandbox
 from datathon.workspaces.client import BrowserSession, KernelClient
-from datathon.workspaces.plan import hub_for, plan_workspaces
-from test_workspaces import ws_yaml
+from datathon.workspaces.hub import hub_for
+from datathon.workspaces.plan import plan_workspaces
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
 
@@ -392,7 +394,7 @@ def test_port_holders_names_the_process_and_its_user():
 def test_users_of_an_event_from_before_the_record_are_taken_in_once(tmp_path):
     """No record yet (an event brought up by an older datathon): its users are known by the GECOS mark, and the
     first write of the record keeps them; after that the mark alone adopts nobody."""
-    from datathon.state import StateStore
+    from datathon.core.state import StateStore
 
     state = StateStore(tmp_path, "w11m")
     useradd, userdel = (shutil.which(t, path="/usr/sbin:/sbin") for t in ("useradd", "userdel"))

@@ -21,14 +21,14 @@ import pytest
 import yaml
 
 from conftest import DEMO_SQL, Event, event_data, free_port
-from datathon import unix
 from datathon.check.runner import run_check
 from datathon.config import load_config
+from datathon.core import procs, unix
 from datathon.errors import ConfigError, ProvisionError
-from datathon.workspaces import accounts, gpus, procs
+from datathon.workspaces import accounts, gpus
 from datathon.workspaces.client import BrowserSession, KernelClient
-from datathon.workspaces.hub import hub_processes, service_marker
-from datathon.workspaces.plan import hub_for, plan_workspaces
+from datathon.workspaces.hub import hub_for, hub_processes, service_marker
+from datathon.workspaces.plan import plan_workspaces
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
 
@@ -291,7 +291,7 @@ def test_status_shows_the_hub_each_server_and_honest_limits(hub_event):
     assert comps["JupyterHub"].state == "running"
     assert comps["per-team memory/CPU limits"].state == "not enforced"
     assert "memory 2G" in comps["per-team memory/CPU limits"].detail
-    assert {s.user: s.server for s in st.servers} == {"wst_alpha": "stopped", "wst_beta": "stopped",
+    assert {s.user: s.server for s in st.tables["workspaces"]} == {"wst_alpha": "stopped", "wst_beta": "stopped",
                                                       "wst_mentor_ana": "stopped"}
     handout = (hub_event.ctx.state.handouts_dir / "team-alpha.md").read_text()
     assert hub_for(hub_event.ctx).public_url in handout and "wst_alpha" in handout
@@ -448,7 +448,7 @@ def test_a_fifo_or_a_link_planted_in_a_home_neither_hangs_nor_misleads_up(hub_ev
 
 def test_no_token_goes_to_a_port_the_hub_proxy_does_not_hold(tmp_path):
     """Any local user may bind the hub's port while the hub is down: datathon then sends nothing to it."""
-    from datathon.state import StateStore
+    from datathon.core.state import StateStore
     from datathon.workspaces.environment import TeamEnvironment
     from datathon.workspaces.hub import Hub, HubApiError
 

@@ -8,19 +8,22 @@ import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from datathon.core.plan import Change
 from datathon.database.server import DatabaseServer
 from datathon.errors import ProvisionError
-from datathon.plan import Change
 
 
 class _Connections:
     """One admin connection per database, opened when first needed."""
 
-    def __init__(self, server: DatabaseServer) -> None:
+    def __init__(self, server: DatabaseServer | None) -> None:
         self.server = server
         self.open: dict[str | None, psycopg.Connection] = {}
 
     def get(self, dbname: str | None) -> psycopg.Connection:
+        if self.server is None:  # a part without a database server planned SQL: a bug, not the organizer's doing
+            raise ProvisionError("a change has SQL statements but its part has no database server",
+                                 hint="report this as a bug in datathon")
         if dbname not in self.open:
             self.open[dbname] = self.server.connect(dbname, autocommit=True)
         return self.open[dbname]
@@ -51,7 +54,8 @@ def run_change(change: Change, conns: _Connections) -> None:
         ) from exc
 
 
-def apply_changes(changes: Iterable[Change], server: DatabaseServer, console: Console, *, label: str) -> int:
+def apply_changes(changes: Iterable[Change], server: DatabaseServer | None, console: Console, *,
+                  label: str) -> int:
     """Apply the mutating changes; returns how many ran. Stops at the first failure (already-applied
     changes stay: every change is complete on its own, and the next run plans only what is left)."""
     todo = [c for c in changes if c.mutating]

@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from datathon.config import DEFAULT_CONFIG, load_config
+from datathon.core.context import Context
+from datathon.core.state import StateStore
 from datathon.errors import DatathonError
-from datathon.providers.base import Context
-from datathon.state import StateStore
 
 app = typer.Typer(
     help="Stand up, check, run and tear down the computing environment of a clinical-data datathon.",
@@ -138,12 +138,11 @@ def plan(
     drop_team_data: Annotated[bool, typer.Option(help="plan dropping schemas of removed teams")] = False,
 ) -> None:
     """Show what `up` would change, touching nothing."""
-    from datathon.engine import full_plan
-    from datathon.providers import get_provider
+    from datathon.commands.up import plan_event
     from datathon.ui import print_plan
 
     ctx = _context(config)
-    p = full_plan(ctx, get_provider(ctx).database_server(), drop_team_data=drop_team_data)
+    p = plan_event(ctx, drop_team_data=drop_team_data)
     if json_out:
         console.print_json(data={"changes": [c.as_dict() for c in p.changes], "notes": p.notes,
                                  "pending": len(p.pending)})
@@ -174,24 +173,27 @@ def up(
 
 def _print_where(ctx: Context, result) -> None:
     from datathon.commands.status import run_status
+    from datathon.providers import get_provider
     from datathon.ui import status_table
 
     st = run_status(ctx)
     console.print(status_table(st.components))
-    if st.logins:
+    logins = st.tables.get("logins", [])
+    if logins:
         table = Table(title="Logins", title_justify="left")
         for col in ("kind", "name", "database user", "schemas", "handout"):
             table.add_column(col)
         files = {f.name: f.html.name for f in result.handouts}
-        for login in st.logins:
+        for login in logins:
             table.add_row(login.kind, login.name, login.role, login.schemas, files.get(login.name, ""))
         console.print(table)
     folder = ctx.state.handouts_dir
     console.print(f"Handouts (0600, they hold passwords): {folder}/\nRoster for the organizers: {result.roster}",
                   soft_wrap=True)
-    first = next((x for x in st.logins if x.kind == "team"), None)
-    if first:
-        ep, sheet = result.endpoint, folder / f"team-{first.name}.md"
+    first = next((x for x in logins if x.kind == "team"), None)
+    server = get_provider(ctx).database_server()
+    if first and server is not None:
+        ep, sheet = server.endpoint(), folder / f"team-{first.name}.md"
         console.print(f"Try it: psql \"host={ep.host} port={ep.port} dbname={ctx.config.databases[0].name} "
                       f"user={first.role} sslmode={ep.sslmode}\"  (the password is in {sheet})",
                       highlight=False, soft_wrap=True)
@@ -223,12 +225,12 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
         console.print_json(data=st.as_dict())
     else:
         console.print(status_table(st.components))
-        if st.logins:
+        if st.tables.get("logins"):
             table = Table(title="Logins", title_justify="left")
             for col in ("kind", "name", "database user", "exists", "schemas", "connections", "schema size",
                         "temp files", "limits"):
                 table.add_column(col)
-            for x in st.logins:
+            for x in st.tables["logins"]:
                 size = "-" if x.schema_bytes is None else _bytes(x.schema_bytes) + (" [red]over quota[/]"
                                                                                    if x.over_quota else "")
                 temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
@@ -236,11 +238,11 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                 table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
-        if st.servers:
+        if st.tables.get("workspaces"):
             table = Table(title="Workspaces", title_justify="left")
             for col in ("kind", "user", "Unix user", "server", "last activity"):
                 table.add_column(col)
-            for w in st.servers:
+            for w in st.tables["workspaces"]:
                 table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, w.last_activity)
             console.print(table)
     if not st.healthy:
@@ -258,17 +260,17 @@ def handouts(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> N
     ctx = _context(config)
     if not ctx.state.exists():
         raise StateError(f"event {ctx.config.event!r} has not been brought up yet", hint="run `datathon up` first")
-    files, roster = build_handouts(ctx, get_provider(ctx).database_server().endpoint())
+    files, roster = build_handouts(ctx, get_provider(ctx).parts())
     if json_out:
         console.print_json(data={"roster": str(roster), "handouts": [
             {"kind": f.kind, "name": f.name, "html": str(f.html), "markdown": str(f.markdown),
-             "pgadmin": str(f.pgadmin)} for f in files]})
+             **{k: str(v) for k, v in f.extra.items()}} for f in files]})
         return
     table = Table(title=f"Handouts in {ctx.state.handouts_dir} (0600: they hold passwords)", title_justify="left")
-    for col in ("kind", "name", "html", "markdown", "pgAdmin"):
+    for col in ("kind", "name", "html", "markdown", "other files"):
         table.add_column(col)
     for f in files:
-        table.add_row(f.kind, f.name, f.html.name, f.markdown.name, f.pgadmin.name)
+        table.add_row(f.kind, f.name, f.html.name, f.markdown.name, ", ".join(p.name for p in f.extra.values()))
     console.print(table)
     console.print(f"Roster: {roster}")
 

@@ -1,89 +1,171 @@
-"""Observe -> plan -> apply for a whole event. The commands are thin layers over these functions."""
+"""The engine: every verb is a loop over the provider's parts (observe -> plan -> apply, status, teardown).
+
+It returns plans and results and never asks or prints: the caller approves (a CLI prompt, a dashboard button)
+through a callback, and watches progress through the console it passed in. Nothing here knows which parts
+exist or which provider made them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from datathon.database.facts import Facts, observe, scram_matches
-from datathon.database.server import DatabaseServer
-from datathon.database.sources import plan_sources
-from datathon.database.tenancy import plan_tenancy, wanted_logins
-from datathon.plan import Change, Plan
-from datathon.providers.base import Context
-from datathon.storage.sync import plan_storage
+from datathon.apply import apply_changes
+from datathon.core.context import Context
+from datathon.core.part import Part, PartStatus
+from datathon.core.plan import Change, Plan
+from datathon.core.status import ComponentStatus
+from datathon.errors import Aborted, ProvisionError
 
-
-def stored_secrets(ctx: Context) -> set[str]:
-    return {login.role for login in wanted_logins(ctx.config) if ctx.state.secret_path(login.role).exists()}
+Approve = Callable[[list[Change], str], bool]  # (changes, question) -> approved?
 
 
-def secret_for(ctx: Context):
-    def get(role: str) -> str:
-        return ctx.state.secret(role)  # generated and stored 0600 on first use, before the role is made
-
-    return get
-
-
-def password_changed(ctx: Context):
-    """Reads the stored secret (never creates one) and compares it with the server's verifier."""
-    def changed(role: str, verifier: str) -> bool:
-        secret = ctx.state.secret(role, create=False)
-        return secret is not None and not scram_matches(verifier, secret)
-
-    return changed
-
-
-def data_plan(ctx: Context, facts: Facts, *, drop_team_data: bool = False,
-              server: DatabaseServer | None = None) -> list[Change]:
-    """Tenancy and shared data, from observed facts. With a server, bulk sources get their loaders."""
-    changes = plan_tenancy(ctx.config, facts, secret_for=secret_for(ctx), stored_secrets=stored_secrets(ctx),
-                           drop_team_data=drop_team_data, password_changed=password_changed(ctx))
-    bulk = describe = None
-    if server is not None:
-        from datathon.datasets.run import bulk_factory, describe_source
-
-        bulk = bulk_factory(ctx, server)
-        describe = describe_source(server)
-    return changes + plan_sources(ctx.config, facts, ctx.loaded.base_dir, bulk, describe)
+@dataclass
+class PartPlan:
+    part: Part
+    facts: Any
+    changes: list[Change]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class EventPlan(Plan):
-    """A whole event's plan: the server's part, then the data part (None when it could not be observed)."""
+    """A whole event's plan: each part's changes, in the order the parts are made."""
 
-    infra: list[Change] = field(default_factory=list)
-    storage: list[Change] = field(default_factory=list)  # imaging store and dataset pushes
-    data: list[Change] | None = None
-    observed: bool = False  # the data part was planned from the server's real facts
-    workspaces: list[Change] = field(default_factory=list)
+    parts: list[PartPlan] = field(default_factory=list)
+
+    def of(self, name: str) -> list[Change]:
+        return next((p.changes for p in self.parts if p.part.name == name), [])
 
     @property
-    def blocked_infra(self) -> list[Change]:
+    def stopping(self) -> list[Change]:
         """Blocked changes that stop `up` before it touches anything."""
-        return [c for c in self.infra + self.storage + self.workspaces if c.action == "blocked"]
+        return [c for p in self.parts if p.part.blocking for c in p.changes if c.action == "blocked"]
 
 
-def full_plan(ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> EventPlan:
-    """What `up` would do, touching nothing. For a server still to be made, the data part is planned as for
-    an empty server (exact for a new managed cluster); for a stopped one it cannot be observed yet."""
-    from datathon.workspaces.plan import plan_workspaces
+def ordered(parts: list[Part]) -> list[Part]:
+    """The parts with every one after those it names in `after` (the provider's order otherwise)."""
+    names = {p.name for p in parts}
+    unknown = sorted({d for p in parts for d in p.after} - names)
+    if unknown:  # a part that waits for one that is not there would wait forever
+        raise ProvisionError(f"parts wait for parts this provider does not have: {', '.join(unknown)}",
+                             hint="a provider bug: report it")
+    out: list[Part] = []
+    todo = list(parts)
+    while todo:
+        ready = next((p for p in todo if all(d in {x.name for x in out} for d in p.after)), None)
+        if ready is None:
+            raise ProvisionError(f"parts wait for each other: {', '.join(p.name for p in todo)}",
+                                 hint="a provider bug: report it")
+        out.append(ready)
+        todo.remove(ready)
+    return out
 
-    infra = server.plan()
-    plan = EventPlan(changes=list(infra), infra=infra)
-    plan.storage = plan_storage(ctx)
-    plan.extend(plan.storage)
-    plan.workspaces = plan_workspaces(ctx, server.endpoint())
-    if server.is_reachable():
-        facts = observe(server, ctx.config)
-        plan.observed = True
-    elif server.exists():
-        plan.notes.append("the database server is not running: roles and schemas are checked once `up` starts it")
-        plan.extend(plan.workspaces)
-        return plan
-    else:
-        facts = Facts(admin="datathon", admin_superuser=True)
-        plan.notes.append("the database server does not exist yet: roles and schemas are planned as for an empty one")
-    plan.data = data_plan(ctx, facts, drop_team_data=drop_team_data, server=server)
-    plan.extend(plan.data)
-    plan.extend(plan.workspaces)
+
+def _plan_part(part: Part) -> PartPlan:
+    facts = part.observe()
+    return PartPlan(part, facts, part.plan(facts), part.notes(facts))
+
+
+def plan_up(parts: list[Part]) -> EventPlan:
+    """What `up` would do, touching nothing."""
+    plan = EventPlan()
+    for part in ordered(parts):
+        pp = _plan_part(part)
+        plan.parts.append(pp)
+        plan.extend(pp.changes)
+        plan.notes += pp.notes
     return plan
+
+
+def _shown(changes: list[Change]) -> set[tuple[str, str, str]]:
+    return {(str(c.component), c.target, c.action) for c in changes}
+
+
+def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, EventPlan]:
+    """Apply an approved plan, part by part. A part whose predecessors changed something is planned again from
+    fresh facts first; a deletion that the approved plan did not show is put to `approve` again. Returns the
+    number of changes run and the plan as it was run."""
+    if plan.stopping:
+        first = plan.stopping[0]
+        raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
+                             hint="nothing was changed; fix this and run `datathon up` again")
+    approved = _shown(plan.destructive)
+    applied = 0
+    changed: set[str] = set()
+    ran = EventPlan(notes=list(plan.notes))
+    for pp in plan.parts:
+        part = pp.part
+        if any(d in changed for d in part.after) or (pp.notes and not pp.changes):
+            pp = _plan_part(part)
+            stopping = [c for c in pp.changes if c.action == "blocked"] if part.blocking else []
+            if stopping:
+                raise ProvisionError(f"{stopping[0].component} {stopping[0].target}: {stopping[0].reason}",
+                                     hint=f"fix this and run `datathon up` again (the parts before {part.name} "
+                                          "are done)")
+            new = [c for c in pp.changes if c.destructive and (str(c.component), c.target, c.action) not in approved]
+            if new and not approve(new, f"Remove the {len(new)} {part.name} resource(s) listed above?"):
+                raise Aborted("declined; the parts before this one are done, nothing of it was changed")
+        n = apply_changes(pp.changes, part.sql(), ctx.console, label=part.name)
+        if n and part.settles:  # what its own changes made needs more of it (grants on loaded tables)
+            again = [c for c in part.plan(part.observe()) if c.mutating and not c.destructive]
+            n += apply_changes(again, part.sql(), ctx.console, label=f"{part.name}: settle")
+        if n:
+            changed.add(part.name)
+        applied += n
+        ran.parts.append(pp)
+        ran.extend(pp.changes)
+    return applied, ran
+
+
+# -- down ------------------------------------------------------------------------------------------------------
+
+def plan_down(parts: list[Part]) -> EventPlan:
+    """Teardown in the reverse order of making: what a part is built on goes last."""
+    plan = EventPlan()
+    for part in reversed(ordered(parts)):
+        facts = part.observe()
+        pp = PartPlan(part, facts, part.teardown(facts))
+        plan.parts.append(pp)
+        plan.extend(pp.changes)
+    return plan
+
+
+def apply_down(ctx: Context, plan: EventPlan) -> tuple[int, list[str], list[tuple[str, str]]]:
+    """Run the teardown, part by part; then every part proves it is gone. Returns (changes run, what is left,
+    proof lines)."""
+    removed = sum(apply_changes(pp.changes, pp.part.sql(), ctx.console, label=f"removing {pp.part.name}")
+                  for pp in plan.parts)
+    left = [x for pp in plan.parts for x in pp.part.leftovers()]
+    proof = [line for pp in plan.parts for line in pp.part.gone()]
+    return removed, left, proof
+
+
+# -- status ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class EventStatus:
+    event: str
+    components: list[ComponentStatus] = field(default_factory=list)
+    tables: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.healthy for c in self.components) and all(
+            getattr(row, "healthy", True) for rows in self.tables.values() for row in rows)
+
+    def as_dict(self) -> dict:
+        return {"event": self.event, "healthy": self.healthy,
+                "components": [c.as_dict() for c in self.components],
+                **{name: [r.as_dict() for r in rows] for name, rows in self.tables.items()}}
+
+
+def event_status(event: str, parts: list[Part]) -> EventStatus:
+    result = EventStatus(event)
+    for part in ordered(parts):
+        st: PartStatus = part.status(part.observe())
+        result.components += st.components
+        for name, rows in st.tables.items():
+            result.tables.setdefault(name, []).extend(rows)
+    return result

@@ -8,8 +8,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from datathon.database.server import ComponentStatus
-from datathon.plan import Plan
+from datathon.core.plan import Plan
+from datathon.core.status import ComponentStatus
 
 ACTION_STYLE = {
     "create": "green", "load": "green", "start": "green", "update": "yellow", "restart": "yellow",

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from datathon.check.model import ProbeFailed, ProbeSkipped, probe
 from datathon.check.session import Credentials, Session, _error
-from datathon.database import roles
+from datathon.core import roster as roles
 from datathon.database.tenancy import role_settings
 
 I = sql.Identifier  # noqa: E741  (short, and only ever an identifier)

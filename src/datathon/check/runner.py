@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import datathon.check.database_probes  # noqa: F401  (registers the database probes)
-import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
 import datathon.check.workspace_guard_probes  # noqa: F401  (and those of the machine's walls between teams)
+import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
+from datathon.core.context import Context
 from datathon.database.tenancy import Login, wanted_logins
 from datathon.errors import DatathonError, StateError
 from datathon.providers import get_provider
-from datathon.providers.base import Context
 
 MAX_PARALLEL_TEAMS = 8
 
@@ -87,10 +87,10 @@ def _environment(ctx: Context) -> Environment:
     for x in wanted_logins(ctx.config):
         if x.kind == "mentor_team":
             mentor_logins.setdefault(x.team, []).append(Credentials(x, _password(ctx, x)))
-    env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.owns_server,
+    env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.traits.controls_hba,
                       shared_tables=shared, mentor_logins=mentor_logins)
     if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
-        from datathon.workspaces.plan import datasets_folder, hub_for
+        from datathon.workspaces.hub import datasets_folder, hub_for
 
         env.hub, env.datasets = hub_for(ctx), datasets_folder(ctx)
     return env

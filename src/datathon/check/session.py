@@ -10,7 +10,7 @@ from psycopg import sql
 
 from datathon.check.model import Evidence, ProbeFailed
 from datathon.config import EventConfig
-from datathon.database.server import Endpoint
+from datathon.core.endpoint import Endpoint
 from datathon.database.tenancy import Login
 
 INSUFFICIENT_PRIVILEGE = "42501"

@@ -10,7 +10,8 @@ import pwd
 from datathon.check.model import ProbeFailed, ProbeSkipped, probe
 from datathon.check.session import Session
 from datathon.check.workspace_probes import _run, _workspace
-from datathon.workspaces import procs, record, sandbox
+from datathon.core import procs
+from datathon.workspaces import record, sandbox
 
 
 def _hub(s: Session):
@@ -28,8 +29,8 @@ def hub_ports(s: Session) -> None:
     wrong = []
     from datathon.workspaces.hub import LOOPBACK, local_host
 
-    for port, pid, what, host in ((public, proxy, "proxy", local_host(hub.ws)), (api_port, proxy, "proxy API", LOOPBACK),
-                                  (hub_port, main, "hub", LOOPBACK)):
+    for port, pid, what, host in ((public, proxy, "proxy", local_host(hub.ws)),
+                                  (api_port, proxy, "proxy API", LOOPBACK), (hub_port, main, "hub", LOOPBACK)):
         held = pid is not None and procs.holds_port(pid, port, host)
         who = procs.port_holders(port, host)
         s.note(f"who listens on port {port} ({what})", ", ".join(who) or "nobody")

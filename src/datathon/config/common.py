@@ -47,3 +47,13 @@ def existing_path(v: Path, info: ValidationInfo, *, what: str, folder: bool | No
     if not ok:
         raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
     return path.resolve()
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600, "d": 86400, "": 1}
+
+
+def duration_seconds(text: str) -> int:
+    m = re.match(r"^(\d+)\s*(us|ms|s|min|h|d)?$", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration")
+    return int(int(m.group(1)) * _UNITS[m.group(2) or ""])

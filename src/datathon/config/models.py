@@ -428,7 +428,7 @@ class EventConfig(Strict):
     def _check_role_names(self) -> None:
         """Every database role the event makes (a mentor gets one login per team) fits PostgreSQL's 63
         characters and is unique: a longer name would be cut short silently, and two could become one."""
-        from datathon.database import roles
+        from datathon.config import names as roles
 
         e = self.event
         made = [roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)]

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from datathon.config.common import Strict, existing_path
+from datathon.config.names import system_dir
 
 DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -163,9 +164,7 @@ class StorageConfig(Strict):
         """The local store's folder: `path` (relative to the event file), or /var/lib/datathon/<event>-<tag>-datasets"""
         if self.path is not None:
             return (self._base_dir / self.path).resolve()
-        from datathon.state import StateStore
-
-        return StateStore(self._base_dir, event).system_dir("-datasets")
+        return system_dir(self._base_dir, event, "-datasets")
 
     def location(self, event: str) -> str:
         """Where the datasets are, as `datathon data pull --from` takes it."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from datathon.config.common import DURATION_RE, Strict
+from datathon.config.common import DURATION_RE, Strict, duration_seconds
 
 PIP_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],]*\s*([<>=!~]=?\s*[A-Za-z0-9.*+!\-]+\s*,?\s*)*$")
 APT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(=[A-Za-z0-9.+:~\-]+)?$")
@@ -61,7 +61,8 @@ class Limits(Strict):
 class Workspaces(Strict):
     hub: bool = Field(default=True, description="run JupyterHub (false: teams get only the database)")
     listen: str = Field(default="127.0.0.1", description="address the hub listens on")
-    port: int = Field(default=8000, ge=1024, le=65000, description="the hub's public port (its proxy); the internal ones are privileged, on loopback")
+    port: int = Field(default=8000, ge=1024, le=65000,
+                      description="the hub's public port (its proxy); the internal ones are privileged, on loopback")
     public_url: str | None = Field(default=None, description="address teams open, for the handouts")
     insecure_http: bool = Field(default=False, description="allow plain HTTP beyond this machine (closed networks)")
     mentors_are_admins: bool = Field(default=False, description="mentors can open every team's server")
@@ -109,6 +110,4 @@ class Workspaces(Strict):
 
     @property
     def idle_seconds(self) -> int:
-        from datathon.workspaces.names import duration_seconds
-
         return duration_seconds(self.idle_timeout)

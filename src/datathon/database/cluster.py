@@ -14,20 +14,24 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import psycopg
 
-from datathon.database import roles
-from datathon.database.server import ComponentStatus, DatabaseServer, Endpoint
+from datathon.core import roster as roles
+from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
+from datathon.core.fsutil import write_owned
+from datathon.core.plan import Change
+from datathon.core.procs import process_alive
+from datathon.core.state import SYSTEM_ROOT
+from datathon.core.status import ComponentStatus
+from datathon.database.server import DatabaseServer, ServerTraits
 from datathon.database.tenancy import wanted_logins
 from datathon.database.tls import self_signed_certificate
 from datathon.errors import ConfigError, ProvisionError
-from datathon.fsutil import write_owned
-from datathon.plan import Change
-from datathon.providers.base import Context
-from datathon.state import SYSTEM_ROOT
 
 ADMIN_USER = "datathon"
 PG_CTL_TIMEOUT = 60  # seconds pg_ctl waits for start/stop
@@ -76,25 +80,30 @@ def find_bin_dir(configured: Path | None) -> Path:
     )
 
 
-def process_alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-
-
 def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the managed cluster looks like on disk and in the process table, read without changing anything."""
+
+    initialised: bool
+    tls_present: bool
+    settings_text: str | None  # datathon.conf as written
+    hba_text: str | None  # pg_hba.conf as written
+    pid: int | None
+    memory_bytes: int  # this machine's memory, which the settings are sized from
+    version: str  # the PostgreSQL major version of the server programs
+
+
+def _settings_of(text: str | None) -> dict[str, str]:
+    current: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            current[k.strip()] = v.strip()
+    return current
 
 
 class ManagedCluster(DatabaseServer):
@@ -171,7 +180,12 @@ class ManagedCluster(DatabaseServer):
     def running(self) -> bool:
         return self.pid() is not None
 
-    def desired_settings(self) -> dict[str, str]:
+    @property
+    def traits(self) -> ServerTraits:
+        return ServerTraits(removed_with_event=True, controls_hba=True, os_user=self.os_user,
+                            memory_bytes=machine_memory_bytes())
+
+    def desired_settings(self, memory_bytes: int | None = None) -> dict[str, str]:
         config = self.ctx.config
         limits = sum(login.policy.connection_limit for login in wanted_logins(config))
         settings = {
@@ -188,7 +202,8 @@ class ManagedCluster(DatabaseServer):
             "log_connections": "on",
             "log_disconnections": "on",
             "log_line_prefix": "'%m [%p] %q%u@%d %r '",
-            **sized_settings(memory_bytes=machine_memory_bytes(), max_connections=max(20, limits + 10)),
+            **sized_settings(memory_bytes=memory_bytes or machine_memory_bytes(),
+                             max_connections=max(20, limits + 10)),
         }
         for key, value in self.cfg.settings.items():
             if isinstance(value, bool):
@@ -196,9 +211,9 @@ class ManagedCluster(DatabaseServer):
             settings[key] = str(value) if isinstance(value, int | float) else _quote(str(value))
         return settings
 
-    def settings_text(self) -> str:
+    def settings_text(self, memory_bytes: int | None = None) -> str:
         lines = ["# Written by datathon from datathon.yaml; `datathon up` overwrites it."]
-        lines += [f"{k} = {v}" for k, v in self.desired_settings().items()]
+        lines += [f"{k} = {v}" for k, v in self.desired_settings(memory_bytes).items()]
         return "\n".join(lines) + "\n"
 
     def hba_text(self) -> str:
@@ -221,10 +236,17 @@ class ManagedCluster(DatabaseServer):
         except OSError:
             return None
 
-    # -- plan ------------------------------------------------------------------------------------
-    def plan(self) -> list[Change]:
-        where = f"PostgreSQL {self.bin_dir.parent.name} in {self.pgdata}"
-        if not self.initialised():
+    # -- observe / plan -----------------------------------------------------------------------------
+    def observe(self) -> ClusterFacts:
+        return ClusterFacts(
+            initialised=self.initialised(),
+            tls_present=self.ca_cert.exists() and (self.pgdata / "server.key").exists(),
+            settings_text=self._current("datathon.conf"), hba_text=self._current("pg_hba.conf"),
+            pid=self.pid(), memory_bytes=machine_memory_bytes(), version=self.bin_dir.parent.name)
+
+    def plan(self, facts: ClusterFacts) -> list[Change]:
+        where = f"PostgreSQL {facts.version} in {self.pgdata}"
+        if not facts.initialised:
             return [
                 Change("cluster", "managed cluster", "create", f"initdb {where}, TLS, scram-sha-256",
                        run=self._initdb),
@@ -234,30 +256,23 @@ class ManagedCluster(DatabaseServer):
                        f"listen on {','.join(self.cfg.listen_addresses)}:{self.cfg.port}", run=self._start),
             ]
         changes: list[Change] = []
-        if not self.ca_cert.exists() or not (self.pgdata / "server.key").exists():
+        if not facts.tls_present:
             changes.append(Change("cluster", "TLS certificate", "create", "certificate missing", run=self._write_tls))
-        changed = self._changed_settings()
-        if changed or self._current("pg_hba.conf") != self.hba_text():
+        desired = self.desired_settings(facts.memory_bytes)
+        current = _settings_of(facts.settings_text)
+        changed = sorted(k for k in desired.keys() | current.keys() if desired.get(k) != current.get(k))
+        if changed or facts.hba_text != self.hba_text():
             what = ", ".join(changed) if changed else "pg_hba.conf"
             changes.append(Change("cluster", "settings", "update", f"changed: {what}", run=self._configure))
         else:
             changes.append(Change("cluster", "settings", "keep", "datathon.conf and pg_hba.conf up to date"))
-        pid = self.pid()
-        if pid is None:
+        if facts.pid is None:
             changes.append(Change("cluster", "managed cluster", "start", f"stopped; data in {self.pgdata}",
                                   run=self._start))
         else:
-            changes.append(Change("cluster", "managed cluster", "keep", f"running (pid {pid}, port {self.cfg.port})"))
+            changes.append(Change("cluster", "managed cluster", "keep",
+                                  f"running (pid {facts.pid}, port {self.cfg.port})"))
         return changes
-
-    def _changed_settings(self) -> list[str]:
-        current: dict[str, str] = {}
-        for line in (self._current("datathon.conf") or "").splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                current[k.strip()] = v.strip()
-        desired = self.desired_settings()
-        return sorted(k for k in desired.keys() | current.keys() if desired.get(k) != current.get(k))
 
     # -- actions ---------------------------------------------------------------------------------
     def _as_server_user(self, args: list[str], *, timeout: int = 120,
@@ -481,10 +496,6 @@ class ManagedCluster(DatabaseServer):
             extra={"pid": pid, "port": ep.port, "data_dir": str(self.pgdata), "log": str(self.log_file),
                    "version": version, "connections": conns, "ssl": ssl},
         )]
-
-    @property
-    def owns_server(self) -> bool:
-        return True
 
     def teardown(self) -> list[Change]:
         if not self.home.exists():

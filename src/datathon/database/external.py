@@ -6,10 +6,12 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from datathon.database.server import ComponentStatus, DatabaseServer, Endpoint
+from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
+from datathon.core.plan import Change
+from datathon.core.status import ComponentStatus
+from datathon.database.server import DatabaseServer, ServerTraits
 from datathon.errors import ProvisionError
-from datathon.plan import Change
-from datathon.providers.base import Context
 
 
 class ExternalServer(DatabaseServer):
@@ -59,8 +61,16 @@ class ExternalServer(DatabaseServer):
                 " FROM pg_roles WHERE rolname = current_user"
             ).fetchone()
 
-    def plan(self) -> list[Change]:
-        user, superuser, createrole, createdb, version = self._admin_rights()
+    @property
+    def traits(self) -> ServerTraits:
+        return ServerTraits(removed_with_event=False, controls_hba=False)
+
+    def observe(self) -> tuple[str, bool, bool, bool, str]:
+        """The admin role's rights and the server's version (connecting is the only way to know)."""
+        return self._admin_rights()
+
+    def plan(self, facts: tuple[str, bool, bool, bool, str]) -> list[Change]:
+        user, superuser, createrole, createdb, version = facts
         if not (superuser or createrole):
             return [Change("server", self.where, "blocked",
                            f"the admin role {user} may not create roles; give it CREATEROLE (on RDS: the master user)")]

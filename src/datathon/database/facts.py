@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from datathon.config import EventConfig
-from datathon.database import roles
+from datathon.core import roster as roles
 from datathon.database.server import DatabaseServer
 
 META_SCHEMA = "datathon_meta"

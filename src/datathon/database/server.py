@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
+import pwd
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import psycopg
 
-from datathon.plan import Change
+from datathon.core.endpoint import Endpoint
+from datathon.core.plan import Change
+from datathon.core.status import ComponentStatus
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """Where teams connect (what goes on the handouts)."""
+class ServerTraits:
+    """What a server lets datathon assume, stated by the server instead of probed for."""
 
-    host: str
-    port: int
-    sslmode: str
-    ca_cert: Path | None = None  # the server's certificate, for sslmode=verify-ca
-
-
-@dataclass
-class ComponentStatus:
-    component: str
-    name: str
-    state: str  # running, stopped, missing, ok, error, not enforced ...
-    detail: str = ""
-    healthy: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "component": self.component,
-            "name": self.name,
-            "state": self.state,
-            "detail": self.detail,
-            "healthy": self.healthy,
-            **({"extra": self.extra} if self.extra else {}),
-        }
+    removed_with_event: bool  # `down` deletes the server, and every role and database with it
+    controls_hba: bool  # datathon writes its access rules (logins only into the event's databases)
+    os_user: pwd.struct_passwd | None = None  # its processes run on this machine as this user (CPU priority)
+    memory_bytes: int | None = None  # the memory its sorts may be sized from (None: unknown, e.g. RDS)
 
 
 class DatabaseServer(ABC):
@@ -46,9 +28,17 @@ class DatabaseServer(ABC):
 
     kind: str
 
+    @property
     @abstractmethod
-    def plan(self) -> list[Change]:
-        """What `up` must do to make the server exist and run, observed without changing anything."""
+    def traits(self) -> ServerTraits: ...
+
+    @abstractmethod
+    def observe(self) -> object:
+        """What the server looks like now, read-only (the facts `plan` works from)."""
+
+    @abstractmethod
+    def plan(self, facts: object) -> list[Change]:
+        """What `up` must do to make the server exist and run: pure, from `observe()`'s facts."""
 
     @abstractmethod
     def exists(self) -> bool:
@@ -79,8 +69,3 @@ class DatabaseServer(ABC):
     @abstractmethod
     def leftovers(self) -> list[str]:
         """What of the server is still there after teardown (empty means proven gone)."""
-
-    @property
-    def owns_server(self) -> bool:
-        """True when removing the server removes every role and database with it."""
-        return False

@@ -16,12 +16,12 @@ from psycopg import sql
 
 from datathon.config import EventConfig
 from datathon.config.models import SqlSource
-from datathon.database import roles
+from datathon.core import roster as roles
+from datathon.core.fsutil import file_sha256
+from datathon.core.plan import Change
 from datathon.database.facts import Facts
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.errors import ProvisionError
-from datathon.fsutil import file_sha256
-from datathon.plan import Change
 
 
 def source_name(path: Path, base_dir: Path) -> str:

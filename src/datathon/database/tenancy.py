@@ -28,9 +28,9 @@ import psycopg
 from psycopg import sql
 
 from datathon.config import EventConfig, Policy
-from datathon.database import roles
+from datathon.core import roster as roles
+from datathon.core.plan import Change
 from datathon.database.facts import META_SCHEMA, Facts, RoleFact
-from datathon.plan import Change
 
 MARK = "datathon:{event}"  # COMMENT on roles and databases datathon made: how it recognises its own
 

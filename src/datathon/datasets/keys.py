@@ -31,7 +31,7 @@ def deprioritize(server: DatabaseServer, conn: psycopg.Connection, nice: int = B
     1 GB of MIMIC-IV-shaped data 85-89 s with equal shares, 75-81 s with this). Only on the managed cluster,
     whose backends are processes of its OS user on this machine; elsewhere (RDS) it does nothing. A priority is
     only ever lowered."""
-    os_user = getattr(server, "os_user", None) if server.owns_server else None
+    os_user = server.traits.os_user
     if os_user is None:
         return
     pid = conn.info.backend_pid
@@ -59,15 +59,17 @@ class KeyBuilder:
         self.progress = progress
         self.task = progress.add_task("keys, indexes, analyze", total=tables, rows=0)
         self.timings: dict[str, float] = {}  # seconds per statement, for the report
-        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+        server_memory = server.traits.memory_bytes
         # A sort that does not fit spills to temp files and merges them (MIMIC-IV's chartevents index needs about
         # 2.5 GB): each build gets what its row count needs, up to a cap. On the managed cluster the server's
         # memory is this machine's: the critical path may take a quarter, and all builds at once stay under half.
         # Elsewhere (RDS) this machine's memory says nothing of the server's: the old, modest ceiling.
-        if server.owns_server:
+        if server_memory is not None:
+            total_mb = server_memory >> 20
             self.memory_cap = max(64, total_mb // (4 * workers))
             self.critical_memory_cap = max(64, total_mb // 4)
         else:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
             self.memory_cap = self.critical_memory_cap = max(64, min(2048, total_mb // (4 * workers)))
         with server.connect(dbname, autocommit=True) as conn:
             self.have_pk = {r[0] for r in conn.execute(

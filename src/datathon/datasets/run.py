@@ -10,7 +10,8 @@ import psycopg
 from psycopg import sql
 
 from datathon.config.models import CsvSource, DatasetSource, DumpSource
-from datathon.database import roles
+from datathon.core import roster as roles
+from datathon.core.context import Context
 from datathon.database.facts import META_SCHEMA
 from datathon.database.meta import ensure_meta, mark_source_statement
 from datathon.database.server import DatabaseServer
@@ -19,7 +20,6 @@ from datathon.datasets.keys import count_violations
 from datathon.datasets.load import load_dataset, print_load_report
 from datathon.dumps.restore import describe_dump, restore_dump
 from datathon.errors import ProvisionError
-from datathon.providers.base import Context
 
 I = sql.Identifier  # noqa: E741
 PG_TYPES = {"integer": "int", "smallint": "si", "bigint": "bigint", "double precision": "dp", "real": "real",

@@ -1,3 +1,3 @@
-from datathon.handouts.build import SECTION_BUILDERS, HandoutFiles, build_handouts
+from datathon.handouts.build import HandoutFiles, build_handouts
 
-__all__ = ["SECTION_BUILDERS", "HandoutFiles", "build_handouts"]
+__all__ = ["HandoutFiles", "build_handouts"]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from datathon.errors import ConfigError
 
 if TYPE_CHECKING:
-    from datathon.providers.base import Context, Provider
+    from datathon.core.context import Context
+    from datathon.providers.base import Provider
 
 # name -> "module:Class", imported on use so that reading the config stays cheap.
 PROVIDERS: dict[str, str] = {

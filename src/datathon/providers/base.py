@@ -1,36 +1,43 @@
-"""The provider interface: the only place that knows where things run (this machine, AWS, ...)."""
+"""The provider interface: the only place that knows where things run (this machine, AWS, ...).
+
+A provider hands out each part's backend and the parts of the event built on them, in the order they are made;
+commands and the engine never ask which provider or which kind of backend they have."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from rich.console import Console
+from datathon.core.context import Context
+from datathon.core.part import Part
 
-from datathon.config import LoadedConfig
-from datathon.database.server import DatabaseServer
-from datathon.state import StateStore
-
-
-@dataclass
-class Context:
-    """Everything a command needs; built once by the CLI and passed down (no globals)."""
-
-    loaded: LoadedConfig
-    state: StateStore
-    console: Console
-
-    @property
-    def config(self):
-        return self.loaded.config
+if TYPE_CHECKING:
+    from datathon.database.server import DatabaseServer
 
 
 class Provider(ABC):
-    name: str
+    name: ClassVar[str]
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     @abstractmethod
-    def database_server(self) -> DatabaseServer:
-        """The PostgreSQL server of this event."""
+    def database_server(self) -> DatabaseServer | None:
+        """The PostgreSQL server of this event (None: the provider runs no database)."""
+
+    def object_store(self):
+        """Where imaging datasets live (None: no `storage:` section)."""
+        return None
+
+    def workspaces(self):
+        """Where teams work (None: no `workspaces:` section)."""
+        return None
+
+    def check_credentials(self) -> tuple[bool, str]:
+        """Whether this provider can act now, and if not, how to fix it."""
+        return True, ""
+
+    @abstractmethod
+    def parts(self, *, drop_team_data: bool = False) -> list[Part]:
+        """The parts of this event, each on its backend, in the order they are made. `drop_team_data`: the
+        organizer said that a team's schema may be dropped with the team."""

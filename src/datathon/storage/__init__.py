@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datathon.database.roles import teams_group  # noqa: F401  (the local store's group: every team's)
+from datathon.core.roster import teams_group  # noqa: F401  (the local store's group: every team's)
 from datathon.errors import ConfigError
 
 if TYPE_CHECKING:
-    from datathon.providers.base import Context
+    from datathon.core.context import Context
     from datathon.storage.base import ObjectStore
 
 MB = 2**20

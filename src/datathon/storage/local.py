@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from datathon import unix
+from datathon.core import unix
+from datathon.core.fsutil import read_plain, untrusted_ancestor, write_owned
+from datathon.core.state import SYSTEM_ROOT
 from datathon.errors import ProvisionError
-from datathon.fsutil import read_plain, untrusted_ancestor, write_owned
-from datathon.state import SYSTEM_ROOT
 from datathon.storage.base import ObjectInfo, ObjectStore, Progress, StorePlan, check_key
 
 DIR_MODE, FILE_MODE = 0o750, 0o640

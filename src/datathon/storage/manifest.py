@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from datathon.core.fsutil import file_sha256
+from datathon.core.state import write_private
 from datathon.errors import ProvisionError
-from datathon.fsutil import file_sha256
-from datathon.state import write_private
 
 FORMAT = 1
 

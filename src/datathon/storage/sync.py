@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datathon import unix
-from datathon.database.server import ComponentStatus
+from datathon.core import unix
+from datathon.core.context import Context
+from datathon.core.plan import Change
+from datathon.core.status import ComponentStatus
 from datathon.errors import DatathonError, ProvisionError
-from datathon.plan import Change
-from datathon.providers.base import Context
 from datathon.storage import get_store, teams_group
 from datathon.storage.base import ObjectStore
 from datathon.storage.manifest import Manifest, build_manifest, manifest_key, object_key

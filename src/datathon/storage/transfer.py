@@ -34,9 +34,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from datathon.core.fsutil import file_sha256
+from datathon.core.state import write_private
 from datathon.errors import ProvisionError
-from datathon.fsutil import file_sha256
-from datathon.state import write_private
 from datathon.storage.base import ObjectStore, check_key
 from datathon.storage.manifest import FileEntry, Manifest, build_manifest, manifest_key, object_key
 

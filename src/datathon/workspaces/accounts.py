@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from datathon import unix
 from datathon.config import EventConfig
+from datathon.core import unix
+from datathon.core.state import StateStore
 from datathon.errors import ProvisionError
-from datathon.state import StateStore
 from datathon.workspaces import names, record, remnants
 
 log = logging.getLogger("datathon")

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.config import EventConfig
-from datathon.database import clientfiles
-from datathon.database.server import Endpoint
-from datathon.fsutil import kind_of, make_dir_owned, open_dir, read_plain, write_owned
+from datathon.core import clientfiles
+from datathon.core.endpoint import Endpoint
+from datathon.core.fsutil import kind_of, make_dir_owned, open_dir, read_plain, write_owned
 from datathon.workspaces.accounts import Account
 
 

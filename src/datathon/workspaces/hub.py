@@ -29,10 +29,12 @@ from pathlib import Path
 import jinja2
 
 from datathon.config.workspaces import Workspaces
-from datathon.database.cluster import process_alive
+from datathon.core import procs
+from datathon.core.context import Context
+from datathon.core.procs import process_alive
+from datathon.core.state import StateStore, write_private
 from datathon.errors import ProvisionError
-from datathon.state import StateStore, write_private
-from datathon.workspaces import procs, sandbox
+from datathon.workspaces import sandbox
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment
 
@@ -455,3 +457,17 @@ class Hub:
                 return
             time.sleep(0.3)
         raise ProvisionError(f"the server of {user} did not stop within {timeout:.0f}s", hint=f"see {self.log_file}")
+
+
+def hub_for(ctx: Context) -> Hub:
+    ws = ctx.config.workspaces
+    assert ws is not None
+    return Hub(ctx.config.event, ctx.state, TeamEnvironment(ws))
+
+
+def datasets_folder(ctx: Context) -> Path | None:
+    """The event's local dataset folder, linked at ~/datasets (None when the event has none on this machine)."""
+    storage = ctx.config.storage
+    if storage is None or storage.backend != "local":
+        return None
+    return storage.local_root(ctx.config.event)

@@ -7,13 +7,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datathon import unix
-from datathon.database.server import ComponentStatus
-from datathon.plan import Change
-from datathon.providers.base import Context
-from datathon.workspaces import accounts, gpus, names, procs, quota, record, remnants, sandbox
-from datathon.workspaces.hub import HubApiError, hub_processes, stop_processes
-from datathon.workspaces.plan import hub_for
+from datathon.core import procs, unix
+from datathon.core.context import Context
+from datathon.core.plan import Change
+from datathon.core.status import ComponentStatus
+from datathon.workspaces import accounts, gpus, names, quota, record, remnants, sandbox
+from datathon.workspaces.hub import HubApiError, hub_for, hub_processes, stop_processes
 
 
 @dataclass

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-from datathon.database import roles
-from datathon.state import StateStore
+from datathon.core import roster as roles
+from datathon.core.state import StateStore
 
 # Written into the GECOS field (no colon allowed) of every Unix user datathon makes: a same-named user
 # without it is not ours. `owner` is the event and its state folder's tag (see `owner()`).
 MARK = "datathon event {owner}"
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600, "d": 86400, "": 1}
 
 
 def owner(state: StateStore) -> str:
@@ -29,10 +26,3 @@ def teams_group(event: str) -> str:
 
 def mentors_group(event: str) -> str:
     return roles.mentors_group(event)
-
-
-def duration_seconds(text: str) -> int:
-    m = re.match(r"^(\d+)\s*(us|ms|s|min|h|d)?$", text.strip())
-    if not m:
-        raise ValueError(f"{text!r} is not a duration")
-    return int(int(m.group(1)) * _UNITS[m.group(2) or ""])

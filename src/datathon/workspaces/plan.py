@@ -12,32 +12,18 @@ import os
 import pwd
 from pathlib import Path
 
-from datathon import unix
-from datathon.database.server import Endpoint
-from datathon.database.tenancy import mentor_team_logins
-from datathon.fsutil import untrusted_ancestor
-from datathon.plan import Change
-from datathon.providers.base import Context
+from datathon.core import unix
+from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
+from datathon.core.fsutil import untrusted_ancestor
+from datathon.core.plan import Change
+from datathon.core.roster import members
 from datathon.workspaces import accounts, gpus, home, names, quota, record, sandbox
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment, install_apt, missing_apt
-from datathon.workspaces.hub import Hub, hub_processes, stop_processes
+from datathon.workspaces.hub import Hub, datasets_folder, hub_for, hub_processes, stop_processes
 
 log = logging.getLogger("datathon")
-
-
-def hub_for(ctx: Context) -> Hub:
-    ws = ctx.config.workspaces
-    assert ws is not None
-    return Hub(ctx.config.event, ctx.state, TeamEnvironment(ws))
-
-
-def datasets_folder(ctx: Context) -> Path | None:
-    """The event's local dataset folder, linked at ~/datasets (None when the event has none on this machine)."""
-    storage = ctx.config.storage
-    if storage is None or storage.backend != "local":
-        return None
-    return storage.local_root(ctx.config.event)
 
 
 def user_environment(ctx: Context, accts: list[Account], endpoint: Endpoint) -> dict[str, dict[str, str]]:
@@ -146,8 +132,8 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 def _account_changes(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None,
                      recorded: dict[str, str]) -> list[Change]:
     password = ctx.state.secret(a.user)
-    team_logins = [(x.team, x.role, ctx.state.secret(x.role)) for x in mentor_team_logins(ctx.config, a.name)] \
-        if a.kind == "mentor" else []
+    team_logins = [(m.team, m.login, ctx.state.secret(m.login)) for m in members(ctx.config)
+                   if m.kind == "mentor_team" and m.name == a.name] if a.kind == "mentor" else []
     files = home.home_files(ctx.config, a, endpoint, password, team_logins)
     entry = accounts.lookup(a.user)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import pwd
 from dataclasses import dataclass
 
-from datathon.state import StateStore
+from datathon.core.state import StateStore
 from datathon.workspaces import names
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.config.workspaces import Workspaces
-from datathon.fsutil import make_dir_owned
-from datathon.state import StateStore
+from datathon.core.fsutil import make_dir_owned
+from datathon.core.state import StateStore
 
 UMASK = 0o077
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import secrets as _secrets
 import string
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from datathon.config.names import SYSTEM_ROOT, state_root, state_tag, system_dir
 from datathon.errors import StateError
+
+__all__ = ["SYSTEM_ROOT", "Resource", "StateStore", "generate_password", "write_private"]
 
 # No look-alike characters (0/O, 1/l/I): passwords get read off paper on event day.
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
 PASSWORD_LENGTH = 20  # about 115 bits
 # Folders other Unix users (postgres, the teams) must reach live here, never under root's home.
-SYSTEM_ROOT = Path("/var/lib/datathon")
 
 
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
@@ -48,10 +51,20 @@ def write_private(path: Path, data: str | bytes) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class Resource:
+    kind: str  # e.g. "event", "database server", "bucket"
+    name: str
+    created: bool  # True: datathon made it (and `down` removes it); False: adopted (left as found)
+    since: str
+    attrs: dict[str, Any]
+
+
 class StateStore:
     def __init__(self, config_dir: Path, event: str) -> None:
-        self.base = config_dir / ".datathon"
-        self.root = self.base / event
+        self.config_dir = config_dir
+        self.root = state_root(config_dir, event)
+        self.base = self.root.parent
         self.event = event
 
     # -- layout -------------------------------------------------------------------------------
@@ -73,7 +86,7 @@ class StateStore:
     @property
     def tag(self) -> str:
         """Names this event file's state folder: two checkouts of one event never share what carries it."""
-        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return state_tag(self.config_dir, self.event)
 
     @property
     def owner(self) -> str:
@@ -83,7 +96,7 @@ class StateStore:
     def system_dir(self, suffix: str = "") -> Path:
         """A folder for this event outside the state folder, that other Unix users can be allowed to reach:
         /var/lib/datathon/<event>-<tag><suffix>."""
-        return SYSTEM_ROOT / f"{self.event}-{self.tag}{suffix}"
+        return system_dir(self.config_dir, self.event, suffix)
 
     def ensure_dirs(self) -> None:
         for d in (self.base, self.root, self.secrets_dir):
@@ -111,6 +124,22 @@ class StateStore:
         state.update(changes)
         self.save(state)
         return state
+
+    # -- typed records of what the event made or adopted -----------------------------------------
+    def record(self, kind: str, name: str, *, created: bool, **attrs: Any) -> Resource:
+        """Remember a resource (SkyPilot-style: made by datathon, or adopted). Once made, it stays made."""
+        state = self.load()
+        records = state.setdefault("resources", {})
+        key = f"{kind}/{name}"
+        old = records.get(key, {})
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        records[key] = {"kind": kind, "name": name, "created": bool(old.get("created")) or created,
+                        "since": old.get("since", now), "attrs": {**old.get("attrs", {}), **attrs}}
+        self.save(state)
+        return Resource(**records[key])
+
+    def resources(self, kind: str | None = None) -> list[Resource]:
+        return [Resource(**r) for r in self.load().get("resources", {}).values() if kind in (None, r["kind"])]
 
     # -- secrets -------------------------------------------------------------------------------
     def secret_path(self, name: str) -> Path:

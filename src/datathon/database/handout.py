@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from datathon.config import EventConfig
-from datathon.database.clientfiles import pgpass, team_services
-from datathon.database.server import Endpoint
+from datathon.core.clientfiles import pgpass, team_services
+from datathon.core.endpoint import Endpoint
+from datathon.core.handout import Item, Section, Snippet
 from datathon.database.tenancy import Login
-from datathon.handouts.model import Item, Section, Snippet
 
 
 def database_section(config: EventConfig, login: Login, endpoint: Endpoint, password: str) -> Section:
@@ -60,7 +60,7 @@ def database_section(config: EventConfig, login: Login, endpoint: Endpoint, pass
                 f'dbGetQuery(con, "{list_tables}")\n'
                 "dbDisconnect(con)"),
     ]
-    return Section("database", "Database", intro=intro, items=items, snippets=snippets)
+    return Section("database", "Database", intro=intro, items=items, snippets=snippets, order=20)
 
 
 def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,
@@ -93,7 +93,8 @@ def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,
         Snippet("~/.pg_service.conf", "text", services.rstrip()),
         Snippet("~/.pgpass (mode 0600)", "text", lines.rstrip()),
     ]
-    return Section("mentor_teams", "Reading the teams' work", intro=intro, items=items, snippets=snippets)
+    return Section("mentor_teams", "Reading the teams' work", intro=intro, items=items, snippets=snippets,
+                   order=25)
 
 
 def pgadmin_servers(config: EventConfig, login: Login, endpoint: Endpoint, team_logins: list[Login] = ()) -> dict:

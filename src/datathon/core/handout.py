@@ -1,9 +1,7 @@
 """What a handout holds, independent of how it is printed.
 
-Each part of the environment contributes one Section per team. This is the place later parts slot in: the
-workspace (hub address, login), SSH keys and imaging-data access each add a builder to SECTION_BUILDERS in
-`build.py`; the templates render any section generically.
-"""
+Each part of the event contributes its sections per team or mentor (`Part.handout`); the templates render any
+section generically."""
 
 from __future__ import annotations
 
@@ -31,6 +29,7 @@ class Section:
     intro: str = ""
     items: list[Item] = field(default_factory=list)
     snippets: list[Snippet] = field(default_factory=list)
+    order: int = 50  # where it goes on the sheet: where to log in first (10), then the data (20, 30, ...)
 
 
 @dataclass

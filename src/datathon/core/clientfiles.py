@@ -7,7 +7,7 @@ team by name (`psycopg.connect(service="alpha")`, `psql service=alpha`) with the
 from __future__ import annotations
 
 from datathon.config import EventConfig
-from datathon.database.server import Endpoint
+from datathon.core.endpoint import Endpoint
 
 
 def _pgpass_escape(value: str) -> str:

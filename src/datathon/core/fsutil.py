@@ -136,7 +136,8 @@ def make_dir_owned(path: Path, *, uid: int, gid: int, mode: int) -> str | None:
                 fd = os.open(path.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
             except OSError:
                 if attempt == 4:
-                    raise ProvisionError(f"{path} is not a plain folder", hint="see what is there, then run again")
+                    raise ProvisionError(f"{path} is not a plain folder",
+                                         hint="see what is there, then run again") from None
                 continue
             try:
                 if os.geteuid() == 0:

@@ -8,7 +8,22 @@ import os
 import sys
 from pathlib import Path
 
-from datathon.database.cluster import process_alive
+
+def process_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
 
 def read_pid(path: Path) -> int | None:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from datathon.config import EventConfig
-from datathon.database.server import Endpoint
-from datathon.database.tenancy import Login
-from datathon.handouts.model import Item, Section, Snippet
+from datathon.core.handout import Item, Section, Snippet
+from datathon.core.roster import Member
 
 
-def workspace_section(config: EventConfig, login: Login, endpoint: Endpoint, password: str) -> Section | None:
+def workspace_section(config: EventConfig, member: Member, password: str) -> Section | None:
     ws = config.workspaces
     if ws is None or not ws.hub:
         return None
     from datathon.workspaces.hub import public_url
 
     url = public_url(ws)
-    team = next((t for t in config.team_list if t.name == login.name), None)
+    team = next((t for t in config.team_list if t.name == member.name and member.kind == "team"), None)
     items = [
         Item("Address", url),
-        Item("User name", login.role),
+        Item("User name", member.login),
         Item("Password (as for the database)", password, secret=True),
         Item("Kernels", "Python 3 and R"),
     ]
@@ -40,4 +39,4 @@ def workspace_section(config: EventConfig, login: Login, endpoint: Endpoint, pas
                 "library(DBI)\ncon <- dbConnect(RPostgreSQL::PostgreSQL())  # settings come from the environment\n"
                 'dbGetQuery(con, "SELECT current_user, current_schema()")'),
     ]
-    return Section("workspace", "Workspace (JupyterLab)", intro=intro, items=items, snippets=snippets)
+    return Section("workspace", "Workspace (JupyterLab)", intro=intro, items=items, snippets=snippets, order=10)

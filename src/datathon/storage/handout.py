@@ -5,10 +5,8 @@ from __future__ import annotations
 import shlex
 
 from datathon.config import EventConfig
-from datathon.database.roles import teams_group
-from datathon.database.server import Endpoint
-from datathon.database.tenancy import Login
-from datathon.handouts.model import Item, Section, Snippet
+from datathon.core.handout import Item, Section, Snippet
+from datathon.core.roster import Member, teams_group
 
 
 def pull_command(config: EventConfig, dataset: str, *, prefix: str | None = None) -> str:
@@ -26,7 +24,7 @@ def pull_command(config: EventConfig, dataset: str, *, prefix: str | None = None
     return " ".join(a if a.startswith("~/") else shlex.quote(a) for a in args)
 
 
-def storage_section(config: EventConfig, login: Login, endpoint: Endpoint, password: str) -> Section | None:
+def storage_section(config: EventConfig, member: Member) -> Section | None:
     cfg = config.storage
     if cfg is None or not cfg.datasets:
         return None
@@ -61,4 +59,4 @@ def storage_section(config: EventConfig, login: Login, endpoint: Endpoint, passw
                                 f'images = sorted(Path("{where}/{first}").rglob("*.jpg"))\nprint(len(images))'))
     intro = (f"{access} Each dataset's manifest ({first}.manifest.json beside the data) lists every file's "
              f"size and sha256.")
-    return Section("storage", "Imaging data", intro=intro, items=items, snippets=snippets)
+    return Section("storage", "Imaging data", intro=intro, items=items, snippets=snippets, order=30)

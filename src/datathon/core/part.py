@@ -1,0 +1,89 @@
+"""The contract every part of the event implements (database server, tenancy and data, storage, workspaces;
+next: machines, network, IAM), so that the engine runs them all the same way:
+
+    observe() -> facts          read-only: never creates, starts or writes anything
+    plan(facts) -> [Change]     pure: facts in, changes out; every `keep` says why
+    status(facts) -> PartStatus computed from what was observed, never from the event file alone
+    teardown(facts) -> [Change] what `down` runs for this part
+    leftovers() -> [str]        what of this part is still there after `down` (empty: proven gone)
+
+A part names the parts it comes `after`: the engine applies those first and, when they changed something, plans
+this one again from fresh facts before applying it (a server started in this run is observable only now).
+A part that `settles` is planned once more right after its own changes ran (a load makes tables that need the
+teams' grants) and what is left runs at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from datathon.core.plan import Change
+from datathon.core.status import ComponentStatus
+
+if TYPE_CHECKING:
+    from datathon.core.handout import Section
+    from datathon.core.roster import Member
+
+
+@dataclass
+class PartStatus:
+    components: list[ComponentStatus] = field(default_factory=list)
+    # detail tables of this part, e.g. {"logins": [...]} or {"workspaces": [...]}; rows have as_dict()
+    tables: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class Part(ABC):
+    name: ClassVar[str]  # e.g. "database server", "data", "storage", "workspaces"
+    after: ClassVar[tuple[str, ...]] = ()
+    settles: ClassVar[bool] = False
+    # A blocked change stops `up` before anything changes (True), or is reported while the rest goes ahead
+    # (False: e.g. a team that left the file but whose schema holds data is kept, the other changes run).
+    blocking: ClassVar[bool] = True
+
+    @abstractmethod
+    def observe(self) -> Any:
+        """What is there now. Read-only."""
+
+    @abstractmethod
+    def plan(self, facts: Any) -> list[Change]:
+        """The changes that make it as the event file says. Pure: no I/O, no secret made."""
+
+    @abstractmethod
+    def status(self, facts: Any) -> PartStatus: ...
+
+    @abstractmethod
+    def teardown(self, facts: Any) -> list[Change]: ...
+
+    @abstractmethod
+    def leftovers(self) -> list[str]: ...
+
+    def notes(self, facts: Any) -> list[str]:
+        """Lines for the plan: what could not be planned yet, and when it will be."""
+        return []
+
+    def sql(self) -> Any | None:
+        """Where the SQL statements of this part's changes run (a DatabaseServer); None: every change has `run`."""
+        return None
+
+    def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
+        """This part's sections on a team's or mentor's handout (none by default)."""
+        return []
+
+    def roster(self, member: Member, secret: Callable[[str], str]) -> dict[str, str]:
+        """This part's columns in the organizers' roster for one team or mentor."""
+        return {}
+
+    def files(self, member: Member) -> dict[str, str]:
+        """Extra files beside a member's handout (name suffix -> text), e.g. pgAdmin's servers.json."""
+        return {}
+
+    def shared_files(self) -> dict[str, bytes]:
+        """Files for the handouts folder that every member shares (name -> bytes), e.g. the server's certificate."""
+        return {}
+
+    def gone(self) -> list[tuple[str, str]]:
+        """After `down`: (what, how it was proven gone) lines for the report."""
+        return []

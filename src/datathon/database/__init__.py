@@ -1,0 +1,1 @@
+"""The event's PostgreSQL: the server (managed cluster or adopted), tenancy, sources, and their parts."""

@@ -1,0 +1,193 @@
+"""The database's two parts of an event: the server itself, and what lives in it (tenancy and data)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from datathon.core.context import Context
+from datathon.core.handout import Section
+from datathon.core.part import Part, PartStatus
+from datathon.core.plan import Change
+from datathon.core.roster import Member
+from datathon.database.facts import Facts, observe, scram_matches
+from datathon.database.server import DatabaseServer
+from datathon.database.sources import plan_sources, source_identity
+from datathon.database.tenancy import MARK, mentor_team_logins, plan_tenancy, teardown_tenancy, wanted_logins
+from datathon.errors import ProvisionError
+
+
+class ServerPart(Part):
+    """The PostgreSQL server: made and run by datathon (managed cluster) or adopted (external, RDS)."""
+
+    name = "database server"
+
+    def __init__(self, server: DatabaseServer) -> None:
+        self.server = server
+
+    def observe(self):
+        return self.server.observe()
+
+    def plan(self, facts) -> list[Change]:
+        return self.server.plan(facts)
+
+    def status(self, facts) -> PartStatus:
+        return PartStatus(self.server.status())
+
+    def teardown(self, facts) -> list[Change]:
+        return self.server.teardown()
+
+    def leftovers(self) -> list[str]:
+        return self.server.leftovers()
+
+    def shared_files(self) -> dict[str, bytes]:
+        ep = self.server.endpoint()
+        return {"server-ca.crt": ep.ca_cert.read_bytes()} if ep.ca_cert and ep.ca_cert.exists() else {}
+
+    def gone(self) -> list[tuple[str, str]]:
+        if self.server.traits.removed_with_event:
+            return [("server process, port and data folder", "verified gone")]
+        return []
+
+
+@dataclass
+class DataFacts:
+    """The tenancy facts when the server can be observed; `exists` tells a stopped server from a missing one."""
+
+    tenancy: Facts | None
+    exists: bool
+    dumps: dict[str, str]  # source name -> what a dump holds (kind, size, tables), for the plan
+    # a dump this server's tools cannot read: `plan` (so `up`) stops on it; `status` and `down` need not
+    unreadable: ProvisionError | None = None
+
+
+class DataPart(Part):
+    """Roles, databases, schemas, grants and the shared data, the same on every server."""
+
+    name = "data"
+    after = ("database server",)
+    settles = True  # what a load makes (a dump's own schemas, tables of other owners) gets the grants at once
+    blocking = False  # a refused drop (a team's schema holding data) is reported; the rest goes ahead
+
+    def __init__(self, ctx: Context, server: DatabaseServer, *, drop_team_data: bool = False) -> None:
+        self.ctx = ctx
+        self.server = server
+        self.drop_team_data = drop_team_data
+
+    def sql(self) -> DatabaseServer:
+        return self.server
+
+    # -- observe / plan ----------------------------------------------------------------------------
+    def observe(self) -> DataFacts:
+        from datathon.datasets.run import describe_source
+
+        if self.server.is_reachable():
+            tenancy = observe(self.server, self.ctx.config)
+        elif self.server.exists():
+            return DataFacts(None, True, {})
+        else:  # exact for a server still to be made: an empty one
+            tenancy = Facts(admin="datathon", admin_superuser=True)
+        # what a dump not loaded yet holds (its kind, size and tables): read from the file, for the plan
+        describe = describe_source(self.server)
+        dumps = {}
+        for db in self.ctx.config.databases:
+            loaded = tenancy.databases[db.name].loaded_sources if db.name in tenancy.databases else {}
+            for src in db.sources:
+                if source_identity(src, self.ctx.loaded.base_dir)[0] in loaded:
+                    continue
+                try:
+                    if text := describe(src):
+                        dumps[str(src)] = text
+                except ProvisionError as exc:
+                    return DataFacts(tenancy, self.server.exists(), dumps, unreadable=exc)
+        return DataFacts(tenancy, self.server.exists(), dumps)
+
+    def notes(self, facts: DataFacts) -> list[str]:
+        if facts.tenancy is None:
+            return ["the database server is not running: roles and schemas are checked once `up` starts it"]
+        if not facts.exists:
+            return ["the database server does not exist yet: roles and schemas are planned as for an empty one"]
+        return []
+
+    def plan(self, facts: DataFacts) -> list[Change]:
+        if facts.unreadable is not None:
+            raise facts.unreadable
+        if facts.tenancy is None:
+            return []
+        from datathon.datasets.run import bulk_factory
+
+        changes = plan_tenancy(self.ctx.config, facts.tenancy, secret_for=self._secret,
+                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data,
+                               password_changed=self._password_changed)
+        describe = (lambda src: facts.dumps.get(str(src))) if facts.dumps else None
+        return changes + plan_sources(self.ctx.config, facts.tenancy, self.ctx.loaded.base_dir,
+                                      bulk_factory(self.ctx, self.server), describe)
+
+    def _secret(self, role: str) -> str:
+        return self.ctx.state.secret(role)  # called at apply time only: made and stored 0600 before the role
+
+    def _stored(self) -> set[str]:
+        return {x.role for x in wanted_logins(self.ctx.config) if self.ctx.state.secret_path(x.role).exists()}
+
+    def _password_changed(self, role: str, verifier: str) -> bool:
+        secret = self.ctx.state.secret(role, create=False)
+        return secret is not None and not scram_matches(verifier, secret)
+
+    # -- status / teardown -------------------------------------------------------------------------
+    def status(self, facts: DataFacts) -> PartStatus:
+        from datathon.database.status import data_status
+
+        if facts.tenancy is None or not self.server.is_reachable():
+            return PartStatus()
+        return data_status(self.ctx, self.server, facts.tenancy)
+
+    def teardown(self, facts: DataFacts) -> list[Change]:
+        if self.server.traits.removed_with_event:
+            return []  # the server goes, and every role and database with it
+        if facts.tenancy is None or not self.server.is_reachable():
+            raise ProvisionError("the database server cannot be reached, so the event's roles cannot be removed",
+                                 hint="check database.admin_dsn and the server, then run `datathon down` again")
+        return teardown_tenancy(self.ctx.config, facts.tenancy)
+
+    def leftovers(self) -> list[str]:
+        if self.server.traits.removed_with_event or not self.server.is_reachable():
+            return []
+        facts = observe(self.server, self.ctx.config)
+        mark = MARK.format(event=self.ctx.config.event)
+        return ([f"role {r}" for r, f in facts.roles.items() if f.comment == mark]
+                + [f"database {d}" for d, f in facts.databases.items() if f.comment == mark])
+
+    def gone(self) -> list[tuple[str, str]]:
+        return [] if self.server.traits.removed_with_event else [("event roles and databases on the server",
+                                                                  "verified gone")]
+
+    # -- handouts ----------------------------------------------------------------------------------
+    def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
+        from datathon.database.handout import database_section, mentor_teams_section
+
+        login = next(x for x in wanted_logins(self.ctx.config) if x.role == member.login)
+        endpoint = self.server.endpoint()
+        out = [database_section(self.ctx.config, login, endpoint, secret(login.role))]
+        if member.kind == "mentor":
+            team_logins = [(x, secret(x.role)) for x in mentor_team_logins(self.ctx.config, member.name)]
+            out.append(mentor_teams_section(self.ctx.config, login, endpoint, team_logins))
+        return out
+
+    def roster(self, member: Member, secret: Callable[[str], str]) -> dict[str, str]:
+        ep = self.server.endpoint()
+        return {"db_user": member.login, "db_password": secret(member.login), "host": ep.host, "port": str(ep.port),
+                "databases": " ".join(d.name for d in self.ctx.config.databases), "sslmode": ep.sslmode}
+
+    def files(self, member: Member) -> dict[str, str]:
+        """pgAdmin's servers.json for this member (file suffix -> text)."""
+        import json
+
+        from datathon.database.handout import pgadmin_servers
+
+        login = next(x for x in wanted_logins(self.ctx.config) if x.role == member.login)
+        team_logins = mentor_team_logins(self.ctx.config, member.name) if member.kind == "mentor" else []
+        servers = pgadmin_servers(self.ctx.config, login, self.server.endpoint(), team_logins)
+        return {"pgadmin-servers.json": json.dumps(servers, indent=2) + "\n"}
+
+
+__all__ = ["DataPart", "ServerPart"]

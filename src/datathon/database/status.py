@@ -1,0 +1,141 @@
+"""`status` of the event's data part: each login as observed (its policy drift, connections, schema size,
+temporary files), the event databases and sources, the limits as the server applies them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from datathon.core.context import Context
+from datathon.core.part import PartStatus
+from datathon.core.status import ComponentStatus
+from datathon.database.facts import Facts
+from datathon.database.server import DatabaseServer
+from datathon.database.tenancy import policy_drift, wanted_logins
+
+
+@dataclass
+class LoginStatus:
+    kind: str
+    name: str
+    role: str
+    exists: bool
+    schemas: str  # e.g. "2/2"; for a mentor, its per-team logins present, e.g. "3/3 teams"
+    connections: int
+    drift: list[str] = field(default_factory=list)  # policy settings not as wanted (observed, not the file's)
+    schema_bytes: int | None = None  # a team's own schema, all databases
+    temp_bytes: int | None = None  # temporary files its sessions hold now (None: not visible to this admin)
+    over_quota: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.exists and not self.drift
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatus:
+    config = ctx.config
+    result = PartStatus()
+    result.tables["logins"] = []
+    usage = _usage(server, config, facts)
+    with server.connect(autocommit=True) as conn:
+        conns = dict(conn.execute(
+            "SELECT usename, count(*) FROM pg_stat_activity WHERE starts_with(usename, %s) GROUP BY 1",
+            (f"{config.event}_",),
+        ).fetchall())
+    logins = wanted_logins(config)
+    for login in (x for x in logins if x.person):
+        # a mentor's logins for each team count as the mentor's
+        own = [login] + [x for x in logins if x.kind == "mentor_team" and x.name == login.name]
+        drift = [f"{x.role}: {d}" if x is not login else d
+                 for x in own if x.role in facts.roles for d in policy_drift(facts.roles[x.role], x)]
+        if login.kind == "team":
+            present = sum(1 for db in config.databases
+                          if db.name in facts.databases and login.name in facts.databases[db.name].schemas)
+            schemas = f"{present}/{len(config.databases)}"
+        else:
+            schemas = f"{sum(1 for x in own[1:] if x.role in facts.roles)}/{len(own) - 1} teams"
+        size = usage.sizes.get(login.name) if login.kind == "team" else None
+        temp = sum(usage.temp.get(x.role, 0) for x in own)
+        result.tables["logins"].append(LoginStatus(
+            kind=login.kind, name=login.name, role=login.role, exists=all(x.role in facts.roles for x in own),
+            schemas=schemas, connections=sum(conns.get(x.role, 0) for x in own), drift=drift,
+            schema_bytes=size, temp_bytes=temp if usage.temp_visible else None,
+            over_quota=usage.quota is not None and size is not None and size > usage.quota,
+        ))
+    missing = [d.name for d in config.databases if d.name not in facts.databases]
+    result.components.append(ComponentStatus(
+        "database", "event databases", "missing" if missing else "ok",
+        f"missing: {', '.join(missing)}" if missing else ", ".join(d.name for d in config.databases),
+        healthy=not missing,
+    ))
+    from datathon.database.sources import source_identity
+
+    for db in config.databases:
+        if not db.sources or db.name not in facts.databases:
+            continue
+        loaded = facts.databases[db.name].loaded_sources
+        names = [source_identity(src, ctx.loaded.base_dir)[0] for src in db.sources]
+        missing = [n for n in names if n not in loaded]
+        result.components.append(ComponentStatus(
+            "data", f"sources of {db.name}", "loaded" if not missing else "incomplete",
+            f"{len(names) - len(missing)}/{len(names)} loaded"
+            + (f"; not yet: {', '.join(missing)}" if missing else ""),
+            healthy=not missing,
+        ))
+    drifted = [f"{x.name}: {', '.join(x.drift)}" for x in result.tables["logins"] if x.drift]
+    p = config.policy
+    result.components.append(ComponentStatus(
+        "database", "per-team limits", "drifted" if drifted else "enforced",
+        ("observed settings differ from the policy (`datathon up` restores them): " + "; ".join(drifted)) if drifted
+        else f"observed on every login: {p.connection_limit} connections, statement_timeout {p.statement_timeout}, "
+             f"temp_file_limit {p.temp_file_limit}, work_mem {p.work_mem} (role defaults: a session may still "
+             "SET its own statement_timeout and work_mem; temp_file_limit it cannot)",
+        healthy=not drifted,
+    ))
+    over = [x.name for x in result.tables["logins"] if x.over_quota]
+    if p.disk_quota is not None:
+        result.components.append(ComponentStatus(
+            "database", "team disk quota", "exceeded" if over else "ok",
+            (f"over {p.disk_quota}: {', '.join(over)}" if over else f"every team's schema under {p.disk_quota}")
+            + " (reported, not enforced: PostgreSQL has no per-schema quota)", healthy=not over))
+    return result
+
+
+@dataclass
+class _Usage:
+    sizes: dict[str, int]  # team -> bytes of its schema in every event database
+    temp: dict[str, int]  # role -> bytes of temporary files its sessions hold now
+    temp_visible: bool
+    quota: int | None
+
+
+def _usage(server, config, facts) -> _Usage:
+    teams = [t.name for t in config.team_list]
+    sizes: dict[str, int] = {}
+    for db in config.databases:
+        if db.name not in facts.databases:
+            continue
+        with server.connect(db.name, autocommit=True) as conn:
+            for schema, size in conn.execute(
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_namespace n"
+                " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm', 'p')"
+                " WHERE n.nspname = ANY(%s) GROUP BY 1", (teams,),
+            ):
+                sizes[schema] = sizes.get(schema, 0) + size
+    temp: dict[str, int] = {}
+    visible = True
+    with server.connect(autocommit=True) as conn:
+        quota = (conn.execute("SELECT pg_size_bytes(%s)", (config.policy.disk_quota,)).fetchone()[0]
+                 if config.policy.disk_quota else None)
+        try:  # superuser or pg_monitor: a file pgsql_tmp<pid>.<n> belongs to the session (or worker) <pid>
+            temp = dict(conn.execute(
+                "SELECT a.usename, sum(f.size)::bigint FROM pg_ls_tmpdir() f JOIN pg_stat_activity a"
+                " ON f.name LIKE 'pgsql_tmp' || a.pid || '.%%' WHERE starts_with(a.usename, %s) GROUP BY 1",
+                (f"{config.event}_",)).fetchall())
+        except psycopg.errors.InsufficientPrivilege:
+            visible = False
+    return _Usage(sizes, temp, visible, quota)

@@ -1,0 +1,72 @@
+"""The workspaces part of an event: the team environment, a Unix user and home per member, the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
+from datathon.core.handout import Section
+from datathon.core.part import Part, PartStatus
+from datathon.core.plan import Change
+from datathon.core.roster import Member
+from datathon.workspaces import lifecycle
+from datathon.workspaces.plan import plan_workspaces
+
+
+class WorkspacesPart(Part):
+    name = "workspaces"
+    # homes hold the database's certificate and logins; ~/datasets links to the store
+    after = ("database server", "data", "storage")
+
+    def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint]) -> None:
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.report = lifecycle.TeardownReport()
+
+    def observe(self):
+        # Not yet split into facts and a pure plan: planning is deferred until the plan is asked for.
+        return lambda: plan_workspaces(self.ctx, self.endpoint())
+
+    def plan(self, facts) -> list[Change]:
+        return facts()
+
+    def status(self, facts) -> PartStatus:
+        components, servers = lifecycle.workspace_status(self.ctx)
+        return PartStatus(components, {"workspaces": servers} if servers else {})
+
+    def teardown(self, facts) -> list[Change]:
+        return lifecycle.teardown_changes(self.ctx, self.report)
+
+    def leftovers(self) -> list[str]:
+        return lifecycle.leftovers(self.ctx, self.report)
+
+    def gone(self) -> list[tuple[str, str]]:
+        ws = self.ctx.config.workspaces
+        if ws is None:
+            return list(self.report.lines)
+        out = [*self.report.lines, ("hub process and ports, event Unix users and groups", "verified gone")]
+        if self.report.uids:
+            out.append((f"processes, SysV IPC objects and files of uids {', '.join(map(str, sorted(self.report.uids)))}"
+                        " on every local filesystem", "verified gone"))
+        from datathon.workspaces.environment import TeamEnvironment
+
+        env = TeamEnvironment(ws)
+        if env.prefix.exists():
+            out.append((f"team environment {env.prefix}", "kept: a shared build cache, no process, no secret "
+                                                          "(rm -rf it to reclaim the disk)"))
+        return out
+
+    def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
+        from datathon.workspaces.handout import workspace_section
+
+        section = workspace_section(self.ctx.config, member, secret(member.login))
+        return [section] if section else []
+
+    def roster(self, member: Member, secret: Callable[[str], str]) -> dict[str, str]:
+        ws = self.ctx.config.workspaces
+        if ws is None or not ws.hub:
+            return {}
+        from datathon.workspaces.hub import public_url
+
+        return {"workspace": public_url(ws)}
