@@ -15,7 +15,8 @@ import pytest
 from conftest import event_yaml, free_port
 from datathon import apply as apply_mod
 from datathon.commands.down import run_down
-from datathon.commands.up import plan_event, run_up
+from datathon.commands.plan import plan_event
+from datathon.commands.up import run_up
 from datathon.database.cluster import process_alive
 from datathon.errors import Aborted, ProvisionError
 

@@ -12,8 +12,9 @@ import yaml
 
 from conftest import make_context
 from datathon.commands.down import run_down
+from datathon.commands.plan import plan_event
 from datathon.commands.status import run_status
-from datathon.commands.up import plan_event, run_up
+from datathon.commands.up import run_up
 from datathon.config import models
 from datathon.core.part import Part
 from datathon.engine import ordered

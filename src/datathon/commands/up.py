@@ -10,7 +10,7 @@ import typer
 
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
-from datathon.engine import EventPlan, apply_up, plan_up
+from datathon.engine import apply_up, plan_up
 from datathon.errors import Aborted
 from datathon.handouts import HandoutFiles, build_handouts
 from datathon.providers import get_provider
@@ -34,11 +34,6 @@ def confirm(ctx: Context, question: str, *, yes: bool) -> None:
                       hint="re-run with --yes to confirm")
     if not typer.confirm(question, default=False):
         raise Aborted("declined; nothing was changed")
-
-
-def plan_event(ctx: Context, *, drop_team_data: bool = False) -> EventPlan:
-    """What `up` would do, touching nothing (also what `datathon plan` shows)."""
-    return plan_up(get_provider(ctx).parts(drop_team_data=drop_team_data))
 
 
 def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> UpResult:

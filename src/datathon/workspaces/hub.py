@@ -418,14 +418,21 @@ class Hub:
         return (info.get("servers") or {}).get("") or None
 
     def start_server(self, user: str, *, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
         try:
-            self.api("POST", f"/hub/api/users/{user}/server")
+            # The hub answers once the spawn is under way, which on a busy machine takes more than a plain call's
+            # 10 s; a request that times out still started the spawn: the polling below sees it.
+            self.api("POST", f"/hub/api/users/{user}/server", timeout=60.0)
         except HubApiError as exc:
             if exc.status != 400:  # 400: already running
                 raise
-        deadline = time.monotonic() + timeout
+        except TimeoutError:
+            pass
         while time.monotonic() < deadline:
-            server = self.server(user)
+            try:
+                server = self.server(user)
+            except TimeoutError:  # a busy hub: ask again until the deadline
+                server = None
             if server and server.get("ready"):
                 return
             time.sleep(0.3)
