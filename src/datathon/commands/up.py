@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import typer
 
+from datathon.commands.plan import ready_provider
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
 from datathon.engine import apply_up, plan_up
 from datathon.errors import Aborted
 from datathon.handouts import HandoutFiles, build_handouts
-from datathon.providers import get_provider
 from datathon.ui import print_blocked, print_plan
 
 
@@ -40,7 +40,7 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     """Plan, show, confirm, apply. Only approved changes run; a part planned again once the parts it is built on
     changed is asked about again if it would delete what the approved plan did not show."""
     started = time.monotonic()
-    provider = get_provider(ctx)
+    provider = ready_provider(ctx)
     parts = provider.parts(drop_team_data=drop_team_data)
     with ctx.state.lock():
         preview = plan_up(parts)
