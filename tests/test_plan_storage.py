@@ -66,13 +66,14 @@ def rows(changes):
     return [(c.action, c.component, c.target, c.reason) for c in changes]
 
 
-NEW = (f"make bucket ev-imaging in us-east-1: {S3_SETTINGS}")
+NEW = f"make bucket ev-imaging in us-east-1: {S3_SETTINGS}"
 
 
 @pytest.mark.parametrize("facts, expected", [
     pytest.param(None, [], id="no storage section"),
     pytest.param(
-        s3(bucket(exists=False, ours=False, made_by_datathon=False), pols(bucket_policy="missing", read_policy="missing"),
+        s3(bucket(exists=False, ours=False, made_by_datathon=False),
+           pols(bucket_policy="missing", read_policy="missing"),
            (DatasetFacts("cxr", files=10, bytes=10_000, todo_files=10, todo_bytes=10_000),)),
         [("create", "storage", LOC, NEW),
          ("update", "policy", f"read-only for teams on {LOC}",
@@ -109,7 +110,8 @@ NEW = (f"make bucket ev-imaging in us-east-1: {S3_SETTINGS}")
           f"bucket policy on ev-imaging: only {ORG} writes (differs)")],
         id="policies pending"),
     pytest.param(
-        s3(policies=pols(organizer_arn=None, workspace_role=None, bucket_policy="not wanted", read_policy="not wanted")),
+        s3(policies=pols(organizer_arn=None, workspace_role=None, bucket_policy="not wanted",
+                         read_policy="not wanted")),
         [("keep", "policy", f"read-only for teams on {LOC}",
           "no bucket policy (no organizer_role_arn): who writes is left to IAM; no workspace_role_name: no read "
           "policy made")],

@@ -14,7 +14,7 @@ from datathon.core.context import Context
 from datathon.core.roster import teams_group
 from datathon.errors import DatathonError
 from datathon.storage.base import ObjectStore
-from datathon.storage.facts import DatasetFacts, GroupFacts, PolicyFacts, StorageFacts
+from datathon.storage.facts import DatasetFacts, GroupFacts, PolicyFacts, StorageFacts, StoreFacts
 from datathon.storage.manifest import Manifest, manifest_key, object_key
 
 
@@ -39,8 +39,6 @@ def observe_storage(ctx: Context, store: ObjectStore, *, folders: bool = True) -
     try:
         sf = store.observe()
     except OSError as exc:  # e.g. not root: the store's folder is not readable
-        from datathon.storage.facts import StoreFacts
-
         why = f"{exc.strerror}: {exc.filename}"
         sf = StoreFacts(store.kind, store.location, exists=False, blocked=why, error=why)
     if sf.error:

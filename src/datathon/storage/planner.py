@@ -139,7 +139,8 @@ def teardown_changes(facts: StorageFacts | None, run: Runner) -> list[Change]:
     g = facts.group
     if g is not None and g.made_by_datathon and g.exists:
         if g.members:
-            changes.append(Change("group", f"unix group {g.name}", "keep", f"still has members: {', '.join(g.members)}"))
+            changes.append(Change("group", f"unix group {g.name}", "keep",
+                                  f"still has members: {', '.join(g.members)}"))
         else:
             changes.append(Change("group", f"unix group {g.name}", "drop", "made by datathon for the teams, now empty",
                                   run=lambda: run.remove_group(g.name), destructive=True))
