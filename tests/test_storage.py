@@ -37,6 +37,7 @@ from datathon.storage.sync import (
     plan_storage,
     state_dir,
     storage_leftovers,
+    storage_status,
     teardown_storage,
 )
 from datathon.storage.transfer import pull, push, verify
@@ -338,6 +339,14 @@ def test_policies_are_applied_through_the_api_read_back_and_removed(aws, dataset
     pol = Policies(store, event=ctx.config.event, organizer_arn=ORGANIZER, workspace_role=cfg.workspace_role_name)
     assert pol.pending() == []  # idempotent: a second `up` changes nothing
     assert [c.action for c in plan_storage(ctx)[:2]] == ["keep", "keep"]
+    assert {r.name: r.state for r in storage_status(ctx)}["read-only for teams"] == "enforced"
+    s3.delete_bucket_policy(Bucket=cfg.bucket)  # behind datathon's back: status reads the policy, not the file
+    row = {r.name: r for r in storage_status(ctx)}["read-only for teams"]
+    assert (row.state, row.healthy) == ("not enforced", False) and "bucket policy missing" in row.detail
+    plan = plan_storage(ctx)
+    assert [c.action for c in plan[:2]] == ["keep", "update"]
+    apply_storage(ctx, plan[:2])
+    assert {r.name: r.state for r in storage_status(ctx)}["read-only for teams"] == "enforced"
 
     changes = teardown_storage(ctx)
     assert {(c.component, c.action) for c in changes} == {("policy", "drop"), ("storage", "drop")}
