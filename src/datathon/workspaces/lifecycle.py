@@ -181,30 +181,37 @@ def teardown_changes(ctx: Context, report: TeardownReport | None = None) -> list
         out.append(Change("hub", "processes", "drop", f"a hub of this event still runs (pids {pids})",
                           run=lambda: stop_processes(pids), destructive=True))
     removed: list[str] = []
-    for entry in accounts.event_users(ctx.state):
+    users = accounts.event_users(ctx.state)
+    gone = [m for m in record.gone(ctx.state) if m.uid is not None]
+    if users or gone:
+        # Files first, while every user still holds its uid (a uid freed by userdel may go to a new user at once,
+        # whose files a later sweep would take); its processes end first so that none writes more.
+        def sweep() -> None:
+            owners: dict[int, str | None] = {m.uid: None for m in gone}
+            for entry in users:
+                accounts.kill_processes(entry.pw_uid, entry.pw_gid)
+                owners[entry.pw_uid] = entry.pw_name
+            report.uids |= set(owners)
+            done = accounts.sweep_files(owners)
+            ipc = remnants.remove_ipc(set(owners))
+            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(owners)))}",
+                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
+            for m in gone:
+                record.forget(ctx.state, m.user)
+
+        out.append(Change("unix user", "files of the event's users", "drop",
+                          "their processes ended, then their files on every local filesystem (/tmp, /var/tmp, "
+                          "/dev/shm, /run/lock, ...)", run=sweep, destructive=True))
+    for entry in users:
         def drop_user(u=entry.pw_name, uid=entry.pw_uid) -> None:
             report.uids.add(uid)
-            done = accounts.remove_user(u, ctx.state, files=False)  # files: one sweep for every user, below
+            done = accounts.remove_user(u, ctx.state, files=False)  # files: swept above, uids still held
             report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
+            record.forget(ctx.state, u)
             removed.append(u)
 
         out.append(Change("unix user", entry.pw_name, "drop", "its processes, IPC objects, home and files anywhere",
                           run=drop_user, destructive=True))
-    gone = [m for m in record.gone(ctx.state) if m.uid is not None]
-    if out or gone:
-        def sweep() -> None:
-            uids = report.uids | {m.uid for m in gone}
-            report.uids |= uids
-            done = accounts.sweep_files(uids)
-            ipc = remnants.remove_ipc(uids)
-            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(uids)))}",
-                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
-            for user in removed + [m.user for m in gone]:
-                record.forget(ctx.state, user)
-
-        out.append(Change("unix user", "files of removed users", "drop",
-                          "on every local filesystem (/tmp, /var/tmp, /dev/shm, /run/lock, ...)", run=sweep,
-                          destructive=True))
     tmp = sandbox.tmp_root(ctx.state)
     if tmp.exists():
         out.append(Change("folder", str(tmp), "drop", "the teams' private TMPDIRs",
