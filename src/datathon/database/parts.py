@@ -8,7 +8,7 @@ from functools import cached_property
 
 from datathon.core.context import Context
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
 from datathon.database.facts import Facts, observe, scram_matches
@@ -26,7 +26,7 @@ class ServerPart(Part):
     def __init__(self, server: DatabaseServer) -> None:
         self.server = server
 
-    def observe(self):
+    def observe(self, purpose: Purpose = "plan"):
         return self.server.observe()
 
     def plan(self, facts) -> list[Change]:
@@ -81,7 +81,7 @@ class DataPart(Part):
         return self.server
 
     # -- observe / plan ----------------------------------------------------------------------------
-    def observe(self) -> DataFacts:
+    def observe(self, purpose: Purpose = "plan") -> DataFacts:
         from datathon.datasets.run import describe_source
 
         if self.server.is_reachable():

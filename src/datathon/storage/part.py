@@ -12,7 +12,7 @@ from functools import cached_property
 
 from datathon.core.context import Context
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
 from datathon.storage.base import ObjectStore
@@ -44,8 +44,11 @@ class StoragePart(Part):
 
         return StorageRunner(self.ctx, self.store)
 
-    def observe(self) -> StorageFacts | None:
-        return observe_storage(self.ctx, self.store) if self.store is not None else None
+    def observe(self, purpose: Purpose = "plan") -> StorageFacts | None:
+        """Only a plan hashes the dataset folders (to know what to push); status and teardown read the store."""
+        if self.store is None:
+            return None
+        return observe_storage(self.ctx, self.store, folders=purpose == "plan")
 
     def plan(self, facts: StorageFacts | None) -> list[Change]:
         return plan_changes(facts, self.runner)

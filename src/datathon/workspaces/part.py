@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
 from datathon.workspaces import lifecycle
@@ -24,7 +24,7 @@ class WorkspacesPart(Part):
         self.endpoint = endpoint
         self.report = lifecycle.TeardownReport()
 
-    def observe(self):
+    def observe(self, purpose: Purpose = "plan"):
         # Not yet split into facts and a pure plan: planning is deferred until the plan is asked for.
         return lambda: plan_workspaces(self.ctx, self.endpoint())
 
