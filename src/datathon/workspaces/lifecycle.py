@@ -21,6 +21,7 @@ class TeardownReport:
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     uids: set[int] = field(default_factory=set)
+    per_user: dict[str, list[str]] = field(default_factory=dict)  # what ended before the sweep, per user
 
 
 @dataclass
@@ -189,10 +190,14 @@ def teardown_changes(ctx: Context, report: TeardownReport | None = None) -> list
         def sweep() -> None:
             owners: dict[int, str | None] = {m.uid: None for m in gone}
             for entry in users:
-                accounts.kill_processes(entry.pw_uid, entry.pw_gid)
+                what = []
+                if n := accounts.kill_processes(entry.pw_uid, entry.pw_gid):
+                    what.append(f"{n} process(es)")
+                what += remnants.remove_ipc({entry.pw_uid})
+                report.per_user[entry.pw_name] = what
                 owners[entry.pw_uid] = entry.pw_name
             report.uids |= set(owners)
-            done = accounts.sweep_files(owners)
+            done = accounts.sweep_files(owners, homes=tuple(Path(e.pw_dir) for e in users))
             ipc = remnants.remove_ipc(set(owners))
             report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(owners)))}",
                                  "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
@@ -205,7 +210,7 @@ def teardown_changes(ctx: Context, report: TeardownReport | None = None) -> list
     for entry in users:
         def drop_user(u=entry.pw_name, uid=entry.pw_uid) -> None:
             report.uids.add(uid)
-            done = accounts.remove_user(u, ctx.state, files=False)  # files: swept above, uids still held
+            done = report.per_user.get(u, []) + accounts.remove_user(u, ctx.state, files=False)  # files: swept above
             report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
             record.forget(ctx.state, u)
             removed.append(u)
