@@ -183,7 +183,7 @@ class ManagedCluster(DatabaseServer):
     @property
     def traits(self) -> ServerTraits:
         return ServerTraits(removed_with_event=True, controls_hba=True, os_user=self.os_user,
-                            memory_bytes=machine_memory_bytes())
+                            memory_bytes=machine_memory_bytes(), bin_dir=self.bin_dir)
 
     def desired_settings(self, memory_bytes: int | None = None) -> dict[str, str]:
         config = self.ctx.config

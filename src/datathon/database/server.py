@@ -5,6 +5,7 @@ from __future__ import annotations
 import pwd
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -21,6 +22,7 @@ class ServerTraits:
     controls_hba: bool  # datathon writes its access rules (logins only into the event's databases)
     os_user: pwd.struct_passwd | None = None  # its processes run on this machine as this user (CPU priority)
     memory_bytes: int | None = None  # the memory its sorts may be sized from (None: unknown, e.g. RDS)
+    bin_dir: Path | None = None  # its own client programs (pg_restore, psql), the same version as the server
 
 
 class DatabaseServer(ABC):

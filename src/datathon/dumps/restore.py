@@ -18,7 +18,7 @@ from datathon.dumps.reader import GZIP_MAGIC, ZSTD_MAGIC, Copy, Statement, iter_
 
 def tools(server: DatabaseServer):
     """pg_restore and friends: the managed cluster's own, else the ones on PATH."""
-    bin_dir = getattr(server, "bin_dir", None)
+    bin_dir = server.traits.bin_dir
     return (lambda name: str(bin_dir / name)) if bin_dir else (lambda name: shutil.which(name) or name)
 
 
