@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.core import procs, unix
 from datathon.core.context import Context
-from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
-from datathon.workspaces import accounts, gpus, names, quota, record, remnants, sandbox
-from datathon.workspaces.hub import HubApiError, hub_for, hub_processes, stop_processes
+from datathon.workspaces import accounts, names, quota, remnants, sandbox
+from datathon.workspaces.facts import WorkspaceFacts
+from datathon.workspaces.hub import HubApiError, hub_for, hub_processes
+from datathon.workspaces.teardown import TeardownReport
 
-
-@dataclass
-class TeardownReport:
-    """What the workspace teardown removed (lines for `down`'s report) and the uids whose traces must be gone."""
-
-    lines: list[tuple[str, str]] = field(default_factory=list)
-    uids: set[int] = field(default_factory=set)
+__all__ = ["ServerStatus", "TeardownReport", "cgroups_note", "leftovers", "workspace_status"]
 
 
 @dataclass
@@ -104,15 +98,16 @@ def _quota_status(ctx: Context) -> ComponentStatus:
     return ComponentStatus("workspaces", "per-team disk quota", "enforced", f"{s.detail}: {ws.limits.disk} per team")
 
 
-def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerStatus]]:
+def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[ComponentStatus], list[ServerStatus]]:
+    """The environment, the hub and the GPUs from the observed facts; the hub's users from its API, the limits
+    from the running servers and the quotas from the filesystem, read here."""
     ws = ctx.config.workspaces
-    if ws is None:
+    if ws is None or not facts.configured:
         return [], []
     hub = hub_for(ctx)
     comps: list[ComponentStatus] = []
-    env = hub.env
-    comps.append(ComponentStatus("workspaces", "team environment", "built" if env.is_built() else "missing",
-                                 str(env.prefix), healthy=env.is_built()))
+    comps.append(ComponentStatus("workspaces", "team environment", "built" if facts.env_built else "missing",
+                                 str(facts.env_prefix), healthy=facts.env_built))
     servers: list[ServerStatus] = []
     hub_users: dict[str, dict] = {}
     if ws.hub:
@@ -143,7 +138,8 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
                                  f"after {ws.idle_timeout}" if ws.idle_seconds else "off",
                                  "jupyterhub-idle-culler stops idle servers" if ws.idle_seconds else ""))
     want_gpus = sum(t.gpu_count for t in ctx.config.team_list)
-    inv = gpus.detect()
+    inv = facts.gpus
+    assert inv is not None  # observed whenever the section is there
     comps.append(ComponentStatus("workspaces", "GPUs", f"{want_gpus} asked",
                                  inv.summary + ("; assigned per team by CUDA_VISIBLE_DEVICES (advisory: device files "
                                                 "are shared, not walled off)" if want_gpus else ""),
@@ -157,67 +153,6 @@ def workspace_status(ctx: Context) -> tuple[list[ComponentStatus], list[ServerSt
         servers.append(ServerStatus(a.user, a.kind, accounts.lookup(a.user) is not None, state,
                                     _ago(last), _ago(last) if state == "running" else "-"))
     return comps, servers
-
-
-def teardown_changes(ctx: Context, report: TeardownReport | None = None) -> list[Change]:
-    ws = ctx.config.workspaces
-    event = ctx.config.event
-    report = report if report is not None else TeardownReport()
-    hub = hub_for(ctx) if ws else None
-    out: list[Change] = []
-    if hub is not None and hub.is_running():
-        def stop_hub() -> None:
-            try:
-                for user, info in hub.users().items():
-                    if (info.get("servers") or {}).get(""):
-                        hub.stop_server(user)
-            except (OSError, HubApiError):
-                pass  # the users' processes are ended with the users below
-            hub.stop()
-
-        out.append(Change("hub", hub.public_url, "drop", "stop the team servers, the hub and its proxy", run=stop_hub,
-                          destructive=True))
-    elif pids := hub_processes(ctx.state):
-        out.append(Change("hub", "processes", "drop", f"a hub of this event still runs (pids {pids})",
-                          run=lambda: stop_processes(pids), destructive=True))
-    removed: list[str] = []
-    for entry in accounts.event_users(ctx.state):
-        def drop_user(u=entry.pw_name, uid=entry.pw_uid) -> None:
-            report.uids.add(uid)
-            done = accounts.remove_user(u, ctx.state, files=False)  # files: one sweep for every user, below
-            report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
-            removed.append(u)
-
-        out.append(Change("unix user", entry.pw_name, "drop", "its processes, IPC objects, home and files anywhere",
-                          run=drop_user, destructive=True))
-    gone = [m for m in record.gone(ctx.state) if m.uid is not None]
-    if out or gone:
-        def sweep() -> None:
-            uids = report.uids | {m.uid for m in gone}
-            report.uids |= uids
-            done = accounts.sweep_files(uids)
-            ipc = remnants.remove_ipc(uids)
-            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(uids)))}",
-                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
-            for user in removed + [m.user for m in gone]:
-                record.forget(ctx.state, user)
-
-        out.append(Change("unix user", "files of removed users", "drop",
-                          "on every local filesystem (/tmp, /var/tmp, /dev/shm, /run/lock, ...)", run=sweep,
-                          destructive=True))
-    tmp = sandbox.tmp_root(ctx.state)
-    if tmp.exists():
-        out.append(Change("folder", str(tmp), "drop", "the teams' private TMPDIRs",
-                          run=lambda: shutil.rmtree(tmp), destructive=True))
-    for group in (names.teams_group(event), names.mentors_group(event)):
-        if unix.group_exists(group):
-            def drop(g=group) -> None:
-                if not unix.group_members(g):  # a member datathon did not make keeps its group
-                    unix.remove_group(g)
-
-            out.append(Change("unix group", group, "drop", "the event's group, once its users are gone",
-                              run=drop, destructive=True))
-    return out
 
 
 def leftovers(ctx: Context, report: TeardownReport | None = None) -> list[str]:
