@@ -132,10 +132,11 @@ def _account(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, 
 def _hub(ctx: Context, hub: Hub, accts: list[Account], endpoint: Endpoint, left: Leftovers) -> HubFacts:
     user_env = home.user_environment(ctx.config, ctx.state, accts, endpoint)
     running, proxy = hub.is_running(), hub.proxy_current()
+    ports = hub.ports
     holders: list[tuple[int, tuple[str, ...]]] = []
     if not (running and proxy):  # what would stop the hub or its proxy from taking their ports
         ours = {f"pid {p} " for p in left.hub_pids}
-        public, hub_port, api_port = hub.ports
+        public, hub_port, api_port = ports
         for port, host in ((public, hub.ws.listen), (hub_port, LOOPBACK), (api_port, LOOPBACK)):
             if procs.port_in_use(port, host):
                 who = tuple(w for w in procs.port_holders(port, host) if not any(w.startswith(o) for o in ours))
@@ -144,5 +145,5 @@ def _hub(ctx: Context, hub: Hub, accts: list[Account], endpoint: Endpoint, left:
     return HubFacts(
         public_url=hub.public_url, config_exists=hub.config_file.exists(),
         stale=tuple(p.name for p in hub.stale_files(accts, user_env)), running=running, proxy_current=proxy,
-        config_applied=hub.config_digest_running() == hub.config_digest(), ports=hub.ports,
+        config_applied=hub.config_digest_running() == hub.config_digest(), ports=ports,
         holders=tuple(holders))
