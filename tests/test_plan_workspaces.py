@@ -145,7 +145,8 @@ URL = "http://127.0.0.1:18000"
 
 @pytest.mark.parametrize("breakage, expected", [
     # someone ran passwd (or the secret changed): set back
-    (_acct("ev_beta", password="differs"), [("update", "unix user", "ev_beta password", "differs from the team's secret")]),
+    (_acct("ev_beta", password="differs"),
+     [("update", "unix user", "ev_beta password", "differs from the team's secret")]),
     (_acct("ev_beta", password="no secret"),
      [("update", "unix user", "ev_beta password", "its secret file is missing: a new one is made and set")]),
     # a team that ran chfn stays ours: its mark is put back, nothing is blocked

@@ -69,8 +69,8 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
                                   run=env.install_cli))
     else:
         changes.append(Change("environment", str(facts.env_prefix), "create",
-                              f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute or two)",
-                              run=lambda: env.build(console)))
+                              f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute "
+                              "or two)", run=lambda: env.build(console)))
 
     for group in sorted({a.group for a in accts}):
         if group in facts.groups:
