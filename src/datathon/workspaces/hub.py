@@ -45,6 +45,7 @@ ORGANIZER_SECRET = "hub-organizer-token"
 PROXY_SECRET = "hub-proxy-token"
 START_TIMEOUT = 60.0
 PROXY_START_TIMEOUT = 20.0
+SPAWN_ANSWER_TIMEOUT = 60.0  # the hub answers a spawn request within its slow_spawn_timeout (10 s)
 # Privileged loopback ports for the hub and the proxy's API: only root can bind below 1024, so no team can take
 # them while the hub restarts. Chosen per event file (starting from its tag) and recorded in state.json.
 PRIVILEGED = range(600, 1024)
@@ -421,7 +422,9 @@ class Hub:
 
     def start_server(self, user: str, *, timeout: float = 120.0) -> None:
         try:
-            self.api("POST", f"/hub/api/users/{user}/server")
+            # The hub answers once the server is up, or after its slow_spawn_timeout (10 s) with 202: waiting as
+            # long as that for the answer is a race on a busy machine, so wait longer (the server is polled below).
+            self.api("POST", f"/hub/api/users/{user}/server", timeout=SPAWN_ANSWER_TIMEOUT)
         except HubApiError as exc:
             if exc.status != 400:  # 400: already running
                 raise
