@@ -282,3 +282,26 @@ def test_observe_and_plan_of_a_fresh_event_write_nothing(tmp_path):
     if os.geteuid() == 0:
         assert {c.target for c in changes if c.action == "create" and c.component == "unix user"} == {
             "wsplanfresh_alpha", "wsplanfresh_beta", "wsplanfresh_mia"}
+
+
+def test_status_is_computed_from_the_facts(ctx):
+    from datathon.workspaces.facts import Serving
+    from datathon.workspaces.lifecycle import workspace_status
+
+    serving = Serving(hub_pid=4242, hub_users={"ev_alpha": ("running", None), "ev_beta": ("stopped", None)},
+                      present=frozenset({"ev_alpha", "ev_beta"}),
+                      limits_seen=(("ev_alpha", ("umask 0022",)),),
+                      quota_detail="/ (ext4) is mounted without user quotas (usrquota)", cgroups="no cgroups v2 here")
+    comps, servers = workspace_status(ctx, dataclasses.replace(converged(ctx), serving=serving))
+    by = {c.name: c for c in comps}
+    assert by["JupyterHub"].state == "running" and "pid 4242" in by["JupyterHub"].detail
+    assert by["per-process limits, umask, TMPDIR"].state == "not enforced"
+    assert "ev_alpha: umask 0022" in by["per-process limits, umask, TMPDIR"].detail
+    assert by["team environment"].state == "built" and by["GPUs"].healthy
+    assert [(s.user, s.unix_user, s.server) for s in servers] == [
+        ("ev_alpha", True, "running"), ("ev_beta", True, "stopped"), ("ev_mia", False, "stopped")]
+    stopped = dataclasses.replace(converged(ctx), env_built=False)
+    comps, servers = workspace_status(ctx, stopped)
+    by = {c.name: c for c in comps}
+    assert by["JupyterHub"].state == "stopped" and by["team environment"].state == "missing"
+    assert {s.server for s in servers} == {"unknown"}

@@ -70,6 +70,22 @@ class HubFacts:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """What runs for the teams now, read from the machine (for `status`, never from the event file)."""
+
+    hub_pid: int | None = None
+    hub_error: str | None = None  # the hub runs but its API did not answer
+    # user -> (its server: running, pending or stopped; last activity); None: the hub was not asked
+    hub_users: dict[str, tuple[str, str | None]] | None = None
+    present: frozenset[str] = frozenset()  # the wanted users that exist as Unix users
+    limits_seen: tuple[tuple[str, tuple[str, ...]], ...] = ()  # per running team server: (user, what is not set)
+    quota_ok: bool = False  # the homes' filesystem has user quotas and setquota
+    quota_detail: str = ""
+    quotas: tuple[tuple[str, str | None], ...] = ()  # per event user: its block limit (KiB), None: none set
+    cgroups: str = ""  # why per-team memory/CPU limits are or are not enforced here
+
+
+@dataclass(frozen=True)
 class Leftovers:
     """What this event file's workspaces made that is there now, whatever the file says (for teardown)."""
 
@@ -102,6 +118,7 @@ class WorkspaceFacts:
     accounts: tuple[AccountFacts, ...] = ()
     hub: HubFacts | None = None  # None: hub: false, or not observed (the plan stops before it)
     dataset_folder: Path | None = None
+    serving: Serving = field(default_factory=Serving)
 
     def account(self, user: str) -> AccountFacts:
         return next((a for a in self.accounts if a.user == user), AccountFacts(user))

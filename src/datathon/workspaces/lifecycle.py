@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 from datathon.core import procs, unix
 from datathon.core.context import Context
 from datathon.core.status import ComponentStatus
-from datathon.workspaces import accounts, names, quota, remnants, sandbox
-from datathon.workspaces.facts import WorkspaceFacts
-from datathon.workspaces.hub import HubApiError, hub_for, hub_processes
+from datathon.workspaces import accounts, names, remnants, sandbox
+from datathon.workspaces.facts import Serving, WorkspaceFacts
+from datathon.workspaces.hub import hub_for, hub_processes
+from datathon.workspaces.observe import cgroups_note
 from datathon.workspaces.teardown import TeardownReport
 
 __all__ = ["ServerStatus", "TeardownReport", "cgroups_note", "leftovers", "workspace_status"]
@@ -41,33 +41,12 @@ def _ago(stamp: str | None) -> str:
     return f"{secs}s ago" if secs < 120 else f"{secs // 60}min ago" if secs < 7200 else f"{secs // 3600}h ago"
 
 
-def cgroups_note() -> str:
-    """Why per-team memory/CPU limits are or are not enforced on this machine (said plainly, never faked)."""
-    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
-    if not controllers.exists():
-        return "no cgroups v2 here"
-    have = controllers.read_text().split()
-    if "memory" not in have or "cpu" not in have:
-        return f"cgroups v2 without memory/cpu controllers ({' '.join(have) or 'none'})"
-    if not Path("/run/systemd/system").exists():
-        return "cgroups v2 present, but no systemd to place team servers in their own slices"
-    return "cgroups v2 and systemd present, but datathon's local spawner does not use them yet"
-
-
-def _sandbox_status(ctx: Context) -> ComponentStatus:
-    """Process and data limits, umask and TMPDIR, read from the team servers that run (not from the file)."""
-    ws = ctx.config.workspaces
-    want = sandbox.rlimits(ws)
+def _sandbox_status(ctx: Context, serving: Serving) -> ComponentStatus:
+    """Process and data limits, umask and TMPDIR, as seen in the team servers that run (not from the file)."""
+    want = sandbox.rlimits(ctx.config.workspaces)
     asked = f"processes {want.nproc} per team, data {want.data >> 20} MiB per process, umask 0077, private TMPDIR"
-    seen, bad = [], []
-    for entry in accounts.event_users(ctx.state):
-        for pid in sandbox.server_pids(entry.pw_uid):
-            obs = sandbox.observe(pid)
-            if obs is None:
-                continue
-            seen.append(entry.pw_name)
-            if problems := obs.problems(want, sandbox.tmpdir(ctx.state, entry.pw_name)):
-                bad.append(f"{entry.pw_name}: {', '.join(problems)}")
+    seen = [user for user, _ in serving.limits_seen]
+    bad = [f"{user}: {', '.join(problems)}" for user, problems in serving.limits_seen if problems]
     name = "per-process limits, umask, TMPDIR"
     if bad:
         return ComponentStatus("workspaces", name, "not enforced",
@@ -80,60 +59,57 @@ def _sandbox_status(ctx: Context) -> ComponentStatus:
                            f"seen in the running servers of {', '.join(sorted(set(seen)))}: {asked}")
 
 
-def _quota_status(ctx: Context) -> ComponentStatus:
+def _quota_status(ctx: Context, serving: Serving) -> ComponentStatus:
     ws = ctx.config.workspaces
-    s = quota.support(ws.home_root)
-    if not s.ok:
+    if not serving.quota_ok:
         state = "not enforced" if ws.limits.disk else "none"
         return ComponentStatus("workspaces", "per-team disk quota", state,
-                               f"{s.detail}: homes, /tmp and the database share one disk"
+                               f"{serving.quota_detail}: homes, /tmp and the database share one disk"
                                + (f" (asked: {ws.limits.disk})" if ws.limits.disk else ""))
     if not ws.limits.disk:
-        return ComponentStatus("workspaces", "per-team disk quota", "none", f"{s.detail}; none asked (limits.disk)")
-    found = {e.pw_name: quota.observed(e.pw_name, Path(e.pw_dir)) for e in accounts.event_users(ctx.state)}
-    missing = sorted(u for u, v in found.items() if v is None)
+        return ComponentStatus("workspaces", "per-team disk quota", "none",
+                               f"{serving.quota_detail}; none asked (limits.disk)")
+    missing = sorted(u for u, v in serving.quotas if v is None)
     if missing:
         return ComponentStatus("workspaces", "per-team disk quota", "not enforced",
-                               f"{s.detail}; no quota set for {', '.join(missing)} (run `datathon up`)", healthy=False)
-    return ComponentStatus("workspaces", "per-team disk quota", "enforced", f"{s.detail}: {ws.limits.disk} per team")
+                               f"{serving.quota_detail}; no quota set for {', '.join(missing)} (run `datathon up`)",
+                               healthy=False)
+    return ComponentStatus("workspaces", "per-team disk quota", "enforced",
+                           f"{serving.quota_detail}: {ws.limits.disk} per team")
 
 
 def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[ComponentStatus], list[ServerStatus]]:
-    """The environment, the hub and the GPUs from the observed facts; the hub's users from its API, the limits
-    from the running servers and the quotas from the filesystem, read here."""
+    """Computed from the observed facts (observe.py), never from the event file alone."""
     ws = ctx.config.workspaces
     if ws is None or not facts.configured:
         return [], []
-    hub = hub_for(ctx)
+    serving = facts.serving
+    public_url = hub_for(ctx).public_url
     comps: list[ComponentStatus] = []
     comps.append(ComponentStatus("workspaces", "team environment", "built" if facts.env_built else "missing",
                                  str(facts.env_prefix), healthy=facts.env_built))
-    servers: list[ServerStatus] = []
-    hub_users: dict[str, dict] = {}
     if ws.hub:
-        pid = hub.pid()
+        pid = serving.hub_pid
         if pid is None:
             comps.append(ComponentStatus("workspaces", "JupyterHub", "stopped", "run `datathon up`", healthy=False))
+        elif serving.hub_error is not None:
+            comps.append(ComponentStatus("workspaces", "JupyterHub", "error", f"pid {pid}, API: {serving.hub_error}",
+                                         healthy=False))
         else:
-            try:
-                hub_users = hub.users()
-                comps.append(ComponentStatus("workspaces", "JupyterHub", "running",
-                                             f"{hub.public_url} (pid {pid}, log {hub.log_file})"))
-            except (OSError, HubApiError) as exc:
-                comps.append(ComponentStatus("workspaces", "JupyterHub", "error", f"pid {pid}, API: {exc}",
-                                             healthy=False))
+            comps.append(ComponentStatus("workspaces", "JupyterHub", "running",
+                                         f"{public_url} (pid {pid}, log {hub_for(ctx).log_file})"))
     limits = ws.limits
     if limits.memory or limits.cpus:
         asked = ", ".join(x for x in (f"memory {limits.memory}" if limits.memory else "",
                                       f"{limits.cpus:g} CPUs" if limits.cpus else "") if x)
         comps.append(ComponentStatus("workspaces", "per-team memory/CPU limits", "not enforced",
-                                     f"asked: {asked}; {cgroups_note()}: teams share this machine's memory and CPUs "
+                                     f"asked: {asked}; {serving.cgroups}: teams share this machine's memory and CPUs "
                                      "(idle culling still frees idle servers; each process has the data limit below)"))
     else:
         comps.append(ComponentStatus("workspaces", "per-team memory/CPU limits", "none",
-                                     f"none asked in the event file; {cgroups_note()}"))
-    comps.append(_sandbox_status(ctx))
-    comps.append(_quota_status(ctx))
+                                     f"none asked in the event file; {serving.cgroups}"))
+    comps.append(_sandbox_status(ctx, serving))
+    comps.append(_quota_status(ctx, serving))
     comps.append(ComponentStatus("workspaces", "idle culling",
                                  f"after {ws.idle_timeout}" if ws.idle_seconds else "off",
                                  "jupyterhub-idle-culler stops idle servers" if ws.idle_seconds else ""))
@@ -144,13 +120,11 @@ def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[Componen
                                  inv.summary + ("; assigned per team by CUDA_VISIBLE_DEVICES (advisory: device files "
                                                 "are shared, not walled off)" if want_gpus else ""),
                                  healthy=want_gpus <= inv.count))
+    servers: list[ServerStatus] = []
+    hub_users = serving.hub_users or {}
     for a in accounts.wanted_accounts(ctx.config):
-        info = hub_users.get(a.user, {})
-        server = (info.get("servers") or {}).get("")
-        state = "unknown" if not hub_users else "stopped" if not server else \
-            "running" if server.get("ready") else "pending"
-        last = (server or {}).get("last_activity") or info.get("last_activity")
-        servers.append(ServerStatus(a.user, a.kind, accounts.lookup(a.user) is not None, state,
+        state, last = hub_users.get(a.user, ("stopped", None)) if hub_users else ("unknown", None)
+        servers.append(ServerStatus(a.user, a.kind, a.user in serving.present, state,
                                     _ago(last), _ago(last) if state == "running" else "-"))
     return comps, servers
 

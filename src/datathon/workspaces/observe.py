@@ -17,11 +17,28 @@ from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
 from datathon.core.fsutil import kind_of, untrusted_ancestor
 from datathon.core.roster import members
-from datathon.workspaces import accounts, gpus, home, names, record, sandbox
+from datathon.workspaces import accounts, gpus, home, names, quota, record, sandbox
 from datathon.workspaces.accounts import Account
 from datathon.workspaces.environment import TeamEnvironment, missing_apt
-from datathon.workspaces.facts import AccountFacts, HomeFacts, HubFacts, Leftovers, StaleFile, UnixEntry, WorkspaceFacts
-from datathon.workspaces.hub import LOOPBACK, Hub, datasets_folder, hub_for, hub_processes
+from datathon.workspaces.facts import (
+    AccountFacts,
+    HomeFacts,
+    HubFacts,
+    Leftovers,
+    Serving,
+    StaleFile,
+    UnixEntry,
+    WorkspaceFacts,
+)
+from datathon.workspaces.hub import (
+    LOOPBACK,
+    ORGANIZER_SECRET,
+    Hub,
+    HubApiError,
+    datasets_folder,
+    hub_for,
+    hub_processes,
+)
 
 PGPASS = ".pgpass"  # the one home file that holds passwords
 
@@ -54,7 +71,8 @@ def observe(ctx: Context, endpoint: Endpoint) -> WorkspaceFacts:
     env = TeamEnvironment(ws)
     base = WorkspaceFacts(configured=True, leftovers=left, root=os.geteuid() == 0, gpus=gpus.detect(),
                           endpoint=endpoint, env_prefix=env.prefix, env_built=env.is_built(),
-                          cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt))
+                          cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt),
+                          serving=observe_serving(ctx, left))
     if not base.root:  # the plan stops here: the rest (homes, /etc/shadow) is root's to read
         return base
     untrusted = tuple((what, folder, why) for what, folder in (("workspaces.env_root", ws.env_root),
@@ -147,3 +165,52 @@ def _hub(ctx: Context, hub: Hub, accts: list[Account], endpoint: Endpoint, left:
         stale=tuple(p.name for p in hub.stale_files(accts, user_env)), running=running, proxy_current=proxy,
         config_applied=hub.config_digest_running() == hub.config_digest(), ports=ports,
         holders=tuple(holders))
+
+
+def cgroups_note() -> str:
+    """Why per-team memory/CPU limits are or are not enforced on this machine (said plainly, never faked)."""
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    if not controllers.exists():
+        return "no cgroups v2 here"
+    have = controllers.read_text().split()
+    if "memory" not in have or "cpu" not in have:
+        return f"cgroups v2 without memory/cpu controllers ({' '.join(have) or 'none'})"
+    if not Path("/run/systemd/system").exists():
+        return "cgroups v2 present, but no systemd to place team servers in their own slices"
+    return "cgroups v2 and systemd present, but datathon's local spawner does not use them yet"
+
+
+def observe_serving(ctx: Context, left: Leftovers) -> Serving:
+    """The hub and its users, the limits of the team servers that run (from /proc), the quotas (from the
+    filesystem): what `status` reports."""
+    ws = ctx.config.workspaces
+    assert ws is not None
+    hub = hub_for(ctx)
+    pid = hub.pid() if ws.hub else None
+    users: dict[str, tuple[str, str | None]] | None = None
+    error = None
+    if pid is not None and ctx.state.secret(ORGANIZER_SECRET, create=False) is not None:
+        try:
+            users = {}
+            for name, info in hub.users().items():
+                server = (info.get("servers") or {}).get("")
+                state = "stopped" if not server else "running" if server.get("ready") else "pending"
+                users[name] = (state, (server or {}).get("last_activity") or info.get("last_activity"))
+        except (OSError, HubApiError) as exc:
+            users, error = None, str(exc)
+    elif pid is not None:
+        error = "its organizer token is missing"
+    want = sandbox.rlimits(ws)
+    seen = []
+    for entry in left.users:
+        for spid in sandbox.server_pids(entry.uid):
+            obs = sandbox.observe(spid)
+            if obs is not None:
+                seen.append((entry.name, tuple(obs.problems(want, sandbox.tmpdir(ctx.state, entry.name)))))
+    support = quota.support(ws.home_root)
+    quotas = tuple((e.name, quota.observed(e.name, e.home)) for e in left.users) if support.ok and ws.limits.disk \
+        else ()
+    return Serving(hub_pid=pid, hub_error=error, hub_users=users,
+                   present=frozenset(a.user for a in accounts.wanted_accounts(ctx.config) if accounts.lookup(a.user)),
+                   limits_seen=tuple(seen), quota_ok=support.ok, quota_detail=support.detail, quotas=quotas,
+                   cgroups=cgroups_note())
