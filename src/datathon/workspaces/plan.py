@@ -30,7 +30,7 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
 
 def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
     config, ws = ctx.config, ctx.config.workspaces
-    if ws is None or not facts.configured:
+    if ws is None:
         # With no `workspaces:` section, what an earlier one made goes (asked first: homes go with their users).
         # The teams' group stays: a local dataset store may still give teams' files to it; `down` removes it.
         return [c for c in teardown_plan(ctx, facts.leftovers) if c.component != "unix group"]
