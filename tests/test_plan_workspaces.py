@@ -29,6 +29,7 @@ from datathon.workspaces.facts import (
 from datathon.workspaces.gpus import GpuInventory
 from datathon.workspaces.hub import hub_for
 from datathon.workspaces.observe import observe
+from datathon.workspaces.part import WorkspacesPart
 from datathon.workspaces.plan import plan
 
 EVENT = {"event": "ev", "teams": [{"name": "alpha"}, {"name": "beta"}], "mentors": [{"name": "mia"}],
@@ -267,11 +268,15 @@ def test_planning_is_pure_and_quick(ctx):
 
 
 def test_observe_and_plan_of_a_fresh_event_write_nothing(tmp_path):
-    """`datathon plan` on a fresh event file: no state folder, no secret, no Unix user, no folder."""
+    """`datathon plan` (and `status`) on a fresh event file: no state folder, no secret, no Unix user, no folder."""
     fctx = make_ctx(tmp_path, {**EVENT, "event": "wsplanfresh", "storage": {"backend": "local"}})
     before = sorted(p.name for p in tmp_path.iterdir())
-    facts = observe(fctx, ENDPOINT)
-    changes = plan(fctx, facts)
+    part = WorkspacesPart(fctx, lambda: ENDPOINT)
+    facts = part.observe()
+    changes = part.plan(facts)
+    part.status(facts)
+    again = plan(fctx, observe(fctx, ENDPOINT))  # the module's functions, as the part calls them
+    assert [(c.action, c.target) for c in changes] == [(c.action, c.target) for c in again]
     assert changes  # something to do (or, not as root, the reason it cannot be done)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .datathon: no state, no secret
     assert not fctx.state.root.exists() and not fctx.state.secrets_dir.exists()
