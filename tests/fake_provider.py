@@ -47,7 +47,7 @@ class Machines(Part):
     def __init__(self, wanted: list[str]) -> None:
         self.wanted = wanted
 
-    def observe(self) -> dict[str, str]:
+    def observe(self, purpose: str = "plan") -> dict[str, str]:
         return dict(CLOUD.machines)
 
     def plan(self, facts: dict[str, str]) -> list[Change]:
@@ -105,7 +105,7 @@ class Machines(Part):
 class Bucket(Part):
     name = "bucket"
 
-    def observe(self) -> bool:
+    def observe(self, purpose: str = "plan") -> bool:
         return "fake-bucket" in CLOUD.buckets
 
     def plan(self, facts: bool) -> list[Change]:

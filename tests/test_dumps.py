@@ -17,7 +17,8 @@ import yaml
 
 from conftest import Event, event_data, free_port
 from datathon.check.runner import run_check
-from datathon.commands.up import plan_event, run_up
+from datathon.commands.plan import plan_event
+from datathon.commands.up import run_up
 from datathon.dumps.reader import Copy, Meta, read_items
 from datathon.errors import ProvisionError
 

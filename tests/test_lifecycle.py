@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from conftest import event_yaml, free_port
 from datathon import apply as apply_mod
 from datathon.commands.down import run_down
-from datathon.commands.up import plan_event, run_up
+from datathon.commands.plan import plan_event
+from datathon.commands.up import run_up
 from datathon.database.cluster import process_alive
 from datathon.errors import Aborted, ProvisionError
 
@@ -299,3 +301,25 @@ def test_changing_the_port_restarts_the_cluster_and_rewrites_handouts(make_event
         assert c.execute("SELECT current_setting('port')").fetchone() == (str(new_port),)
     assert f"port={new_port}" in (ev.ctx.state.handouts_dir / "team-alpha.md").read_text()
     assert ev.up().applied == 0
+
+
+def _snapshot(folder: Path) -> list[tuple[str, bytes]]:
+    if not folder.exists():
+        return []
+    return sorted((str(p.relative_to(folder)), p.read_bytes() if p.is_file() else b"") for p in folder.rglob("*"))
+
+
+def test_plan_writes_nothing_on_a_fresh_file_nor_after_up(make_event):
+    """`datathon plan` (observe + plan) creates no secret, cache or state, and can run while `up` runs."""
+    ev = make_event(event="pnw", teams=TWO)
+    cli = [sys.executable, "-m", "datathon.cli", "plan", "-c", str(ev.ctx.loaded.path)]
+    assert _snapshot(ev.ctx.state.root) == []
+    proc = subprocess.run(cli, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _snapshot(ev.ctx.state.root) == [] and not ev.server.home.exists()
+    ev.up()
+    before = _snapshot(ev.ctx.state.root)
+    with ev.ctx.state.lock():  # as while `up` runs
+        proc = subprocess.run(cli, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _snapshot(ev.ctx.state.root) == before

@@ -247,8 +247,8 @@ def test_a_removed_workspaces_section_tears_down_what_an_earlier_file_made_but_t
     changes = plan(nctx, WorkspaceFacts(configured=False, leftovers=left))
     assert [(c.action, c.component, c.target) for c in changes] == [
         ("drop", "hub", "processes"),
+        ("drop", "unix user", "files of the event's users"),  # first, while every user still holds its uid
         ("drop", "unix user", "ev_alpha"), ("drop", "unix user", "ev_beta"), ("drop", "unix user", "ev_mia"),
-        ("drop", "unix user", "files of removed users"),
         ("drop", "folder", str(sandbox.tmp_root(nctx.state))),
     ]  # the teams' group stays: a local dataset store may still give files to it (`down` removes it)
     assert all(c.destructive for c in changes)
@@ -274,7 +274,8 @@ def test_observe_and_plan_of_a_fresh_event_write_nothing(tmp_path):
     part = WorkspacesPart(fctx, lambda: ENDPOINT)
     facts = part.observe()
     changes = part.plan(facts)
-    part.status(facts)
+    part.status(part.observe("status"))
+    assert part.teardown(part.observe("teardown")) == []
     again = plan(fctx, observe(fctx, ENDPOINT))  # the module's functions, as the part calls them
     assert [(c.action, c.target) for c in changes] == [(c.action, c.target) for c in again]
     assert changes  # something to do (or, not as root, the reason it cannot be done)

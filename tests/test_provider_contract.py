@@ -12,8 +12,9 @@ import yaml
 
 from conftest import make_context
 from datathon.commands.down import run_down
+from datathon.commands.plan import plan_event
 from datathon.commands.status import run_status
-from datathon.commands.up import plan_event, run_up
+from datathon.commands.up import run_up
 from datathon.config import models
 from datathon.core.part import Part
 from datathon.engine import ordered
@@ -70,7 +71,7 @@ def test_a_part_waiting_for_one_the_provider_lacks_is_a_clear_error():
         name = "lonely"
         after = ("nowhere",)
 
-        def observe(self): ...
+        def observe(self, purpose="plan"): ...
         def plan(self, facts): return []
         def status(self, facts): ...
         def teardown(self, facts): return []
@@ -103,3 +104,20 @@ def test_deletions_the_approved_plan_did_not_show_are_asked_again(fake):
         apply_up(fake, plan, approve=decline)
     assert asked == [["fk_late"]]  # fk_stray was in the approved plan; fk_late is new
     assert "fk_late" in fake_provider.CLOUD.machines and "fk_stray" in fake_provider.CLOUD.machines
+
+
+def test_a_provider_that_cannot_act_says_how_to_fix_it_before_planning(tmp_path, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    (tmp_path / "images").mkdir()
+    text = yaml.safe_dump({"event": "cred", "teams": {"count": 1}, "databases": [{"name": "creddb"}],
+                           "storage": {"backend": "s3", "bucket": "cred-imaging",
+                                       "datasets": [{"name": "cxr", "path": str(tmp_path / "images")}]}})
+    ctx = make_context(tmp_path, text)
+    with pytest.raises(ProvisionError) as err:
+        plan_event(ctx)
+    assert "cannot act from here" in err.value.message and "AWS_PROFILE" in err.value.hint
+    assert not ctx.state.root.exists()

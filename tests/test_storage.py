@@ -37,6 +37,7 @@ from datathon.storage.sync import (
     plan_storage,
     state_dir,
     storage_leftovers,
+    storage_status,
     teardown_storage,
 )
 from datathon.storage.transfer import pull, push, verify
@@ -338,6 +339,14 @@ def test_policies_are_applied_through_the_api_read_back_and_removed(aws, dataset
     pol = Policies(store, event=ctx.config.event, organizer_arn=ORGANIZER, workspace_role=cfg.workspace_role_name)
     assert pol.pending() == []  # idempotent: a second `up` changes nothing
     assert [c.action for c in plan_storage(ctx)[:2]] == ["keep", "keep"]
+    assert {r.name: r.state for r in storage_status(ctx)}["read-only for teams"] == "enforced"
+    s3.delete_bucket_policy(Bucket=cfg.bucket)  # behind datathon's back: status reads the policy, not the file
+    row = {r.name: r for r in storage_status(ctx)}["read-only for teams"]
+    assert (row.state, row.healthy) == ("not enforced", False) and "bucket policy missing" in row.detail
+    plan = plan_storage(ctx)
+    assert [c.action for c in plan[:2]] == ["keep", "update"]
+    apply_storage(ctx, plan[:2])
+    assert {r.name: r.state for r in storage_status(ctx)}["read-only for teams"] == "enforced"
 
     changes = teardown_storage(ctx)
     assert {(c.component, c.action) for c in changes} == {("policy", "drop"), ("storage", "drop")}
@@ -428,6 +437,55 @@ def test_local_store_is_root_owned_group_readable_and_refuses_links(tmp_path, sm
     finally:
         shutil.rmtree(get_store(ctx).root.parent, ignore_errors=True)
         unix.remove_group(group)
+
+
+def snapshot(*roots: Path) -> dict:
+    """Every path under the roots with its mode, size, mtime and sha256: a write of any kind changes it."""
+    out = {}
+    for root in roots:
+        for p in [root, *sorted(root.rglob("*"))] if root.exists() else []:
+            st = p.lstat()
+            out[str(p)] = (st.st_mode, st.st_size, st.st_mtime_ns,
+                           hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else "")
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")
+def test_plan_writes_nothing_neither_in_the_state_folder_nor_in_the_store(tmp_path, small_dataset, monkeypatch):
+    from datathon.storage import manifest
+    from datathon.storage.part import StoragePart
+
+    ctx = _local_context(tmp_path, small_dataset)
+    part = StoragePart(ctx)
+    base = part.store.root.parent
+    try:
+        before = snapshot(ctx.state.root, base)
+        changes = part.plan(part.observe())
+        assert snapshot(ctx.state.root, base) == before and not ctx.state.root.exists()  # a fresh event: nothing
+        assert [(c.component, c.action) for c in changes] == [("storage", "create"), ("dataset", "load")]
+        hashed, sha256 = [], manifest.file_sha256
+        monkeypatch.setattr(manifest, "file_sha256", lambda p: hashed.append(p) or sha256(p))
+        apply_storage(ctx, changes)
+        assert hashed == []  # the push took the hashes the plan observed: one `up` reads the dataset once
+        monkeypatch.undo()
+        assert (state_dir(ctx) / "scans.hashes.json").exists()  # the push wrote the cache, at apply time
+
+        (small_dataset / "s0" / "new.jpg").write_bytes(b"new")
+        (small_dataset / "s1" / "1.jpg").write_bytes(b"changed")
+        before = snapshot(ctx.state.root, base)
+        changes = part.plan(part.observe())
+        assert snapshot(ctx.state.root, base) == before  # cache, journal, state.json and store untouched
+        assert [c.reason for c in changes if c.component == "dataset"] == [
+            "push 2 of 31 files (10 B of 3.3 KB), 29 already there"]
+        part.status(part.observe())
+        part.teardown(part.observe())
+        part.leftovers()
+        assert snapshot(ctx.state.root, base) == before  # nor do status, teardown planning and leftovers
+        apply_storage(ctx, changes)
+        assert [c.action for c in part.plan(part.observe())] == ["keep", "keep"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        unix.remove_group(f"{ctx.config.event}_teams")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the local store belongs to root")

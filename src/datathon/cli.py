@@ -114,12 +114,9 @@ def init(
 @command
 def validate(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
     """Check the event file; report every problem at once."""
-    cfg = load_config(config).config
-    facts = {
-        "event": cfg.event, "provider": cfg.provider, "teams": len(cfg.team_list), "mentors": len(cfg.mentors),
-        "database_server": cfg.database.server, "databases": [d.name for d in cfg.databases],
-        "shared_schemas": sorted({s for d in cfg.databases for s in d.readable_schemas}),
-    }
+    from datathon.commands.validate import validate_event
+
+    facts = validate_event(config)
     if json_out:
         console.print_json(data={"valid": True, **facts})
         return
@@ -138,7 +135,7 @@ def plan(
     drop_team_data: Annotated[bool, typer.Option(help="plan dropping schemas of removed teams")] = False,
 ) -> None:
     """Show what `up` would change, touching nothing."""
-    from datathon.commands.up import plan_event
+    from datathon.commands.plan import plan_event
     from datathon.ui import print_plan
 
     ctx = _context(config)
@@ -253,14 +250,10 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
 @command
 def handouts(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
     """Write every team's handout (HTML, Markdown, pgAdmin servers.json) and the organizer roster."""
-    from datathon.errors import StateError
-    from datathon.handouts import build_handouts
-    from datathon.providers import get_provider
+    from datathon.commands.handouts import write_handouts
 
     ctx = _context(config)
-    if not ctx.state.exists():
-        raise StateError(f"event {ctx.config.event!r} has not been brought up yet", hint="run `datathon up` first")
-    files, roster = build_handouts(ctx, get_provider(ctx).parts())
+    files, roster = write_handouts(ctx)
     if json_out:
         console.print_json(data={"roster": str(roster), "handouts": [
             {"kind": f.kind, "name": f.name, "html": str(f.html), "markdown": str(f.markdown),
@@ -329,26 +322,16 @@ def data_synth(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Write synthetic data in exactly the official layout (no real patient)."""
-    import time
+    from datathon.commands.data import synth
 
-    from datathon.datasets.synth import GENERATORS, synthesize
-    from datathon.errors import ConfigError
-
-    if kind not in GENERATORS:
-        raise ConfigError(f"no synthetic generator for {kind!r}", hint=f"choose one of: {', '.join(GENERATORS)}")
-    started = time.monotonic()
-    with console.status(f"generating {kind} for {patients} patients ..."):
-        writer = synthesize(kind, out, patients=patients, seed=seed)
-    seconds = time.monotonic() - started
-    rows = sum(writer.rows.values())
-    size = sum(p.stat().st_size for p in out.rglob("*.csv.gz"))
+    r = synth(kind, out, patients=patients, seed=seed, console=console)
     table = Table()
     table.add_column("table")
     table.add_column("rows", justify="right")
-    for name, n in sorted(writer.rows.items(), key=lambda x: -x[1]):
+    for name, n in sorted(r.rows.items(), key=lambda x: -x[1]):
         table.add_row(name, f"{n:,}")
     console.print(table)
-    console.print(f"{kind} in {out}: {rows:,} rows, {size / 2**20:.1f} MiB, {seconds:.1f}s; "
+    console.print(f"{kind} in {out}: {sum(r.rows.values()):,} rows, {r.bytes / 2**20:.1f} MiB, {r.seconds:.1f}s; "
                   f"checksums in {out / 'SHA256SUMS.txt'}", highlight=False, soft_wrap=True)
 
 
@@ -364,19 +347,6 @@ def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
                   f"({result.seconds:.1f}s)")
 
 
-def _storage_names(ctx: Context, dataset: str | None) -> list[str]:
-    from datathon.errors import ConfigError
-    from datathon.storage import get_store
-
-    get_store(ctx)  # says so when the event file has no storage: section
-    names = [d.name for d in ctx.config.storage.datasets]
-    if dataset is None:
-        return names
-    if dataset not in names:
-        raise ConfigError(f"no dataset {dataset!r} in storage.datasets", hint=f"choose one of: {', '.join(names)}")
-    return [dataset]
-
-
 @data_app.command("push")
 @command
 def data_push(
@@ -385,15 +355,10 @@ def data_push(
     json_out: JsonOpt = False,
 ) -> None:
     """Upload imaging datasets into the event's store (parallel, resumable), with their manifests."""
-    from datathon.storage import get_store
-    from datathon.storage.sync import ensure_store, human, push_dataset
+    from datathon.commands.data import push
+    from datathon.storage.sync import human
 
-    ctx = _context(config)
-    names = _storage_names(ctx, dataset)
-    store = get_store(ctx)
-    with ctx.state.lock():
-        ensure_store(ctx, store)
-        results = [push_dataset(ctx, store, name) for name in names]
+    store, results = push(_context(config), dataset)
     if json_out:
         console.print_json(data={"location": store.location, "datasets": [r.as_dict() for r in results]})
         return
@@ -415,13 +380,9 @@ def data_verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Compare the store with each dataset's manifest; list what is missing or different. Exits 1 if anything is."""
-    from datathon.storage import get_store
-    from datathon.storage.transfer import verify
+    from datathon.commands.data import verify
 
-    ctx = _context(config, check_paths=False)
-    names = _storage_names(ctx, dataset)
-    store = get_store(ctx)
-    results = [verify(store, n, workers=ctx.config.storage.concurrency, deep=deep, console=console) for n in names]
+    store, results = verify(_context(config, check_paths=False), dataset, deep=deep, console=console)
     if json_out:
         console.print_json(data={"location": store.location, "ok": all(r.ok for r in results),
                                  "datasets": [r.as_dict() for r in results]})
@@ -460,17 +421,12 @@ def data_pull(
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch a dataset, or part of it, into a folder; every file is checked against the manifest (resumable)."""
-    from datathon.storage import get_store, store_at
+    from datathon.commands.data import pull
     from datathon.storage.sync import human
-    from datathon.storage.transfer import pull
 
-    if from_:
-        store = store_at(from_, region=region, endpoint_url=endpoint_url, concurrency=concurrency or 16)
-    else:
-        ctx = _context(config, check_paths=False)
-        store = get_store(ctx)
-        concurrency = concurrency or ctx.config.storage.concurrency
-    r = pull(store, dataset, to, prefix=prefix, pattern=manifest_filter, workers=concurrency or 16, console=console)
+    ctx = None if from_ else _context(config, check_paths=False)
+    store, r = pull(ctx, dataset, to, prefix=prefix, pattern=manifest_filter, from_=from_, region=region,
+                    endpoint_url=endpoint_url, concurrency=concurrency, console=console)
     if json_out:
         console.print_json(data={"location": store.location, "to": str(to), **r.as_dict()})
     else:

@@ -125,7 +125,7 @@ def plan_down(parts: list[Part]) -> EventPlan:
     """Teardown in the reverse order of making: what a part is built on goes last."""
     plan = EventPlan()
     for part in reversed(ordered(parts)):
-        facts = part.observe()
+        facts = part.observe("teardown")
         pp = PartPlan(part, facts, part.teardown(facts))
         plan.parts.append(pp)
         plan.extend(pp.changes)
@@ -164,7 +164,7 @@ class EventStatus:
 def event_status(event: str, parts: list[Part]) -> EventStatus:
     result = EventStatus(event)
     for part in ordered(parts):
-        st: PartStatus = part.status(part.observe())
+        st: PartStatus = part.status(part.observe("status"))
         result.components += st.components
         for name, rows in st.tables.items():
             result.tables.setdefault(name, []).extend(rows)

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import typer
 
+from datathon.commands.plan import ready_provider
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
-from datathon.engine import EventPlan, apply_up, plan_up
+from datathon.engine import apply_up, plan_up
 from datathon.errors import Aborted
 from datathon.handouts import HandoutFiles, build_handouts
-from datathon.providers import get_provider
 from datathon.ui import print_blocked, print_plan
 
 
@@ -36,16 +36,11 @@ def confirm(ctx: Context, question: str, *, yes: bool) -> None:
         raise Aborted("declined; nothing was changed")
 
 
-def plan_event(ctx: Context, *, drop_team_data: bool = False) -> EventPlan:
-    """What `up` would do, touching nothing (also what `datathon plan` shows)."""
-    return plan_up(get_provider(ctx).parts(drop_team_data=drop_team_data))
-
-
 def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> UpResult:
     """Plan, show, confirm, apply. Only approved changes run; a part planned again once the parts it is built on
     changed is asked about again if it would delete what the approved plan did not show."""
     started = time.monotonic()
-    provider = get_provider(ctx)
+    provider = ready_provider(ctx)
     parts = provider.parts(drop_team_data=drop_team_data)
     with ctx.state.lock():
         preview = plan_up(parts)

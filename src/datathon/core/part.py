@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
@@ -26,6 +26,9 @@ from datathon.core.status import ComponentStatus
 if TYPE_CHECKING:
     from datathon.core.handout import Section
     from datathon.core.roster import Member
+
+
+Purpose = Literal["plan", "status", "teardown"]
 
 
 @dataclass
@@ -44,8 +47,9 @@ class Part(ABC):
     blocking: ClassVar[bool] = True
 
     @abstractmethod
-    def observe(self) -> Any:
-        """What is there now. Read-only."""
+    def observe(self, purpose: Purpose = "plan") -> Any:
+        """What is there now. Read-only. `purpose`: what the facts are for; a part may observe less for `status`
+        and `teardown` (e.g. not hash a dataset folder of hundreds of GB to delete its copy)."""
 
     @abstractmethod
     def plan(self, facts: Any) -> list[Change]:

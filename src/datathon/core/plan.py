@@ -7,9 +7,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 from psycopg import sql
+
+
+class Component(StrEnum):
+    """What a change acts on. A StrEnum: it compares and prints as its word ("role"), and an unknown word is a
+    bug caught when the change is made, not a typo that silently never matches."""
+
+    CLUSTER = "cluster"
+    SERVER = "server"
+    DATABASE = "database"
+    ROLE = "role"
+    SCHEMA = "schema"
+    GRANT = "grant"
+    SOURCE = "source"
+    STORAGE = "storage"
+    POLICY = "policy"
+    DATASET = "dataset"
+    GROUP = "group"
+    FOLDER = "folder"
+    PACKAGE = "package"
+    ENVIRONMENT = "environment"
+    GPU = "gpu"
+    WORKSPACES = "workspaces"
+    HUB = "hub"
+    UNIX_USER = "unix user"
+    UNIX_GROUP = "unix group"
+    MACHINE = "machine"  # a machine per team (AWS next)
+    BUCKET = "bucket"
+
 
 Action = Literal["create", "update", "drop", "start", "restart", "load", "keep", "blocked"]
 # Actions that change something. `blocked` is a change we refuse to make without an explicit flag.
@@ -18,7 +47,7 @@ MUTATING: frozenset[str] = frozenset({"create", "update", "drop", "start", "rest
 
 @dataclass
 class Change:
-    component: str  # cluster, database, role, schema, grant, source, ...
+    component: Component  # a Component, or its word
     target: str  # what it acts on, e.g. "role demo_team01" or "demo.team01"
     action: Action
     reason: str
@@ -28,13 +57,16 @@ class Change:
     run: Callable[[], None] | None = None  # non-SQL work (initdb, pg_ctl, loading a file)
     destructive: bool = False
 
+    def __post_init__(self) -> None:
+        self.component = Component(self.component)
+
     @property
     def mutating(self) -> bool:
         return self.action in MUTATING
 
     def as_dict(self) -> dict:
         return {
-            "component": self.component,
+            "component": str(self.component),
             "target": self.target,
             "action": self.action,
             "reason": self.reason,

@@ -27,21 +27,26 @@ __all__ = ["SYSTEM_ROOT", "Resource", "StateStore", "generate_password", "write_
 # No look-alike characters (0/O, 1/l/I): passwords get read off paper on event day.
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
 PASSWORD_LENGTH = 20  # about 115 bits
-# Folders other Unix users (postgres, the teams) must reach live here, never under root's home.
 
 
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
     return "".join(_secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
 
 
-def write_private(path: Path, data: str | bytes) -> None:
-    """Write a file atomically with mode 0600 (created that way, never world-readable for an instant)."""
+def write_private(path: Path, data: str | bytes, *, unless_same: bool = False) -> bool:
+    """Write a file atomically with mode 0600 (created that way, never world-readable for an instant).
+    `unless_same`: leave a file that already holds exactly this (mode 0600) alone. Returns whether it wrote."""
+    raw = data.encode() if isinstance(data, str) else data
+    if unless_same:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o777 == 0o600 and path.read_bytes() == raw:
+                return False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -49,6 +54,7 @@ def write_private(path: Path, data: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return True
 
 
 @dataclass(frozen=True)

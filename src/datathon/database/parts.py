@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from datathon.core.context import Context
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
 from datathon.database.facts import Facts, observe, scram_matches
 from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources, source_identity
-from datathon.database.tenancy import MARK, mentor_team_logins, plan_tenancy, teardown_tenancy, wanted_logins
+from datathon.database.tenancy import MARK, Login, plan_tenancy, teardown_tenancy, wanted_logins
 from datathon.errors import ProvisionError
 
 
@@ -25,7 +26,7 @@ class ServerPart(Part):
     def __init__(self, server: DatabaseServer) -> None:
         self.server = server
 
-    def observe(self):
+    def observe(self, purpose: Purpose = "plan"):
         return self.server.observe()
 
     def plan(self, facts) -> list[Change]:
@@ -59,6 +60,8 @@ class DataFacts:
     dumps: dict[str, str]  # source name -> what a dump holds (kind, size, tables), for the plan
     # a dump this server's tools cannot read: `plan` (so `up`) stops on it; `status` and `down` need not
     unreadable: ProvisionError | None = None
+    # logins whose password on the server is no longer the stored one (where the verifiers can be read)
+    changed_passwords: frozenset[str] = frozenset()
 
 
 class DataPart(Part):
@@ -78,7 +81,7 @@ class DataPart(Part):
         return self.server
 
     # -- observe / plan ----------------------------------------------------------------------------
-    def observe(self) -> DataFacts:
+    def observe(self, purpose: Purpose = "plan") -> DataFacts:
         from datathon.datasets.run import describe_source
 
         if self.server.is_reachable():
@@ -87,6 +90,8 @@ class DataPart(Part):
             return DataFacts(None, True, {})
         else:  # exact for a server still to be made: an empty one
             tenancy = Facts(admin="datathon", admin_superuser=True)
+        if purpose != "plan":  # status and teardown need neither the dumps' contents nor the password checks
+            return DataFacts(tenancy, self.server.exists(), {})
         # what a dump not loaded yet holds (its kind, size and tables): read from the file, for the plan
         describe = describe_source(self.server)
         dumps = {}
@@ -100,7 +105,7 @@ class DataPart(Part):
                         dumps[str(src)] = text
                 except ProvisionError as exc:
                     return DataFacts(tenancy, self.server.exists(), dumps, unreadable=exc)
-        return DataFacts(tenancy, self.server.exists(), dumps)
+        return DataFacts(tenancy, self.server.exists(), dumps, changed_passwords=self._changed_passwords(tenancy))
 
     def notes(self, facts: DataFacts) -> list[str]:
         if facts.tenancy is None:
@@ -118,7 +123,7 @@ class DataPart(Part):
 
         changes = plan_tenancy(self.ctx.config, facts.tenancy, secret_for=self._secret,
                                stored_secrets=self._stored(), drop_team_data=self.drop_team_data,
-                               password_changed=self._password_changed)
+                               password_changed=lambda role, _verifier: role in facts.changed_passwords)
         describe = (lambda src: facts.dumps.get(str(src))) if facts.dumps else None
         return changes + plan_sources(self.ctx.config, facts.tenancy, self.ctx.loaded.base_dir,
                                       bulk_factory(self.ctx, self.server), describe)
@@ -127,11 +132,25 @@ class DataPart(Part):
         return self.ctx.state.secret(role)  # called at apply time only: made and stored 0600 before the role
 
     def _stored(self) -> set[str]:
-        return {x.role for x in wanted_logins(self.ctx.config) if self.ctx.state.secret_path(x.role).exists()}
+        return {r for r in self.logins if self.ctx.state.secret_path(r).exists()}
 
-    def _password_changed(self, role: str, verifier: str) -> bool:
-        secret = self.ctx.state.secret(role, create=False)
-        return secret is not None and not scram_matches(verifier, secret)
+    def _changed_passwords(self, tenancy: Facts) -> frozenset[str]:
+        """Each check is 4096 rounds of PBKDF2 (tens of ms for a hundred logins): in parallel (hashlib lets go of
+        the GIL), reading secrets only (none is made)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def changed(role: str) -> bool:
+            fact = tenancy.roles.get(role)
+            secret = self.ctx.state.secret(role, create=False)
+            return bool(fact and fact.verifier and secret is not None and not scram_matches(fact.verifier, secret))
+
+        roles = [x.role for x in self.logins.values()]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return frozenset(r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c)
+
+    @cached_property
+    def logins(self) -> dict[str, Login]:
+        return {x.role: x for x in wanted_logins(self.ctx.config)}
 
     # -- status / teardown -------------------------------------------------------------------------
     def status(self, facts: DataFacts) -> PartStatus:
@@ -165,11 +184,12 @@ class DataPart(Part):
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.database.handout import database_section, mentor_teams_section
 
-        login = next(x for x in wanted_logins(self.ctx.config) if x.role == member.login)
+        login = self.logins[member.login]
         endpoint = self.server.endpoint()
         out = [database_section(self.ctx.config, login, endpoint, secret(login.role))]
         if member.kind == "mentor":
-            team_logins = [(x, secret(x.role)) for x in mentor_team_logins(self.ctx.config, member.name)]
+            team_logins = [(x, secret(x.role)) for x in self.logins.values()
+                           if x.kind == "mentor_team" and x.name == member.name]
             out.append(mentor_teams_section(self.ctx.config, login, endpoint, team_logins))
         return out
 
@@ -184,8 +204,9 @@ class DataPart(Part):
 
         from datathon.database.handout import pgadmin_servers
 
-        login = next(x for x in wanted_logins(self.ctx.config) if x.role == member.login)
-        team_logins = mentor_team_logins(self.ctx.config, member.name) if member.kind == "mentor" else []
+        login = self.logins[member.login]
+        team_logins = [x for x in self.logins.values() if x.kind == "mentor_team" and x.name == member.name] \
+            if member.kind == "mentor" else []
         servers = pgadmin_servers(self.ctx.config, login, self.server.endpoint(), team_logins)
         return {"pgadmin-servers.json": json.dumps(servers, indent=2) + "\n"}
 

@@ -30,6 +30,7 @@ from psycopg import sql
 from datathon.config import EventConfig, Policy
 from datathon.core import roster as roles
 from datathon.core.plan import Change
+from datathon.core.roster import members
 from datathon.database.facts import META_SCHEMA, Facts, RoleFact
 
 MARK = "datathon:{event}"  # COMMENT on roles and databases datathon made: how it recognises its own
@@ -57,25 +58,19 @@ class Login:
 
 
 def wanted_logins(config: EventConfig) -> list[Login]:
+    """The event's members (core.roster: the one list of who is in the event), as database logins."""
     shared = tuple(dict.fromkeys(s for d in config.databases for s in d.readable_schemas))
-    e = config.event
-    out = [
-        Login(roles.login_role(e, t.name), t.name, "team", roles.teams_group(e), config.policy, (t.name, *shared))
-        for t in config.team_list
-    ]
     mentor_policy = config.effective_mentor_policy
-    out += [
-        Login(roles.login_role(e, m.name), m.name, "mentor", roles.mentors_group(e), mentor_policy,
-              shared or ("public",))
-        for m in config.mentors
-    ]
     per_team = mentor_policy.model_copy(
         update={"connection_limit": min(MENTOR_TEAM_CONNECTIONS, mentor_policy.connection_limit)})
-    out += [
-        Login(roles.mentor_team_role(e, m.name, t.name), m.name, "mentor_team", roles.mentors_group(e), per_team,
-              (t.name, *shared), team=t.name)
-        for m in config.mentors for t in config.team_list
-    ]
+    out = []
+    for m in members(config):
+        if m.kind == "team":
+            out.append(Login(m.login, m.name, m.kind, m.group, config.policy, (m.name, *shared)))
+        elif m.kind == "mentor":
+            out.append(Login(m.login, m.name, m.kind, m.group, mentor_policy, shared or ("public",)))
+        else:
+            out.append(Login(m.login, m.name, m.kind, m.group, per_team, (m.team, *shared), team=m.team))
     return out
 
 

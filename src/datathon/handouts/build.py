@@ -46,7 +46,8 @@ def _env() -> jinja2.Environment:
 
 
 def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles], Path]:
-    """Render all handouts into the state folder (files 0600). Returns them and the roster path."""
+    """Render all handouts into the state folder (files 0600); a sheet that would not change is not rewritten.
+    Returns them and the roster path."""
     config = ctx.config
     out_dir = ctx.state.handouts_dir
 
@@ -65,12 +66,12 @@ def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles],
                           members=members.get(member.name, []) if member.kind == "team" else [], sections=sections)
         stem = f"{member.kind}-{member.name}"
         f = HandoutFiles(member.name, member.kind, out_dir / f"{stem}.html", out_dir / f"{stem}.md")
-        write_private(f.html, html_t.render(h=handout))
-        write_private(f.markdown, md_t.render(h=handout))
+        write_private(f.html, html_t.render(h=handout), unless_same=True)
+        write_private(f.markdown, md_t.render(h=handout), unless_same=True)
         for part in parts:
             for suffix, text in part.files(member).items():
                 f.extra[suffix] = out_dir / f"{stem}-{suffix}"
-                write_private(f.extra[suffix], text)
+                write_private(f.extra[suffix], text, unless_same=True)
         files.append(f)
         people_of = members.get(member.name, []) if member.kind == "team" else []
         row = {"kind": member.kind, "name": member.name, "members": "; ".join(n for n, _ in people_of),
@@ -86,8 +87,8 @@ def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles],
     writer.writeheader()
     writer.writerows(rows)
     roster_path = out_dir / "roster.csv"
-    write_private(roster_path, roster.getvalue())
+    write_private(roster_path, roster.getvalue(), unless_same=True)
     for part in parts:
         for name, data in part.shared_files().items():  # e.g. the server's CA certificate
-            write_private(out_dir / name, data)
+            write_private(out_dir / name, data, unless_same=True)
     return files, roster_path

@@ -41,6 +41,21 @@ class LocalProvider(Provider):
 
         return hub_for(self.ctx)
 
+    def check_credentials(self) -> tuple[bool, str]:
+        """What this machine must let datathon do before any part is planned."""
+        import os
+
+        if self.ctx.config.workspaces is not None and os.geteuid() != 0:
+            return False, "workspaces make Unix users and run the hub as root: run datathon as root (sudo)"
+        storage = self.ctx.config.storage
+        if storage is not None and storage.backend == "s3" and not storage.endpoint_url:
+            import boto3
+
+            if boto3.session.Session().get_credentials() is None:
+                return False, ("storage is on S3 and no AWS credentials were found: set AWS_PROFILE or "
+                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role")
+        return True, ""
+
     def parts(self, *, drop_team_data: bool = False) -> list[Part]:
         from datathon.storage.part import StoragePart
         from datathon.workspaces.part import WorkspacesPart
@@ -48,4 +63,4 @@ class LocalProvider(Provider):
         server = self.database_server()
         # Storage and workspaces plan and tear down what an earlier file made even without their section.
         return [ServerPart(server), DataPart(self.ctx, server, drop_team_data=drop_team_data),
-                StoragePart(self.ctx), WorkspacesPart(self.ctx, server.endpoint)]
+                StoragePart(self.ctx, self.object_store()), WorkspacesPart(self.ctx, server.endpoint)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.errors import ProvisionError
+from datathon.storage.facts import StoreFacts
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
 
@@ -20,12 +21,6 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # changes whenever the object is written again
-
-
-@dataclass(frozen=True)
-class StorePlan:
-    action: str  # create, update, keep, blocked
-    reason: str
 
 
 def check_key(key: str) -> list[str]:
@@ -52,8 +47,8 @@ class ObjectStore(ABC):
     def exists(self) -> bool: ...
 
     @abstractmethod
-    def plan(self) -> StorePlan:
-        """What `ensure` would do, observed without changing anything."""
+    def observe(self) -> StoreFacts:
+        """The store as it is (exists, ours, blocked, settings that drifted), observed without changing anything."""
 
     @abstractmethod
     def ensure(self) -> dict:

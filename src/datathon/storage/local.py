@@ -21,7 +21,8 @@ from datathon.core import unix
 from datathon.core.fsutil import read_plain, untrusted_ancestor, write_owned
 from datathon.core.state import SYSTEM_ROOT
 from datathon.errors import ProvisionError
-from datathon.storage.base import ObjectInfo, ObjectStore, Progress, StorePlan, check_key
+from datathon.storage.base import ObjectInfo, ObjectStore, Progress, check_key
+from datathon.storage.facts import StoreFacts
 
 DIR_MODE, FILE_MODE = 0o750, 0o640
 CHUNK = 2**20
@@ -65,24 +66,22 @@ class LocalStore(ObjectStore):
             problems.append(f"mode {stat.S_IMODE(st.st_mode):o} instead of {DIR_MODE:o}")
         return problems
 
-    def plan(self) -> StorePlan:
+    def observe(self) -> StoreFacts:
         what = f"owned by root, group {self.group}, folders {DIR_MODE:o}, files {FILE_MODE:o}"
+        there = os.path.lexists(self.root)
+        marked = there and self._marked()
+        blocked = ""
         why = untrusted_ancestor(self.root.parent)
         if why:
-            return StorePlan("blocked", f"{self.root}: {why}; choose a store folder only root can change "
-                                        "(storage.path)")
-        if os.path.isdir(self.root) and not self.root.is_symlink() and not self._marked() and any(
-                os.scandir(self.root)):
-            return StorePlan("blocked", f"{self.root} exists, holds files and was not made by datathon for this "
-                                        "event file: it is neither taken over nor ever deleted; set storage.path "
-                                        "to a new or empty folder")
-        if not os.path.lexists(self.root):
-            new = "" if unix.group_exists(self.group) else f" and the Unix group {self.group}"
-            return StorePlan("create", f"make {self.root}{new}: {what}")
-        problems = self._wrong()
-        if problems:
-            return StorePlan("update", f"{'; '.join(problems)}: set {what}")
-        return StorePlan("keep", f"{self.root} exists, {what}")
+            blocked = f"{self.root}: {why}; choose a store folder only root can change (storage.path)"
+        elif (os.path.isdir(self.root) and not self.root.is_symlink() and not marked
+              and any(os.scandir(self.root))):
+            blocked = (f"{self.root} exists, holds files and was not made by datathon for this event file: it is "
+                       "neither taken over nor ever deleted; set storage.path to a new or empty folder")
+        new = "" if unix.group_exists(self.group) else f" and the Unix group {self.group}"
+        return StoreFacts("local", str(self.root), exists=there, ours=marked, made_by_datathon=marked,
+                          blocked=blocked, drift=tuple(self._wrong()) if there else (), settings=what,
+                          create=f"make {self.root}{new}", describe=self.describe(), name=f"folder {self.root}")
 
     def ensure(self) -> dict:
         if os.geteuid() != 0:

@@ -1,7 +1,8 @@
 """A dataset's manifest: every file's relative path, size and sha256, stored beside the data.
 
 The bytes are deterministic (sorted, no timestamps): the same folder always gives the same manifest. Hashes are
-cached per file (size and mtime) in the state folder, so a second push does not read the dataset again.
+cached per file (size and mtime) in the state folder by a push, so the next one does not read the dataset again;
+planning reads that cache and never writes it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,20 +85,28 @@ def scan(folder: Path) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, workers: int = 4,
-                   progress: Callable[[int], None] | None = None) -> Manifest:
-    """Hash the folder (files unchanged since the last run come from the cache) into a manifest."""
+def read_cache(cache: Path | None) -> dict[str, list]:
+    """The hash cache of earlier runs (relative path -> [size, mtime_ns, sha256]); empty when there is none."""
+    if cache is None or not cache.exists():
+        return {}
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads(cache.read_text())
+        if isinstance(found, dict):
+            return found
+    return {}
+
+
+def hash_folder(dataset: str, folder: Path, *, known: Mapping[str, list], workers: int = 4,
+                progress: Callable[[int], None] | None = None) -> tuple[Manifest, dict[str, list]]:
+    """Hash the folder into a manifest (files unchanged since `known` was made are not read again); returns it and
+    the hashes to remember. Writes nothing."""
     if not folder.is_dir():
         raise ProvisionError(f"dataset {dataset}: folder {folder} not found", hint="check storage.datasets[].path")
-    cached: dict[str, list] = {}
-    if cache is not None and cache.exists():
-        with contextlib.suppress(OSError, ValueError):
-            cached = json.loads(cache.read_text())
     files = scan(folder)
     entries: dict[str, FileEntry] = {}
     todo = []
     for rel, st in files:
-        hit = cached.get(rel)
+        hit = known.get(rel)
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             entries[rel] = FileEntry(rel, st.st_size, hit[2])
             if progress:
@@ -115,8 +124,19 @@ def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, wor
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for entry in pool.map(work, todo):
             entries[entry.path] = entry
-    if cache is not None and todo:
-        stats = dict(files)
-        write_private(cache, json.dumps({rel: [e.size, stats[rel].st_mtime_ns, e.sha256]
-                                         for rel, e in entries.items()}, separators=(",", ":")))
-    return Manifest(dataset, [entries[rel] for rel, _ in files])
+    stats = dict(files)
+    hashes = {rel: [e.size, stats[rel].st_mtime_ns, e.sha256] for rel, e in entries.items()}
+    return Manifest(dataset, [entries[rel] for rel, _ in files]), hashes
+
+
+def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, workers: int = 4,
+                   progress: Callable[[int], None] | None = None, known: Mapping[str, list] | None = None,
+                   save: bool = True) -> Manifest:
+    """Hash the folder (files unchanged since the last run come from the cache, or from `known`: hashes observed
+    earlier in this run) into a manifest; the cache is written when it changed (`save`), never otherwise."""
+    cached = read_cache(cache)
+    manifest, hashes = hash_folder(dataset, folder, known={**cached, **(known or {})}, workers=workers,
+                                   progress=progress)
+    if cache is not None and save and hashes != cached:
+        write_private(cache, json.dumps(hashes, separators=(",", ":")))
+    return manifest

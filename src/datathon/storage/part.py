@@ -1,38 +1,66 @@
-"""The storage part of an event: the imaging store and its datasets, on the provider's object store."""
+"""The storage part of an event: the imaging store and its datasets, on the provider's object store.
+
+observe() -> StorageFacts (read-only: the hash cache and push journal are read, never written); plan(facts) and
+teardown(facts) are pure and hand out changes whose `run` does the work at apply time; status(facts) and
+leftovers() report what was observed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 from datathon.core.context import Context
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
-from datathon.storage.sync import plan_storage, storage_leftovers, storage_status, teardown_storage
+from datathon.storage.base import ObjectStore
+from datathon.storage.facts import StorageFacts
+from datathon.storage.observe import observe_storage
+from datathon.storage.planner import leftovers, plan_changes, status_rows, teardown_changes
 
 
 class StoragePart(Part):
     name = "storage"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, store: ObjectStore | None = None) -> None:
         self.ctx = ctx
+        self._given = store  # the provider's object store; None: the one the event file describes
 
-    def observe(self):
-        # Not yet split into facts and a pure plan: planning is deferred until the plan is asked for.
-        return lambda: plan_storage(self.ctx)
+    @cached_property
+    def store(self) -> ObjectStore | None:
+        if self.ctx.config.storage is None:
+            return None
+        if self._given is not None:
+            return self._given
+        from datathon.storage import get_store
 
-    def plan(self, facts) -> list[Change]:
-        return facts()
+        return get_store(self.ctx)
 
-    def status(self, facts) -> PartStatus:
-        return PartStatus(storage_status(self.ctx))
+    @cached_property
+    def runner(self):
+        from datathon.storage.sync import StorageRunner
 
-    def teardown(self, facts) -> list[Change]:
-        return teardown_storage(self.ctx)
+        return StorageRunner(self.ctx, self.store)
+
+    def observe(self, purpose: Purpose = "plan") -> StorageFacts | None:
+        """Only a plan hashes the dataset folders (to know what to push); status and teardown read the store."""
+        if self.store is None:
+            return None
+        return observe_storage(self.ctx, self.store, folders=purpose == "plan")
+
+    def plan(self, facts: StorageFacts | None) -> list[Change]:
+        return plan_changes(facts, self.runner)
+
+    def status(self, facts: StorageFacts | None) -> PartStatus:
+        return PartStatus(status_rows(facts))
+
+    def teardown(self, facts: StorageFacts | None) -> list[Change]:
+        return teardown_changes(facts, self.runner)
 
     def leftovers(self) -> list[str]:
-        return storage_leftovers(self.ctx)
+        return leftovers(observe_storage(self.ctx, self.store, folders=False)) if self.store is not None else []
 
     def gone(self) -> list[tuple[str, str]]:
         cfg = self.ctx.config.storage

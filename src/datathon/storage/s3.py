@@ -23,8 +23,9 @@ from botocore.exceptions import (
 )
 
 from datathon.core.aws import call, error_code, fail, partition, retry
-from datathon.errors import ProvisionError
-from datathon.storage.base import ObjectInfo, ObjectStore, Progress, StorePlan
+from datathon.errors import DatathonError, ProvisionError
+from datathon.storage.base import ObjectInfo, ObjectStore, Progress
+from datathon.storage.facts import StoreFacts
 
 MANAGED_TAG = "datathon:managed-by"  # set only on buckets datathon created
 EVENT_TAG = "datathon:event"
@@ -121,20 +122,20 @@ class S3Store(ObjectStore):
     def exists(self) -> bool:
         return self._bucket_state() != "missing"
 
-    def plan(self) -> StorePlan:
+    def observe(self) -> StoreFacts:
+        what = f"private (public access blocked), AES256 encryption, tagged {EVENT_TAG}={self.event}"
+        base = dict(settings=what, create=f"make bucket {self.bucket} in {self.region}", describe=self.describe(),
+                    name=f"bucket {self.bucket}")
         try:
             state = self._bucket_state()
-        except ProvisionError as exc:
-            return StorePlan("blocked", str(exc))
-        what = f"private (public access blocked), AES256 encryption, tagged {EVENT_TAG}={self.event}"
-        if state == "missing":
-            return StorePlan("create", f"make bucket {self.bucket} in {self.region}: {what}")
-        if state == "foreign":
-            return StorePlan("blocked", self._foreign().message)
-        drift = self._settings_drift()
-        if drift:
-            return StorePlan("update", f"{'; '.join(drift)}: set {what}")
-        return StorePlan("keep", f"bucket {self.bucket} exists, {what}")
+            if state == "missing":
+                return StoreFacts("s3", self.location, exists=False, **base)
+            if state == "foreign":
+                return StoreFacts("s3", self.location, exists=True, blocked=self._foreign().message, **base)
+            return StoreFacts("s3", self.location, exists=True, ours=True, made_by_datathon=self.made_by_datathon(),
+                              drift=tuple(self._settings_drift()), **base)
+        except DatathonError as exc:
+            return StoreFacts("s3", self.location, exists=False, blocked=str(exc), error=exc.message, **base)
 
     def ensure(self) -> dict:
         state = self._bucket_state()

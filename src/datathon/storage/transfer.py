@@ -17,7 +17,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +37,8 @@ from rich.progress import (
 from datathon.core.fsutil import file_sha256
 from datathon.core.state import write_private
 from datathon.errors import ProvisionError
-from datathon.storage.base import ObjectStore, check_key
-from datathon.storage.manifest import FileEntry, Manifest, build_manifest, manifest_key, object_key
+from datathon.storage.base import ObjectInfo, ObjectStore, check_key
+from datathon.storage.manifest import FileEntry, Manifest, hash_folder, manifest_key, object_key, read_cache
 
 
 class Meter:
@@ -99,8 +99,9 @@ class Journal:
     """What earlier pushes sent (key -> size, sha256, etag), so a resumed push asks the store nothing for them.
     Saved every few seconds while pushing and when the push stops, whatever the reason."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly  # planning reads what earlier pushes recorded and writes nothing
         self.entries: dict[str, list] = {}
         self.lock = threading.Lock()
         self.saved = time.monotonic()
@@ -122,7 +123,7 @@ class Journal:
             self._save()
 
     def _save(self) -> None:
-        if self.path is not None:
+        if self.path is not None and not self.readonly:
             write_private(self.path, json.dumps(self.entries, separators=(",", ":")))
         self.saved = time.monotonic()
 
@@ -145,15 +146,29 @@ class PushPlan:
     manifest: Manifest
     todo: list[FileEntry]
     manifest_current: bool  # the store's manifest is this one
+    hashes: dict[str, list] = field(default_factory=dict)  # relative path -> [size, mtime_ns, sha256]
 
 
-def plan_push(store: ObjectStore, dataset: str, folder: Path, *, journal: Journal, workers: int,
-              hash_cache: Path | None = None, console: Console | None = None) -> PushPlan:
-    """Which files of the folder the store lacks (or holds with another size or sha256)."""
+def hash_dataset(dataset: str, folder: Path, *, workers: int, hash_cache: Path | None = None,
+                 known: Mapping[str, list] | None = None, save: bool = True,
+                 console: Console | None = None) -> tuple[Manifest, dict[str, list]]:
+    """The folder's manifest (with a progress bar), and the hashes it was made from."""
     total = sum(st.st_size for _, st in _scan(folder))
+    cached = read_cache(hash_cache)
     with Meter(console, f"hashing {dataset}", files=0, total=total) as meter:  # bytes only: hashing counts bytes
-        manifest = build_manifest(dataset, folder, cache=hash_cache, workers=workers, progress=meter.bytes)
-    remote = store.list(f"{dataset}/") if store.exists() else {}
+        manifest, hashes = hash_folder(dataset, folder, known={**cached, **(known or {})}, workers=workers,
+                                       progress=meter.bytes)
+    if hash_cache is not None and save and hashes != cached:
+        write_private(hash_cache, json.dumps(hashes, separators=(",", ":")))
+    return manifest, hashes
+
+
+def compare(store: ObjectStore, manifest: Manifest, remote: dict[str, ObjectInfo], stored: bytes | None, *,
+            journal: Journal, workers: int) -> tuple[list[FileEntry], bool]:
+    """Which files of the manifest the store lacks (or holds with another size or sha256), in manifest order, and
+    whether the store's manifest (`stored`) is this one. An object of the right size that the journal does not
+    vouch for is checked against the sha256 the store recorded for it."""
+    dataset = manifest.dataset
     todo: list[FileEntry] = []
     unsure: list[tuple[FileEntry, str, str]] = []
     for entry in manifest.files:
@@ -177,8 +192,20 @@ def plan_push(store: ObjectStore, dataset: str, folder: Path, *, journal: Journa
     journal.save()
     order = {e.path: i for i, e in enumerate(manifest.files)}
     todo.sort(key=lambda e: order[e.path])
-    current = bool(remote) and store.read_bytes(manifest_key(dataset)) == manifest.to_bytes()
-    return PushPlan(manifest, todo, current)
+    return todo, bool(remote) and stored == manifest.to_bytes()
+
+
+def plan_push(store: ObjectStore, dataset: str, folder: Path, *, journal: Journal, workers: int,
+              hash_cache: Path | None = None, console: Console | None = None,
+              known: Mapping[str, list] | None = None) -> PushPlan:
+    """Which files of the folder the store lacks (or holds with another size or sha256), the store as it is now."""
+    manifest, hashes = hash_dataset(dataset, folder, workers=workers, hash_cache=hash_cache, known=known,
+                                    save=not journal.readonly, console=console)
+    exists = store.exists()
+    remote = store.list(f"{dataset}/") if exists else {}
+    stored = store.read_bytes(manifest_key(dataset)) if remote else None
+    todo, current = compare(store, manifest, remote, stored, journal=journal, workers=workers)
+    return PushPlan(manifest, todo, current, hashes)
 
 
 def _scan(folder: Path):
@@ -188,12 +215,14 @@ def _scan(folder: Path):
 
 
 def push(store: ObjectStore, dataset: str, folder: Path, *, workers: int = 16, state_dir: Path | None = None,
-         console: Console | None = None) -> PushResult:
-    """Send what the store lacks, then the manifest. Resumable: a stopped push is finished by the next."""
+         console: Console | None = None, known: Mapping[str, list] | None = None) -> PushResult:
+    """Send what the store lacks, then the manifest. Resumable: a stopped push is finished by the next.
+    `known`: hashes observed by the plan (files unchanged since are not hashed again)."""
     started = time.monotonic()
     journal = Journal(state_dir / f"{dataset}.journal.json" if state_dir else None)
     cache = state_dir / f"{dataset}.hashes.json" if state_dir else None
-    plan = plan_push(store, dataset, folder, journal=journal, workers=workers, hash_cache=cache, console=console)
+    plan = plan_push(store, dataset, folder, journal=journal, workers=workers, hash_cache=cache, console=console,
+                     known=known)
     sent = {"files": 0, "bytes": 0}
     lock = threading.Lock()
     todo_bytes = sum(e.size for e in plan.todo)

@@ -165,16 +165,18 @@ def remove_user(user: str, state: StateStore, *, files: bool = True) -> list[str
     if n := kill_processes(uid, entry.pw_gid):
         done.append(f"{n} process(es)")
     done += remnants.remove_ipc({uid})
+    if files:  # while the user still holds its uid: no one else can have been given it
+        done += sweep_files({uid: user})
     unix.run(["userdel", "--remove", user], what=f"removing Unix user {user}")
     done.append(f"user and home {entry.pw_dir}")
     if files:
-        done += sweep_files({uid})
         record.forget(state, user)
     return done
 
 
-def sweep_files(uids: set[int]) -> list[str]:
-    removed, left = remnants.remove_files(uids)
+def sweep_files(owners: dict[int, str | None]) -> list[str]:
+    """Files anywhere of these uids, each still held by the named user (or by nobody): see remnants."""
+    removed, left = remnants.remove_files(owners)
     out = [f"{len(removed)} file(s): {remnants.summary(removed)}"] if removed else []
     if left:
         raise ProvisionError(f"files of removed users could not be removed: {remnants.summary(left)}",

@@ -16,6 +16,7 @@ from datathon.core import procs, unix
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
 from datathon.core.fsutil import kind_of, untrusted_ancestor
+from datathon.core.part import Purpose
 from datathon.core.roster import members
 from datathon.workspaces import accounts, gpus, home, names, quota, record, sandbox
 from datathon.workspaces.accounts import Account
@@ -63,16 +64,19 @@ def observe_leftovers(ctx: Context) -> Leftovers:
     )
 
 
-def observe(ctx: Context, endpoint: Endpoint) -> WorkspaceFacts:
+def observe(ctx: Context, endpoint: Endpoint, purpose: Purpose = "plan") -> WorkspaceFacts:
+    """`purpose`: "teardown" observes only what an earlier file made; "status" adds what runs (the hub's users,
+    the servers' limits, quotas) and the environment, never the homes; "plan" everything but what runs."""
     config, ws = ctx.config, ctx.config.workspaces
     left = observe_leftovers(ctx)
-    if ws is None:
-        return WorkspaceFacts(configured=False, leftovers=left)
+    if ws is None or purpose == "teardown":
+        return WorkspaceFacts(configured=ws is not None, leftovers=left)
     env = TeamEnvironment(ws)
     base = WorkspaceFacts(configured=True, leftovers=left, root=os.geteuid() == 0, gpus=gpus.detect(),
                           endpoint=endpoint, env_prefix=env.prefix, env_built=env.is_built(),
-                          cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt),
-                          serving=observe_serving(ctx, left))
+                          cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt))
+    if purpose == "status":
+        return dataclasses.replace(base, serving=observe_serving(ctx, left))
     if not base.root:  # the plan stops here: the rest (homes, /etc/shadow) is root's to read
         return base
     untrusted = tuple((what, folder, why) for what, folder in (("workspaces.env_root", ws.env_root),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
 from datathon.core.handout import Section
-from datathon.core.part import Part, PartStatus
+from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
 from datathon.workspaces import lifecycle, observe, plan
@@ -25,8 +25,8 @@ class WorkspacesPart(Part):
         self.endpoint = endpoint
         self.report = TeardownReport()
 
-    def observe(self) -> WorkspaceFacts:
-        return observe.observe(self.ctx, self.endpoint())
+    def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
+        return observe.observe(self.ctx, self.endpoint(), purpose)
 
     def plan(self, facts: WorkspaceFacts) -> list[Change]:
         return plan.plan(self.ctx, facts)

@@ -86,8 +86,9 @@ def files_of(uids: set[int]) -> list[Path]:
     return sorted(found, key=lambda p: (-len(p.parts), str(p)))
 
 
-def _unlink_owned(path: Path, uids: set[int]) -> bool:
-    """Remove `path` if it is still owned by one of `uids`, walking to it without following any link."""
+def _unlink_owned(path: Path, owners: dict[int, str | None]) -> bool:
+    """Remove `path` if it is still owned by one of the uids and that uid is still held as expected, walking to it
+    without following any link."""
     fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in path.parts[1:-1]:
@@ -95,7 +96,7 @@ def _unlink_owned(path: Path, uids: set[int]) -> bool:
             os.close(fd)
             fd = nxt
         st = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
-        if st.st_uid not in uids:
+        if st.st_uid not in owners or not _held_as_expected(st.st_uid, owners[st.st_uid]):
             return False
         if stat.S_ISDIR(st.st_mode):
             os.rmdir(path.name, dir_fd=fd)  # emptied first (deepest first); another user's file inside stays
@@ -108,13 +109,30 @@ def _unlink_owned(path: Path, uids: set[int]) -> bool:
         os.close(fd)
 
 
-def remove_files(uids: set[int]) -> tuple[list[Path], list[Path]]:
-    """(removed, left) files of `uids`; only for uids no Unix user has any more (never another user's files)."""
-    uids = {u for u in uids if not _uid_in_use(u)}
+def remove_files(owners: dict[int, str | None]) -> tuple[list[Path], list[Path]]:
+    """(removed, left) files of the uids in `owners`, each of which must still be held by the named user (the
+    event's user, not yet deleted: its uid cannot have gone to anyone else) or by nobody (a user an interrupted
+    run already deleted). A uid held by anyone else is skipped, and checked again before every file: uids are
+    reused, and a user given a freed uid must never lose its files to this sweep."""
+    owners = {u: who for u, who in owners.items() if _held_as_expected(u, who)}
     removed, left = [], []
-    for path in files_of(uids):
-        (removed if _unlink_owned(path, uids) else left).append(path)
-    return removed, [p for p in left if _exists(p)]
+    for path in files_of(set(owners)):
+        (removed if _unlink_owned(path, owners) else left).append(path)
+    return removed, [p for p in left if _owned_by(p, owners)]
+
+
+def _held_as_expected(uid: int, who: str | None) -> bool:
+    try:
+        return pwd.getpwuid(uid).pw_name == who
+    except KeyError:
+        return who is None
+
+
+def _owned_by(path: Path, owners: dict[int, str | None]) -> bool:
+    with contextlib.suppress(OSError):
+        uid = os.lstat(path).st_uid
+        return uid in owners and _held_as_expected(uid, owners[uid])
+    return False
 
 
 def _exists(path: Path) -> bool:
@@ -122,14 +140,6 @@ def _exists(path: Path) -> bool:
         os.lstat(path)
         return True
     return False
-
-
-def _uid_in_use(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-        return True
-    except KeyError:
-        return False
 
 
 def summary(paths: list[Path], *, limit: int = 5) -> str:

@@ -45,31 +45,35 @@ def teardown_plan(ctx: Context, left: Leftovers, report: TeardownReport | None =
     elif pids := list(left.hub_pids):
         out.append(Change("hub", "processes", "drop", f"a hub of this event still runs (pids {pids})",
                           run=lambda: stop_processes(pids), destructive=True))
-    removed: list[str] = []
-    for entry in left.users:
+    users, gone = list(left.users), list(left.gone)
+    if users or gone:
+        # Files first, while every user still holds its uid (a uid freed by userdel may go to a new user at once,
+        # whose files a later sweep would take); its processes end first so that none writes more.
+        def sweep() -> None:
+            owners: dict[int, str | None] = {uid: None for _, uid in gone}
+            for entry in users:
+                accounts.kill_processes(entry.uid, entry.gid)
+                owners[entry.uid] = entry.name
+            report.uids |= set(owners)
+            done = accounts.sweep_files(owners)
+            ipc = remnants.remove_ipc(set(owners))
+            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(owners)))}",
+                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
+            for user, _ in gone:
+                record.forget(ctx.state, user)
+
+        out.append(Change("unix user", "files of the event's users", "drop",
+                          "their processes ended, then their files on every local filesystem (/tmp, /var/tmp, "
+                          "/dev/shm, /run/lock, ...)", run=sweep, destructive=True))
+    for entry in users:
         def drop_user(u=entry.name, uid=entry.uid) -> None:
             report.uids.add(uid)
-            done = accounts.remove_user(u, ctx.state, files=False)  # files: one sweep for every user, below
+            done = accounts.remove_user(u, ctx.state, files=False)  # files: swept above, uids still held
             report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
-            removed.append(u)
+            record.forget(ctx.state, u)
 
         out.append(Change("unix user", entry.name, "drop", "its processes, IPC objects, home and files anywhere",
                           run=drop_user, destructive=True))
-    gone = list(left.gone)
-    if out or gone:
-        def sweep() -> None:
-            uids = report.uids | {uid for _, uid in gone}
-            report.uids |= uids
-            done = accounts.sweep_files(uids)
-            ipc = remnants.remove_ipc(uids)
-            report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(uids)))}",
-                                 "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
-            for user in removed + [user for user, _ in gone]:
-                record.forget(ctx.state, user)
-
-        out.append(Change("unix user", "files of removed users", "drop",
-                          "on every local filesystem (/tmp, /var/tmp, /dev/shm, /run/lock, ...)", run=sweep,
-                          destructive=True))
     if left.tmp_root_exists and left.tmp_root is not None:
         tmp: Path = left.tmp_root
         out.append(Change("folder", str(tmp), "drop", "the teams' private TMPDIRs",
