@@ -166,7 +166,7 @@ def remove_user(user: str, state: StateStore, *, files: bool = True) -> list[str
         done.append(f"{n} process(es)")
     done += remnants.remove_ipc({uid})
     if files:  # while the user still holds its uid: no one else can have been given it
-        done += sweep_files({uid: user})
+        done += sweep_files({uid: user}, homes=(Path(entry.pw_dir),))
     unix.run(["userdel", "--remove", user], what=f"removing Unix user {user}")
     done.append(f"user and home {entry.pw_dir}")
     if files:
@@ -174,9 +174,10 @@ def remove_user(user: str, state: StateStore, *, files: bool = True) -> list[str
     return done
 
 
-def sweep_files(owners: dict[int, str | None]) -> list[str]:
-    """Files anywhere of these uids, each still held by the named user (or by nobody): see remnants."""
-    removed, left = remnants.remove_files(owners)
+def sweep_files(owners: dict[int, str | None], *, homes: tuple[Path, ...] = ()) -> list[str]:
+    """Files anywhere (but in `homes`, which userdel removes) of these uids, each still held by the named user
+    (or by nobody): see remnants."""
+    removed, left = remnants.remove_files(owners, homes=homes)
     out = [f"{len(removed)} file(s): {remnants.summary(removed)}"] if removed else []
     if left:
         raise ProvisionError(f"files of removed users could not be removed: {remnants.summary(left)}",

@@ -109,14 +109,17 @@ def _unlink_owned(path: Path, owners: dict[int, str | None]) -> bool:
         os.close(fd)
 
 
-def remove_files(owners: dict[int, str | None]) -> tuple[list[Path], list[Path]]:
+def remove_files(owners: dict[int, str | None], *, homes: tuple[Path, ...] = ()) -> tuple[list[Path], list[Path]]:
     """(removed, left) files of the uids in `owners`, each of which must still be held by the named user (the
     event's user, not yet deleted: its uid cannot have gone to anyone else) or by nobody (a user an interrupted
     run already deleted). A uid held by anyone else is skipped, and checked again before every file: uids are
-    reused, and a user given a freed uid must never lose its files to this sweep."""
+    reused, and a user given a freed uid must never lose its files to this sweep. `homes` are left to userdel,
+    which removes each whole, whoever owns what is inside."""
     owners = {u: who for u, who in owners.items() if _held_as_expected(u, who)}
     removed, left = [], []
     for path in files_of(set(owners)):
+        if any(path == h or h in path.parents for h in homes):
+            continue
         (removed if _unlink_owned(path, owners) else left).append(path)
     return removed, [p for p in left if _owned_by(p, owners)]
 

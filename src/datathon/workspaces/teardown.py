@@ -24,6 +24,7 @@ class TeardownReport:
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     uids: set[int] = field(default_factory=set)
+    per_user: dict[str, list[str]] = field(default_factory=dict)  # what ended before the sweep, per user
 
 
 def teardown_plan(ctx: Context, left: Leftovers, report: TeardownReport | None = None) -> list[Change]:
@@ -52,10 +53,14 @@ def teardown_plan(ctx: Context, left: Leftovers, report: TeardownReport | None =
         def sweep() -> None:
             owners: dict[int, str | None] = {uid: None for _, uid in gone}
             for entry in users:
-                accounts.kill_processes(entry.uid, entry.gid)
+                what = []
+                if n := accounts.kill_processes(entry.uid, entry.gid):
+                    what.append(f"{n} process(es)")
+                what += remnants.remove_ipc({entry.uid})
+                report.per_user[entry.name] = what
                 owners[entry.uid] = entry.name
             report.uids |= set(owners)
-            done = accounts.sweep_files(owners)
+            done = accounts.sweep_files(owners, homes=tuple(e.home for e in users))  # homes: userdel removes them
             ipc = remnants.remove_ipc(set(owners))
             report.lines.append((f"files and IPC objects of uids {', '.join(map(str, sorted(owners)))}",
                                  "removed: " + ", ".join(done + ipc) if done or ipc else "none found"))
@@ -68,7 +73,7 @@ def teardown_plan(ctx: Context, left: Leftovers, report: TeardownReport | None =
     for entry in users:
         def drop_user(u=entry.name, uid=entry.uid) -> None:
             report.uids.add(uid)
-            done = accounts.remove_user(u, ctx.state, files=False)  # files: swept above, uids still held
+            done = report.per_user.get(u, []) + accounts.remove_user(u, ctx.state, files=False)  # files: swept above
             report.lines.append((f"unix user {u} (uid {uid})", "removed: " + ", ".join(done)))
             record.forget(ctx.state, u)
 
