@@ -14,7 +14,9 @@ from pathlib import Path
 from datathon.config import EventConfig
 from datathon.core import clientfiles
 from datathon.core.endpoint import Endpoint
-from datathon.core.fsutil import kind_of, make_dir_owned, open_dir, read_plain, write_owned
+from datathon.core.fsutil import make_dir_owned, open_dir, read_plain, write_owned
+from datathon.core.state import StateStore
+from datathon.workspaces import sandbox
 from datathon.workspaces.accounts import Account
 
 
@@ -30,6 +32,19 @@ def pg_environment(config: EventConfig, acct: Account, endpoint: Endpoint) -> di
     """The libpq variables of a team's server: every client library reads them."""
     return {"PGHOST": endpoint.host, "PGPORT": str(endpoint.port), "PGUSER": acct.user,
             "PGDATABASE": config.databases[0].name, "PGSSLMODE": endpoint.sslmode}
+
+
+def user_environment(config: EventConfig, state: StateStore, accts: list[Account],
+                     endpoint: Endpoint) -> dict[str, dict[str, str]]:
+    """What the hub gives each team's server: libpq's variables, its GPUs and its private TMPDIR."""
+    env = {}
+    for a in accts:
+        e = pg_environment(config, a, endpoint)
+        # No GPU unless assigned: an empty CUDA_VISIBLE_DEVICES hides every device from that team.
+        e["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in a.gpus)
+        e["TMPDIR"] = str(sandbox.tmpdir(state, a.user))  # private: /tmp is shared by every team
+        env[a.user] = e
+    return env
 
 
 def _notebook(cells: list[tuple[str, str]], kernel: dict) -> bytes:
@@ -133,12 +148,6 @@ def stale_files(acct: Account, files: list[HomeFile]) -> list[HomeFile]:
         if current is None or (f.overwrite and current != f.data):
             out.append(f)
     return out
-
-
-def describe(acct: Account, f: HomeFile) -> str:
-    """A stale file for the plan, saying what the team put in its place when that is not a plain file."""
-    kind = kind_of(acct.home / f.path)
-    return f.path if kind in ("missing", "file") else f"{f.path} (a {kind} is there: it is moved aside)"
 
 
 def write_files(acct: Account, files: list[HomeFile], uid: int, gid: int) -> list[str]:

@@ -13,6 +13,7 @@ process, and names whoever else holds it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -150,7 +151,8 @@ class Hub:
         # Not recorded yet (written with the configuration): the first two free ones from this event's own start.
         start = int(self.state.tag, 16) % len(PRIVILEGED)
         order = list(PRIVILEGED[start:]) + list(PRIVILEGED[:start])
-        free = [p for p in order if not procs.port_in_use(p)][:2]  # any address: the hub binds loopback
+        # any address: the hub binds loopback; looked at one by one, only until two are found
+        free = list(itertools.islice((p for p in order if not procs.port_in_use(p)), 2))
         if len(free) < 2:
             raise ProvisionError("no free privileged port for the hub", hint="free a port below 1024 on loopback")
         return free[0], free[1]

@@ -10,8 +10,9 @@ from datathon.core.handout import Section
 from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
-from datathon.workspaces import lifecycle
-from datathon.workspaces.plan import plan_workspaces
+from datathon.workspaces import lifecycle, observe, plan
+from datathon.workspaces.facts import WorkspaceFacts
+from datathon.workspaces.teardown import TeardownReport, teardown_plan
 
 
 class WorkspacesPart(Part):
@@ -22,21 +23,20 @@ class WorkspacesPart(Part):
     def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint]) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
-        self.report = lifecycle.TeardownReport()
+        self.report = TeardownReport()
 
-    def observe(self, purpose: Purpose = "plan"):
-        # Not yet split into facts and a pure plan: planning is deferred until the plan is asked for.
-        return lambda: plan_workspaces(self.ctx, self.endpoint())
+    def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
+        return observe.observe(self.ctx, self.endpoint(), purpose)
 
-    def plan(self, facts) -> list[Change]:
-        return facts()
+    def plan(self, facts: WorkspaceFacts) -> list[Change]:
+        return plan.plan(self.ctx, facts)
 
-    def status(self, facts) -> PartStatus:
-        components, servers = lifecycle.workspace_status(self.ctx)
+    def status(self, facts: WorkspaceFacts) -> PartStatus:
+        components, servers = lifecycle.workspace_status(self.ctx, facts)
         return PartStatus(components, {"workspaces": servers} if servers else {})
 
-    def teardown(self, facts) -> list[Change]:
-        return lifecycle.teardown_changes(self.ctx, self.report)
+    def teardown(self, facts: WorkspaceFacts) -> list[Change]:
+        return teardown_plan(self.ctx, facts.leftovers, self.report)
 
     def leftovers(self) -> list[str]:
         return lifecycle.leftovers(self.ctx, self.report)

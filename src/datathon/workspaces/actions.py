@@ -1,0 +1,82 @@
+"""The work behind the workspaces' changes, run only when an approved plan is applied.
+
+Here, and only here, a team's password is made (its secret) and set, the home files that carry it are computed and
+written, and state.json records what was done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pwd
+from pathlib import Path
+
+from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
+from datathon.workspaces import accounts, home, quota, record, sandbox
+from datathon.workspaces.accounts import Account
+from datathon.workspaces.hub import hub_for
+from datathon.workspaces.observe import team_logins
+
+log = logging.getLogger("datathon")
+
+
+def record_password(ctx: Context, user: str, fingerprint: str | None) -> None:
+    state = ctx.state.load()
+    ws = state.setdefault("workspaces", {})
+    ws.setdefault("passwords", {})[user] = fingerprint
+    ctx.state.save(state)
+
+
+def set_password(ctx: Context, user: str) -> None:
+    """Set the Unix password from the team's secret (made now when there is none yet)."""
+    password = ctx.state.secret(user)
+    accounts.set_password(user, password)
+    record_password(ctx, user, accounts.password_fingerprint(user, password))
+
+
+def finish(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, paths: list[str] | None,
+           link: bool) -> None:
+    """Write the home files (`paths`, or all when None) with the secrets as they are now, link ~/datasets, make
+    the private TMPDIR and set the disk quota."""
+    pw = pwd.getpwnam(a.user)
+    a = dataclasses.replace(a, home=Path(pw.pw_dir))
+    logins = team_logins(ctx, a, ctx.state.secret)
+    files = home.home_files(ctx.config, a, endpoint, ctx.state.secret(a.user), logins)
+    files = [f for f in files if paths is None or f.path in paths]
+    moved = home.write_files(a, files, pw.pw_uid, pw.pw_gid)
+    if link and folder is not None:
+        home.link_datasets(a, folder, pw.pw_uid, pw.pw_gid)
+    if aside := sandbox.ensure_tmpdir(ctx.state, a.user, pw.pw_uid, pw.pw_gid):
+        moved.append(f"{sandbox.tmpdir(ctx.state, a.user)}: {aside}")
+    quota.apply(ctx.config.workspaces, a.user, Path(pw.pw_dir))
+    for line in moved:  # what the team planted where datathon writes: kept, renamed, and said
+        log.warning("%s: %s", a.user, line)
+        ctx.console.print(f"  [yellow]{a.user}[/]: {line}")
+
+
+def create_account(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None) -> None:
+    accounts.create_user(a, ctx.state)
+    set_password(ctx, a.user)
+    finish(ctx, a, endpoint, folder, None, True)
+
+
+def repair_account(ctx: Context, a: Account, uid: int, endpoint: Endpoint, folder: Path | None, paths: list[str],
+                   link: bool, user_problems: bool) -> None:
+    if user_problems:  # group, comment, a missing or open home
+        accounts.repair_user(a, ctx.state)
+    record.created(ctx.state, a.user, uid)
+    finish(ctx, a, endpoint, folder, paths, link)
+
+
+def drop_departed(ctx: Context, user: str) -> None:
+    """A user no longer in the event file: its server stops, the user and its home go."""
+    hub = hub_for(ctx)
+    if hub.is_running():
+        hub.stop_server(user)
+    for line in accounts.remove_user(user, ctx.state):
+        ctx.console.print(f"  {user}: removed {line}")
+
+
+def write_hub(ctx: Context, accts: list[Account], endpoint: Endpoint) -> None:
+    hub_for(ctx).write(accts, home.user_environment(ctx.config, ctx.state, accts, endpoint))
