@@ -45,10 +45,6 @@ def _qualified(t: Table) -> sql.Composable:
 
 
 
-def _index_name(t: Table, cols: tuple[str, ...]) -> str:
-    return f"{t.name}_{'_'.join(cols)}_idx"[:63]
-
-
 class KeyBuilder:
     """Primary key, indexes and ANALYZE of one table, run as soon as that table is loaded (on the same workers as
     the loads, so the cores that finish early build indexes while the biggest table is still loading)."""
@@ -72,19 +68,19 @@ class KeyBuilder:
         with server.connect(dbname, autocommit=True) as conn:
             self.have_pk = {r[0] for r in conn.execute(
                 "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'")}
-            self.have_idx = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+            self.have_idx = set(conn.execute("SELECT schemaname, indexname FROM pg_indexes").fetchall())
 
     def jobs(self, t: Table) -> list[tuple[str, sql.Composable]]:
         q = _qualified(t)
         out = []
         if t.primary_key and f"{t.schema}.{t.name}" not in self.have_pk:
-            out.append((f"{t.name} primary key", sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                q, sql.SQL(", ").join(I(c) for c in t.primary_key))))
-        for cols in t.indexes:
-            name = _index_name(t, cols)
-            if name not in self.have_idx:
-                out.append((f"{t.name} index ({', '.join(cols)})", sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})")
-                            .format(I(name), q, sql.SQL(", ").join(I(c) for c in cols))))
+            out.append((f"{t.name} primary key", sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+                q, I(t.pk_name), sql.SQL(", ").join(I(c) for c in t.primary_key))))
+        for index in t.indexes:
+            if (t.schema, index.name) not in self.have_idx:
+                out.append((f"{t.name} index ({', '.join(index.columns)})",
+                            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                                I(index.name), q, sql.SQL(", ").join(I(c) for c in index.columns))))
         return out
 
     def build(self, t: Table, background: bool = False) -> None:
@@ -123,7 +119,7 @@ class KeyBuilder:
 
 
 def _fk_name(t: Table, fk) -> str:
-    return f"{t.name}_{'_'.join(fk.columns)}_fkey"[:63]
+    return t.fk_name(fk)
 
 
 class ForeignKeyBuilder:

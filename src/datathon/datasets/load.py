@@ -390,9 +390,12 @@ def make_progress(console: Console) -> Progress:
 
 def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Dataset, root: Path, console: Console, *,
                  workers: int | None = None, version: str | None = None, tables: list[str] | None = None,
-                 foreign_keys: ForeignKeyMode = "validate", verify_cache: Path | None = None,
-                 split_min_bytes: int = SPLIT_MIN_BYTES, create: bool = True) -> LoadReport:
+                 foreign_keys: ForeignKeyMode = "validate", extra_keys: bool = False,
+                 verify_cache: Path | None = None, split_min_bytes: int = SPLIT_MIN_BYTES,
+                 create: bool = True) -> LoadReport:
     started = time.perf_counter()
+    if extra_keys:  # the official build's keys and indexes, and datathon's own beyond them
+        dataset = dataset.with_extras()
     workers = workers or default_workers()
     tasks = sorted(find_tasks(dataset, root, tables=tables, create=create), key=lambda t: -load_cost(t))
     report = LoadReport(dataset=dataset.kind)
