@@ -4,15 +4,19 @@ read from mimic-code's constraint.sql and index.sql); datathon's own extras only
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
 from conftest import Event, event_data, free_port
 from datathon.commands.up import run_up
 from datathon.config import load_config
+from datathon.datasets.catalogue import DATASETS
+from datathon.datasets.load import load_dataset
 from datathon.datasets.synth import synthesize
 from datathon.errors import ConfigError
 
@@ -148,3 +152,33 @@ def test_extra_keys_is_validated_with_a_clear_message(tmp_path):
     text = "\n".join(err.value.problems)
     assert "datathon.yaml:6: databases.0.sources.0.extra_keys" in text, text
     assert "must be true or false, not 'sometimes'" in text and "beyond the dataset's official build" in text
+
+
+def test_a_tables_keys_checked_in_one_scan_catch_each_violation(tmp_path, make_event):
+    """chartevents' four keys are checked together (fkscan): two violated by one row stay NOT VALID, are
+    reported and still guard new rows; the other two are validated."""
+    folder = tmp_path / "mimic"
+    synthesize("mimic-iv", folder, patients=8, seed=13)
+    (folder / "SHA256SUMS.txt").unlink()
+    path = folder / "icu" / "chartevents.csv.gz"
+    lines = gzip.open(path).read().decode().split("\n")
+    orphan = lines[1].split(",")
+    orphan[2], orphan[6] = "39999999", "1"  # an ICU stay and an item that do not exist
+    path.write_bytes(gzip.compress("\n".join([*lines[:-1], ",".join(orphan), ""]).encode()))
+    ev = make_event(event="k13scan", teams=[{"name": "alpha"}])
+    ev.up()
+    report = load_dataset(ev.server, "k13scandb", "k13scan_data", DATASETS["mimic-iv"], folder, ev.ctx.console,
+                          tables=["patients", "admissions", "icustays", "d_items", "chartevents"])
+    with ev.server.connect("k13scandb", autocommit=True) as c:
+        state = dict(c.execute("SELECT conname, convalidated FROM pg_constraint"
+                               " WHERE conrelid = 'mimiciv_icu.chartevents'::regclass").fetchall())
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # NOT VALID still checks new rows
+            c.execute("INSERT INTO mimiciv_icu.chartevents SELECT * FROM mimiciv_icu.chartevents"
+                      " WHERE stay_id = 39999999")
+    assert state == {"chartevents_patients_fk": True, "chartevents_admissions_fk": True,
+                     "chartevents_icustays_fk": False, "chartevents_d_items_fk": False}
+    assert sorted(report.fk_problems) == [
+        "mimiciv_icu.chartevents(itemid) -> d_items: 1 row(s) refer to missing keys, e.g. 1; "
+        "key chartevents_d_items_fk kept NOT VALID",
+        "mimiciv_icu.chartevents(stay_id) -> icustays: 1 row(s) refer to missing keys, e.g. 39999999; "
+        "key chartevents_icustays_fk kept NOT VALID"]

@@ -494,7 +494,7 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 results[key] = TableResult(*key, rows, records, None, "file", skipped=True)
         phase("keys, indexes, analyze, foreign keys (after the last load)")
         report.timings = {**{f"{r.table} load": r.seconds for r in results.values() if not r.skipped},
-                          **keys.timings}
+                          **keys.timings, **(fks.timings if fks else {})}
     report.fk_problems = problems
     if problems and foreign_keys == "strict":
         raise ProvisionError("foreign keys are violated:\n  " + "\n  ".join(problems),
