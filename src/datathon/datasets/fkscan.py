@@ -1,13 +1,15 @@
 """All the foreign keys of one table checked in one scan of it, where PostgreSQL's VALIDATE CONSTRAINT scans the
 table once per key (MIMIC-IV's chartevents: four times).
 
-The keys are added NOT VALID first, so from then on the server itself checks every new or changed row (and every
-delete from a referenced table); what remains is the rows already there. One query counts, for each key, the rows
-whose value is not among the referenced table's keys (NULL passes, as MATCH SIMPLE says), under the locks
-VALIDATE takes. A key with none is then marked validated in pg_constraint, as VALIDATE does after its own check;
-that needs a superuser (the managed cluster), so elsewhere VALIDATE does the work. A key with violations stays
-NOT VALID and is reported, as before. Only single-column keys into a primary key (all the catalogue has); anything
-else goes through VALIDATE."""
+The keys are added NOT VALID first (which waits for every writer of the table to finish), so from then on the
+server itself checks every new or changed row, and every delete from a referenced table; what remains is the
+rows already there. One query counts, for each key, the rows whose value is not among the referenced table's
+keys (NULL passes, as MATCH SIMPLE says). A key with none is then marked validated in pg_constraint, as VALIDATE
+does after its own check; that needs a superuser (the managed cluster), so elsewhere VALIDATE does the work.
+The query only reads: unlike VALIDATE (whose lock waits for CREATE INDEX), it runs beside the table's index
+builds, so on the critical path the biggest table's index and its key check take a core each. A key with
+violations stays NOT VALID and is reported, as before. Only single-column keys into a primary key (all the
+catalogue has); anything else goes through VALIDATE."""
 
 from __future__ import annotations
 
@@ -30,9 +32,12 @@ def usable(conn: psycopg.Connection, dataset: Dataset, fks: list[ForeignKey]) ->
                     for fk in fks))
 
 
-def check_and_mark(conn: psycopg.Connection, dataset: Dataset, t: Table, fks: list[ForeignKey]) -> dict[str, int]:
+def check_and_mark(conn: psycopg.Connection, dataset: Dataset, t: Table, fks: list[ForeignKey], *,
+                   parallel: bool = False) -> dict[str, int]:
     """Count each key's violating rows in one scan of t; mark the keys with none validated. Returns the counts
-    by key name. The keys must exist (NOT VALID); conn must be a superuser's, outside a transaction."""
+    by key name. The keys must exist (NOT VALID); conn must be a superuser's, outside a transaction. Unlike
+    VALIDATE (one process), the query may use parallel workers: on the critical path (the biggest table) they
+    shorten the end of the load."""
     # one LEFT JOIN per key (the referenced side is unique: no row is repeated), each counted where it found
     # nothing; the planner joins each as VALIDATE's anti-join would (hash, or merge for a big referenced table)
     joins, counts = [], []
@@ -43,13 +48,10 @@ def check_and_mark(conn: psycopg.Connection, dataset: Dataset, t: Table, fks: li
         counts.append(sql.SQL("count(*) FILTER (WHERE x.{} IS NOT NULL AND {}.{} IS NULL)").format(col, alias, ref_col))
     names = [t.fk_name(fk) for fk in fks]
     with conn.transaction():
-        # VALIDATE's own locks: no schema change on t, and the referenced tables stay as they are
-        conn.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE").format(_qualified(t)))
-        for ref in dict.fromkeys(fk.ref_table for fk in fks):
-            conn.execute(sql.SQL("LOCK TABLE ONLY {} IN ROW SHARE MODE").format(_qualified(dataset.table(ref))))
         # the memory VALIDATE's query gets (it runs with work_mem = maintenance_work_mem)
         conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
-        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # like VALIDATE: one process
+        if not parallel:  # off the critical path, workers would only compete with the other loads
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         found = conn.execute(sql.SQL("SELECT {} FROM ONLY {} x {}").format(
             sql.SQL(", ").join(counts), _qualified(t), sql.SQL(" ").join(joins))).fetchone()
         result = dict(zip(names, found, strict=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 
 import psycopg
@@ -48,7 +49,8 @@ def _qualified(t: Table) -> sql.Composable:
 
 class KeyBuilder:
     """Primary key, indexes and ANALYZE of one table, run as soon as that table is loaded (on the same workers as
-    the loads, so the cores that finish early build indexes while the biggest table is still loading)."""
+    the loads, so the cores that finish early build indexes while the biggest table is still loading); after the
+    primary key, each index is a job of its own."""
 
     def __init__(self, server: DatabaseServer, dbname: str, owner: str, *, workers: int, progress: Progress,
                  tables: int) -> None:
@@ -56,6 +58,9 @@ class KeyBuilder:
         self.progress = progress
         self.task = progress.add_task("keys, indexes, analyze", total=tables, rows=0)
         self.timings: dict[str, float] = {}  # seconds per statement, for the report
+        self.memory: dict[str, int] = {}  # MB of maintenance_work_mem per table, from its row count
+        self.pending: dict[str, int] = {}  # index builds still to finish, per table
+        self.lock = threading.Lock()
         total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
         # A sort that does not fit spills to temp files and merges them (MIMIC-IV's chartevents index needs about
         # 2.5 GB): each build gets what its row count needs, up to a cap. On the managed cluster the server's
@@ -84,19 +89,47 @@ class KeyBuilder:
                                 I(index.name), q, sql.SQL(", ").join(I(c) for c in index.columns))))
         return out
 
-    def build(self, t: Table, background: bool = False) -> None:
+    def prepare(self, t: Table, background: bool = False) -> list[tuple[str, sql.Composable]]:
+        """ANALYZE (first: a sample, and its row count sizes the sorts), then the primary key (it locks the whole
+        table). Returns the indexes still to build: each is a job of its own (build_index), so that one table's
+        several indexes use several cores (MIMIC-IV's emar_detail has four, built last)."""
+        with self._session(background) as conn:
+            with self._step(f"{t.name} analyze"):
+                conn.execute(sql.SQL("ANALYZE {}").format(_qualified(t)))
+                self.memory[t.name] = self._sort_memory(
+                    conn, t, self.memory_cap if background else self.critical_memory_cap)
+            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{self.memory[t.name]}MB")))
+            jobs = self.jobs(t)
+            if jobs and jobs[0][0].endswith("primary key"):
+                label, stmt = jobs.pop(0)
+                with self._step(label):
+                    conn.execute(stmt)
+        with self.lock:
+            self.pending[t.name] = len(jobs)
+        if not jobs:
+            self.progress.advance(self.task)
+        return jobs
+
+    def build_index(self, t: Table, job: tuple[str, sql.Composable], background: bool = False) -> None:
+        label, stmt = job
+        with self._session(background) as conn:
+            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{self.memory[t.name]}MB")))
+            with self._step(label):
+                conn.execute(stmt)
+        with self.lock:
+            self.pending[t.name] -= 1
+            last = self.pending[t.name] == 0
+        if last:
+            self.progress.advance(self.task)
+
+    @contextlib.contextmanager
+    def _session(self, background: bool):
         with self.server.connect(self.dbname, autocommit=True) as conn:
             if background:  # parallel workers would compete with the loads: only the critical path gets them
                 deprioritize(self.server, conn)
                 conn.execute("SET max_parallel_maintenance_workers = 0")
             conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
-            with self._step(f"{t.name} analyze"):  # first: it is a sample, and its row count sizes the sorts
-                conn.execute(sql.SQL("ANALYZE {}").format(_qualified(t)))
-                self._size_sorts(conn, t, self.memory_cap if background else self.critical_memory_cap)
-            for label, stmt in self.jobs(t):
-                with self._step(label):
-                    conn.execute(stmt)
-        self.progress.advance(self.task)
+            yield conn
 
     @contextlib.contextmanager
     def _step(self, label: str):
@@ -111,12 +144,11 @@ class KeyBuilder:
         self.timings[label] = time.perf_counter() - started
 
     @staticmethod
-    def _size_sorts(conn: psycopg.Connection, t: Table, cap: int) -> None:
+    def _sort_memory(conn: psycopg.Connection, t: Table, cap: int) -> int:
         rows = conn.execute(
             "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s", (t.schema, t.name)).fetchone()[0]
-        memory = max(64, min(cap, int(max(rows, 0) * SORT_BYTES_PER_ROW) >> 20))
-        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
+        return max(64, min(cap, int(max(rows, 0) * SORT_BYTES_PER_ROW) >> 20))
 
 
 def _fk_name(t: Table, fk) -> str:
@@ -140,9 +172,39 @@ class ForeignKeyBuilder:
         """The tables whose keys must exist before this table's foreign keys can be checked."""
         return {t.name} | {fk.ref_table for fk in t.foreign_keys if fk.ref_table in self.loaded}
 
-    def build(self, t: Table, background: bool = False) -> list[str]:
-        todo = [fk for fk in t.foreign_keys if fk.ref_table in self.loaded and self.existing.get(_fk_name(t, fk))
+    def _todo(self, t: Table) -> list:
+        return [fk for fk in t.foreign_keys if fk.ref_table in self.loaded and self.existing.get(_fk_name(t, fk))
                 is not True]
+
+    def add(self, t: Table, *, wait: bool = True) -> bool:
+        """Add t's keys NOT VALID: from then on the server checks every new row. Adding a key waits for index
+        builds on t and on the referenced tables; with wait=False it gives up at once instead (False)."""
+        new = [fk for fk in self._todo(t) if _fk_name(t, fk) not in self.existing]
+        if not new:
+            return True
+        with self.server.connect(self.dbname, autocommit=True) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
+                    if not wait:
+                        conn.execute("SET LOCAL lock_timeout = '100ms'")
+                    conn.execute(sql.SQL("ALTER TABLE {} {}").format(_qualified(t), sql.SQL(", ").join(
+                        _add_not_valid(self.dataset, t, fk) for fk in new)))
+            except psycopg.errors.LockNotAvailable:
+                if wait:
+                    raise
+                return False
+            except psycopg.Error as exc:
+                raise ProvisionError(f"foreign keys of {t.schema}.{t.name} could not be added: "
+                                     f"{str(exc).strip().splitlines()[0]}", hint=_HINT) from None
+        for fk in new:
+            self.existing[_fk_name(t, fk)] = False
+        return True
+
+    def check(self, t: Table, background: bool = False) -> list[str]:
+        """Check the keys added NOT VALID: all in one scan of t on the managed cluster (fkscan), beside t's index
+        builds; elsewhere one VALIDATE each, after them (VALIDATE's lock waits for index builds)."""
+        todo = self._todo(t)
         if not todo:
             return []
         problems = []
@@ -151,33 +213,39 @@ class ForeignKeyBuilder:
             if background:
                 deprioritize(self.server, conn)
             try:
-                conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
-                for fk in todo:
-                    if _fk_name(t, fk) not in self.existing:
-                        _add_not_valid(conn, self.dataset, t, fk)
-                conn.execute("RESET ROLE")
                 how = "one scan" if fkscan.usable(conn, self.dataset, todo) else "validate"
                 if how == "one scan":
-                    counts = fkscan.check_and_mark(conn, self.dataset, t, todo)
-                    problems += [_violation(conn, self.dataset, t, fk) for fk in todo if counts[_fk_name(t, fk)]]
+                    counts = fkscan.check_and_mark(conn, self.dataset, t, todo, parallel=not background)
+                    violated = [fk for fk in todo if counts[_fk_name(t, fk)]]
+                    problems += [_violation(conn, self.dataset, t, fk) for fk in violated]
                 else:
                     conn.execute(sql.SQL("SET ROLE {}").format(I(self.owner)))
+                    violated = []
                     for fk in todo:
-                        problems += _validate(conn, self.dataset, t, fk)
+                        found = _validate(conn, self.dataset, t, fk)
+                        violated += [fk] if found else []
+                        problems += found
             except psycopg.Error as exc:
-                raise ProvisionError(
-                    f"foreign keys of {t.schema}.{t.name} failed: {str(exc).strip().splitlines()[0]}",
-                    hint="the data and indexes are loaded; fix the cause and run the load again to finish",
-                ) from None
+                raise ProvisionError(f"foreign keys of {t.schema}.{t.name} failed: "
+                                     f"{str(exc).strip().splitlines()[0]}", hint=_HINT) from None
+        for fk in todo:
+            self.existing[_fk_name(t, fk)] = fk not in violated
         self.timings[f"{t.name} foreign keys ({len(todo)}, {how})"] = time.perf_counter() - started
         return problems
 
+    def build(self, t: Table, background: bool = False) -> list[str]:
+        self.add(t)
+        return self.check(t, background)
 
-def _add_not_valid(conn: psycopg.Connection, dataset: Dataset, t: Table, fk) -> None:
+
+_HINT = "the data and indexes are loaded; fix the cause and run the load again to finish"
+
+
+def _add_not_valid(dataset: Dataset, t: Table, fk) -> sql.Composable:
     ref = dataset.table(fk.ref_table)
-    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) NOT VALID").format(
-        _qualified(t), I(_fk_name(t, fk)), sql.SQL(", ").join(I(c) for c in fk.columns), _qualified(ref),
-        sql.SQL(", ").join(I(c) for c in fk.ref_columns)))
+    return sql.SQL("ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) NOT VALID").format(
+        I(_fk_name(t, fk)), sql.SQL(", ").join(I(c) for c in fk.columns), _qualified(ref),
+        sql.SQL(", ").join(I(c) for c in fk.ref_columns))
 
 
 def _validate(conn: psycopg.Connection, dataset: Dataset, t: Table, fk) -> list[str]:

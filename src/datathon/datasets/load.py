@@ -426,12 +426,15 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
             if foreign_keys != "skip" else None
         lock = threading.Lock()
         jobs: list = []  # key and foreign-key jobs, submitted as their inputs become ready
-        built: set[str] = set()
+        have_pk: set[str] = set()  # tables analyzed and given their primary key (if any)
         fk_waiting = {t.table.name: t.table for t in tasks} if fks else {}
         # The critical path: the table split over every core, then its index and foreign keys. Everything else
         # runs at a lower CPU priority on the managed cluster, so it fills the cores without slowing that path.
         # With no such table (small data, a resumed load, one core) nothing is lowered: as before, all equal.
         critical = {t.table.name for t in todo if streams[id(t)] > 1}
+        # Tables other tables' foreign keys point at (patients, admissions, the item dictionaries: all small) load
+        # first, so that a big table's keys can go in the moment it is loaded, before its index builds start.
+        referenced = {fk.ref_table for t in tasks for fk in t.table.foreign_keys}
 
         def background(name: str) -> bool:
             return bool(critical) and name not in critical
@@ -440,25 +443,38 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 with lock:
                     jobs.append(pool.submit(fn, *args))
 
-            def keys_then_ready_fks(table: Table) -> None:
-                keys.build(table, background(table.name))
+            def keys_of(table: Table) -> None:
+                """ANALYZE and primary key; then the indexes, each a job, and the foreign keys of every table
+                whose referenced tables now all have their keys."""
+                index_jobs = keys.prepare(table, background(table.name))
                 with lock:
-                    built.add(table.name)
-                    ready = [u for name, u in fk_waiting.items() if fks.needs(u) <= built] if fks else []
+                    have_pk.add(table.name)
+                    ready = [u for u in fk_waiting.values() if fks.needs(u) <= have_pk] if fks else []
                     for u in ready:
                         del fk_waiting[u.name]
-                for u in ready:  # queued behind the loads still waiting: they fill idle workers
-                    submit(fks.build, u, background(u.name))
+                checks = []
+                for u in ready:  # this table's own keys go in now, before its index builds take their locks
+                    if u is table and fks.add(u, wait=False):
+                        checks.append(u)
+                    else:  # a referenced table is being indexed (or an earlier table waited for this one): later
+                        submit(fks.build, u, background(u.name))
+                for job in index_jobs:
+                    submit(keys.build_index, table, job, background(table.name))
+                for u in checks:  # beside the index builds (fkscan), or after them (VALIDATE waits for them)
+                    submit(fks.check, u, background(u.name))
 
             def load_then_keys(t: TableTask, streams: int) -> TableResult:
                 result = loader.load(t, streams=streams, background=background(t.table.name))
-                submit(keys_then_ready_fks, t.table)  # queued before this load counts as done: never missed
+                submit(keys_of, t.table)  # queued before this load counts as done: never missed
                 return result
 
             loads = {}
             for t in tasks:
                 if t not in todo:
-                    submit(keys_then_ready_fks, t.table)
+                    submit(keys_of, t.table)
+            for t in todo:
+                if t.table.name in referenced and t.table.name not in critical:
+                    loads[pool.submit(load_then_keys, t, 1)] = t
             # A table split over every core goes first and alone: it is the critical path (its load, then its
             # index and foreign keys), and the other loads fill the cores while its index is built.
             lead = [t for t in todo if t.table.name in critical]
@@ -467,7 +483,7 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 loads[f] = t
                 f.result()  # its error stops everything before the other loads start
             for t in todo:
-                if t not in lead:
+                if t not in lead and t not in loads.values():
                     loads[pool.submit(load_then_keys, t, 1)] = t
             try:
                 for f, t in loads.items():
