@@ -432,9 +432,12 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
         # runs at a lower CPU priority on the managed cluster, so it fills the cores without slowing that path.
         # With no such table (small data, a resumed load, one core) nothing is lowered: as before, all equal.
         critical = {t.table.name for t in todo if streams[id(t)] > 1}
-        # Tables other tables' foreign keys point at (patients, admissions, the item dictionaries: all small) load
+        # The small tables other tables' foreign keys point at (patients, admissions, the item dictionaries) load
         # first, so that a big table's keys can go in the moment it is loaded, before its index builds start.
+        # (Big ones, MIMIC-IV's poe and emar, keep their place: beside the split table they would slow it.)
+        total_cost = sum(load_cost(t) for t in todo) or 1.0
         referenced = {fk.ref_table for t in tasks for fk in t.table.foreign_keys}
+        first = {t.table.name for t in todo if t.table.name in referenced and load_cost(t) < total_cost / 100}
 
         def background(name: str) -> bool:
             return bool(critical) and name not in critical
@@ -473,7 +476,7 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 if t not in todo:
                     submit(keys_of, t.table)
             for t in todo:
-                if t.table.name in referenced and t.table.name not in critical:
+                if t.table.name in first and t.table.name not in critical:
                     loads[pool.submit(load_then_keys, t, 1)] = t
             # A table split over every core goes first and alone: it is the critical path (its load, then its
             # index and foreign keys), and the other loads fill the cores while its index is built.
