@@ -7,9 +7,12 @@
   (b) the same official way on datathon's managed cluster (its settings);
   (c) datathon's loader on its managed cluster.
 
-Prints wall times, rows/s, the ratios and the loader's peak memory (RSS of its process).
+Prints wall times (and (a)'s per script), rows/s, the ratios, the loader's peak memory (RSS of its process) and
+the CPU seconds of each way (server and client processes: on a shared machine, a figure contention inflates far
+less than wall time). The page cache is dropped before each timed run (as root).
 
-    .venv/bin/python benchmarks/load.py [--gb 1.0] [--data /var/tmp/datathon-bench] [--workers N]
+    .venv/bin/python benchmarks/load.py [--gb 1.0] [--data /var/tmp/datathon-bench] [--workers N] [--skip-b]
+                                        [--timings N]
 
 The data is generated once per size and kept in --data (about 110 s per 100 MB compressed on 2 cores).
 """

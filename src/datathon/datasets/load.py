@@ -1,5 +1,6 @@
-"""The loader: checksums first, then tables in parallel (biggest first) with streaming COPY, then keys, indexes
-and ANALYZE in parallel, then foreign keys that cannot lose the build (both in keys.py), then a row-count check.
+"""The loader: checksums first, then tables in parallel (the small referenced ones, then biggest first) with
+streaming COPY; as each table is loaded, its ANALYZE, primary key, indexes (one job each) and foreign keys that
+cannot lose the build (keys.py, fkscan.py), all in parallel; then a row-count check.
 
 Resumable by table: a table is created, loaded and recorded in datathon_meta.loaded_tables in one transaction
 (which is also what lets the managed cluster, at wal_level=minimal, skip writing WAL for it). A table split over
@@ -478,8 +479,8 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
             for t in todo:
                 if t.table.name in first and t.table.name not in critical:
                     loads[pool.submit(load_then_keys, t, 1)] = t
-            # A table split over every core goes first and alone: it is the critical path (its load, then its
-            # index and foreign keys), and the other loads fill the cores while its index is built.
+            # A table split over every core goes next, alone but for those small ones: it is the critical path
+            # (its load, then its index and foreign keys), and the other loads fill the cores while it is indexed.
             lead = [t for t in todo if t.table.name in critical]
             for t in lead:
                 f = pool.submit(load_then_keys, t, streams[id(t)])
