@@ -182,3 +182,28 @@ def test_a_tables_keys_checked_in_one_scan_catch_each_violation(tmp_path, make_e
         "key chartevents_d_items_fk kept NOT VALID",
         "mimiciv_icu.chartevents(stay_id) -> icustays: 1 row(s) refer to missing keys, e.g. 39999999; "
         "key chartevents_icustays_fk kept NOT VALID"]
+
+
+def test_keys_and_indexes_of_an_older_load_are_not_built_twice(k13_event):
+    """A database loaded before the official names (datathon's old <table>_<columns>_idx and _fkey names): the
+    keys phase of a new run finds them by their columns and builds nothing twice."""
+    with k13_event.server.connect("k13official", autocommit=True) as c:
+        c.execute("ALTER INDEX mimiciv_ed.pyxis_idx02 RENAME TO pyxis_gsn_idx")
+        c.execute("ALTER TABLE mimiciv_ed.pyxis RENAME CONSTRAINT pyxis_edstays_fk TO pyxis_stay_id_fkey")
+        before = loaded(c), counts(c)
+    ed = next(s for s in k13_event.ctx.config.databases[0].sources if s.dataset == "mimic-iv-ed")
+    report = load_dataset(k13_event.server, "k13official", "k13keys_data", DATASETS["mimic-iv-ed"], ed.path,
+                          k13_event.ctx.console)
+    assert all(t.skipped for t in report.tables) and not report.fk_problems
+    with k13_event.server.connect("k13official", autocommit=True) as c:
+        after = loaded(c), counts(c)
+    assert after == before and after[1] == (4 + 9, 5)  # nothing added: 13 indexes (4 of them keys), 5 keys
+    assert after[0][0] == reference()
+    assert after[0][1][("index", "mimiciv_ed.pyxis", ("gsn",))] == "pyxis_gsn_idx"
+
+
+def counts(conn) -> tuple[int, int]:
+    """Indexes and foreign keys in mimiciv_ed (a duplicate would not show in loaded()'s sets)."""
+    return conn.execute("SELECT (SELECT count(*) FROM pg_indexes WHERE schemaname = 'mimiciv_ed'),"
+                        " (SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+                        "  AND connamespace = 'mimiciv_ed'::regnamespace)").fetchone()

@@ -75,6 +75,13 @@ class KeyBuilder:
             self.have_pk = {r[0] for r in conn.execute(
                 "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'")}
             self.have_idx = set(conn.execute("SELECT schemaname, indexname FROM pg_indexes").fetchall())
+            # an index on the same columns under another name (a database loaded before the official names)
+            # is not built twice
+            self.have_idx |= {(nsp, rel, tuple(cols)) for nsp, rel, cols in conn.execute(
+                "SELECT n.nspname, c.relname, (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(i.indkey::int2[])"
+                " WITH ORDINALITY k(num, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num)"
+                " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE NOT i.indisprimary AND i.indpred IS NULL AND i.indexprs IS NULL")}
 
     def jobs(self, t: Table) -> list[tuple[str, sql.Composable]]:
         q = _qualified(t)
@@ -83,7 +90,7 @@ class KeyBuilder:
             out.append((f"{t.name} primary key", sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
                 q, I(t.pk_name), sql.SQL(", ").join(I(c) for c in t.primary_key))))
         for index in t.indexes:
-            if (t.schema, index.name) not in self.have_idx:
+            if not {(t.schema, index.name), (t.schema, t.name, index.columns)} & self.have_idx:
                 out.append((f"{t.name} index ({', '.join(index.columns)})",
                             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
                                 I(index.name), q, sql.SQL(", ").join(I(c) for c in index.columns))))
@@ -167,6 +174,18 @@ class ForeignKeyBuilder:
         with server.connect(dbname, autocommit=True) as conn:
             self.existing = dict(conn.execute(
                 "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f'").fetchall())
+            # a validated key on the same columns into the same table under another name (a database loaded
+            # before the official names) counts as that key: it is not added twice
+            same = {(nsp, rel, tuple(cols), ref) for nsp, rel, cols, ref in conn.execute(
+                "SELECT n.nspname, r.relname, (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey)"
+                " WITH ORDINALITY k(num, n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num),"
+                " f.relname FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid"
+                " JOIN pg_namespace n ON n.oid = r.relnamespace JOIN pg_class f ON f.oid = c.confrelid"
+                " WHERE c.contype = 'f' AND c.convalidated")}
+        for t in tables:
+            for fk in t.foreign_keys:
+                if _fk_name(t, fk) not in self.existing and (t.schema, t.name, fk.columns, fk.ref_table) in same:
+                    self.existing[_fk_name(t, fk)] = True  # validated already, under its old name
 
     def needs(self, t: Table) -> set[str]:
         """The tables whose keys must exist before this table's foreign keys can be checked."""
