@@ -91,10 +91,6 @@ class Table:
         middle = fk.ref_table if len(same) < 2 else f"{'_'.join(fk.columns)}_{fk.ref_table}"
         return f"{self.name}_{middle}_fk"[:63]
 
-    @property
-    def has_extras(self) -> bool:
-        return bool(self.extra_primary_key or self.extra_indexes or self.extra_foreign_keys)
-
     def with_extras(self) -> Table:
         return replace(self, primary_key=self.primary_key or self.extra_primary_key,
                        indexes=self.indexes + self.extra_indexes,
@@ -115,10 +111,6 @@ class Dataset:
 
     def table(self, name: str) -> Table:
         return next(t for t in self.tables if t.name == name)
-
-    @property
-    def has_extras(self) -> bool:
-        return any(t.has_extras for t in self.tables)
 
     def with_extras(self) -> Dataset:
         """The dataset with datathon's extra keys and indexes among its own (a source's `extra_keys: true`)."""
