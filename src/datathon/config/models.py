@@ -165,12 +165,22 @@ class DatasetSource(Strict):
     version: str | None = Field(default=None, description="e.g. 3.1; read from the path when it names one")
     tables: list[str] = Field(default=[], description="load only these tables (default: all)")
     foreign_keys: Literal["validate", "strict", "skip"] = "validate"
+    extra_keys: bool = Field(default=False, description="also the keys and indexes datathon adds beyond the "
+                             "dataset's official build (default: exactly the official ones)")
     workers: int | None = Field(default=None, ge=1, le=256, description="parallel loads (default: twice the cores)")
 
     @field_validator("path")
     @classmethod
     def _exists(cls, v: Path, info: ValidationInfo) -> Path:
         return existing_path(v, info, what="dataset folder", folder=True)
+
+    @field_validator("extra_keys", mode="before")
+    @classmethod
+    def _yes_or_no(cls, v: object) -> object:
+        if not isinstance(v, bool):
+            raise ValueError(f"must be true or false, not {v!r}: true also builds the keys and indexes datathon "
+                             "adds beyond the dataset's official build (README, Clinical datasets)")
+        return v
 
     @model_validator(mode="after")
     def _known_tables(self) -> DatasetSource:

@@ -35,11 +35,17 @@ BulkFactory = Callable[[str, object, str, str], Callable[[], None]]  # (database
 Describe = Callable[[object], str]  # a source -> what `plan` says it is (a dump's size and tables)
 
 
+LATER_OPTIONS = {"extra_keys": False}  # option -> its default, for options added after sources were first loaded
+
+
 def source_identity(src, base_dir: Path) -> tuple[str, str]:
     """A source's stable name (what is recorded as loaded) and a digest of what it is."""
     if isinstance(src, SqlSource):  # the file's content is what it is
         return source_name(src.sql, base_dir), file_sha256(src.sql)
-    digest = hashlib.sha256(json.dumps(src.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    # An option added later is left out while it has its default, so a source loaded before it existed keeps its
+    # identity (otherwise every loaded dataset would count as changed and be refused).
+    dump = src.model_dump(mode="json", exclude={k for k, v in LATER_OPTIONS.items() if getattr(src, k, v) == v})
+    digest = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     return f"{src.label}:{source_name(src.location, base_dir)}", digest
 
 

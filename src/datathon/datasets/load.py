@@ -1,5 +1,6 @@
-"""The loader: checksums first, then tables in parallel (biggest first) with streaming COPY, then keys, indexes
-and ANALYZE in parallel, then foreign keys that cannot lose the build (both in keys.py), then a row-count check.
+"""The loader: checksums first, then tables in parallel (the small referenced ones, then biggest first) with
+streaming COPY; as each table is loaded, its ANALYZE, primary key, indexes (one job each) and foreign keys that
+cannot lose the build (keys.py, fkscan.py), all in parallel; then a row-count check.
 
 Resumable by table: a table is created, loaded and recorded in datathon_meta.loaded_tables in one transaction
 (which is also what lets the managed cluster, at wal_level=minimal, skip writing WAL for it). A table split over
@@ -390,9 +391,12 @@ def make_progress(console: Console) -> Progress:
 
 def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Dataset, root: Path, console: Console, *,
                  workers: int | None = None, version: str | None = None, tables: list[str] | None = None,
-                 foreign_keys: ForeignKeyMode = "validate", verify_cache: Path | None = None,
-                 split_min_bytes: int = SPLIT_MIN_BYTES, create: bool = True) -> LoadReport:
+                 foreign_keys: ForeignKeyMode = "validate", extra_keys: bool = False,
+                 verify_cache: Path | None = None, split_min_bytes: int = SPLIT_MIN_BYTES,
+                 create: bool = True) -> LoadReport:
     started = time.perf_counter()
+    if extra_keys:  # the official build's keys and indexes, and datathon's own beyond them
+        dataset = dataset.with_extras()
     workers = workers or default_workers()
     tasks = sorted(find_tasks(dataset, root, tables=tables, create=create), key=lambda t: -load_cost(t))
     report = LoadReport(dataset=dataset.kind)
@@ -423,12 +427,18 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
             if foreign_keys != "skip" else None
         lock = threading.Lock()
         jobs: list = []  # key and foreign-key jobs, submitted as their inputs become ready
-        built: set[str] = set()
+        have_pk: set[str] = set()  # tables analyzed and given their primary key (if any)
         fk_waiting = {t.table.name: t.table for t in tasks} if fks else {}
         # The critical path: the table split over every core, then its index and foreign keys. Everything else
         # runs at a lower CPU priority on the managed cluster, so it fills the cores without slowing that path.
         # With no such table (small data, a resumed load, one core) nothing is lowered: as before, all equal.
         critical = {t.table.name for t in todo if streams[id(t)] > 1}
+        # The small tables other tables' foreign keys point at (patients, admissions, the item dictionaries) load
+        # first, so that a big table's keys can go in the moment it is loaded, before its index builds start.
+        # (Big ones, MIMIC-IV's poe and emar, keep their place: beside the split table they would slow it.)
+        total_cost = sum(load_cost(t) for t in todo) or 1.0
+        referenced = {fk.ref_table for t in tasks for fk in t.table.foreign_keys}
+        first = {t.table.name for t in todo if t.table.name in referenced and load_cost(t) < total_cost / 100}
 
         def background(name: str) -> bool:
             return bool(critical) and name not in critical
@@ -437,34 +447,47 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 with lock:
                     jobs.append(pool.submit(fn, *args))
 
-            def keys_then_ready_fks(table: Table) -> None:
-                keys.build(table, background(table.name))
+            def keys_of(table: Table) -> None:
+                """ANALYZE and primary key; then the indexes, each a job, and the foreign keys of every table
+                whose referenced tables now all have their keys."""
+                index_jobs = keys.prepare(table, background(table.name))
                 with lock:
-                    built.add(table.name)
-                    ready = [u for name, u in fk_waiting.items() if fks.needs(u) <= built] if fks else []
+                    have_pk.add(table.name)
+                    ready = [u for u in fk_waiting.values() if fks.needs(u) <= have_pk] if fks else []
                     for u in ready:
                         del fk_waiting[u.name]
-                for u in ready:  # queued behind the loads still waiting: they fill idle workers
-                    submit(fks.build, u, background(u.name))
+                checks = []
+                for u in ready:  # this table's own keys go in now, before its index builds take their locks
+                    if u is table and fks.add(u, wait=False):
+                        checks.append(u)
+                    else:  # a referenced table is being indexed (or an earlier table waited for this one): later
+                        submit(fks.build, u, background(u.name))
+                for job in index_jobs:
+                    submit(keys.build_index, table, job, background(table.name))
+                for u in checks:  # beside the index builds (fkscan), or after them (VALIDATE waits for them)
+                    submit(fks.check, u, background(u.name))
 
             def load_then_keys(t: TableTask, streams: int) -> TableResult:
                 result = loader.load(t, streams=streams, background=background(t.table.name))
-                submit(keys_then_ready_fks, t.table)  # queued before this load counts as done: never missed
+                submit(keys_of, t.table)  # queued before this load counts as done: never missed
                 return result
 
             loads = {}
             for t in tasks:
                 if t not in todo:
-                    submit(keys_then_ready_fks, t.table)
-            # A table split over every core goes first and alone: it is the critical path (its load, then its
-            # index and foreign keys), and the other loads fill the cores while its index is built.
+                    submit(keys_of, t.table)
+            for t in todo:
+                if t.table.name in first and t.table.name not in critical:
+                    loads[pool.submit(load_then_keys, t, 1)] = t
+            # A table split over every core goes next, alone but for those small ones: it is the critical path
+            # (its load, then its index and foreign keys), and the other loads fill the cores while it is indexed.
             lead = [t for t in todo if t.table.name in critical]
             for t in lead:
                 f = pool.submit(load_then_keys, t, streams[id(t)])
                 loads[f] = t
                 f.result()  # its error stops everything before the other loads start
             for t in todo:
-                if t not in lead:
+                if t not in lead and t not in loads.values():
                     loads[pool.submit(load_then_keys, t, 1)] = t
             try:
                 for f, t in loads.items():
@@ -491,7 +514,7 @@ def load_dataset(server: DatabaseServer, dbname: str, owner: str, dataset: Datas
                 results[key] = TableResult(*key, rows, records, None, "file", skipped=True)
         phase("keys, indexes, analyze, foreign keys (after the last load)")
         report.timings = {**{f"{r.table} load": r.seconds for r in results.values() if not r.skipped},
-                          **keys.timings}
+                          **keys.timings, **(fks.timings if fks else {})}
     report.fk_problems = problems
     if problems and foreign_keys == "strict":
         raise ProvisionError("foreign keys are violated:\n  " + "\n  ".join(problems),

@@ -34,7 +34,8 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
             if isinstance(src, DatasetSource):
                 report = load_dataset(server, dbname, owner, DATASETS[src.dataset], src.path, ctx.console,
                                       workers=src.workers, version=src.version, tables=src.tables or None,
-                                      foreign_keys=src.foreign_keys, verify_cache=ctx.state.root / "verified.json")
+                                      foreign_keys=src.foreign_keys, extra_keys=src.extra_keys,
+                                      verify_cache=ctx.state.root / "verified.json")
                 print_load_report(ctx.console, report)
             elif isinstance(src, CsvSource):
                 report = load_csv_folder(server, dbname, owner, src, ctx)

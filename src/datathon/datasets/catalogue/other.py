@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-from datathon.datasets.catalogue.spec import Dataset, Table, columns, fk, keys
+from datathon.datasets.catalogue.spec import Dataset, Table, columns, extra_indexes, fk, keys, official_indexes
 
+# MIMIC-IV-ED: keys and indexes as the official build (mimic-code mimic-iv-ed/buildmimic/postgres constraint.sql,
+# index.sql) makes them; the extra indexes are datathon's, built only with `extra_keys: true`.
 ED = Dataset(kind="mimic-iv-ed", title="MIMIC-IV-ED", versions=("2.2",), tables=tuple(
     Table(name=n, schema="mimiciv_ed", file=f"ed/{n}.csv.gz", columns=columns(c), primary_key=keys(pk),
-          indexes=tuple(keys(i) for i in idx), foreign_keys=tuple(fks), counts={"2.2": rows} if rows else {})
-    for n, c, pk, idx, fks, rows in [
+          indexes=official_indexes(n, idx), foreign_keys=tuple(fks), counts={"2.2": rows} if rows else {},
+          extra_indexes=extra_indexes(n, extra))
+    for n, c, pk, idx, fks, extra, rows in [
         ("edstays", "subject_id int NN, hadm_id int, stay_id int NN, intime ts0 NN, outtime ts0 NN, gender vc1 NN, "
-         "race vc60, arrival_transport vc50 NN, disposition vc255", "stay_id", ["subject_id", "intime, outtime"], [],
-         425087),
+         "race vc60, arrival_transport vc50 NN, disposition vc255", "stay_id",
+         ["subject_id, hadm_id, stay_id", "intime, outtime"], [], ["subject_id"], 425087),
         ("diagnosis", "subject_id int NN, stay_id int NN, seq_num int NN, icd_code vc8 NN, icd_version si NN, "
-         "icd_title text NN", "stay_id, seq_num", [], [fk("stay_id", "edstays")], 899050),
+         "icd_title text NN", "stay_id, seq_num", ["subject_id, stay_id", "icd_code, icd_version"],
+         [fk("stay_id", "edstays")], [], 899050),
         ("medrecon", "subject_id int NN, stay_id int NN, charttime ts0, name vc255, gsn vc10, ndc vc12, etc_rn si, "
-         "etccode vc8, etcdescription vc255", "", ["stay_id"], [fk("stay_id", "edstays")], 2987342),
+         "etccode vc8, etcdescription vc255", "", ["subject_id, stay_id, charttime"], [fk("stay_id", "edstays")],
+         ["stay_id"], 2987342),
         ("pyxis", "subject_id int NN, stay_id int NN, charttime ts0, med_rn si NN, name vc255, gsn_rn si NN, "
-         "gsn vc10", "", ["stay_id"], [fk("stay_id", "edstays")], 1586053),
+         "gsn vc10", "", ["subject_id, stay_id, charttime", "gsn"], [fk("stay_id", "edstays")], ["stay_id"],
+         1586053),
         ("triage", "subject_id int NN, stay_id int NN, temperature numeric, heartrate numeric, resprate numeric, "
-         "o2sat numeric, sbp numeric, dbp numeric, pain text, acuity numeric, chiefcomplaint vc255", "stay_id", [],
-         [fk("stay_id", "edstays")], 425087),
+         "o2sat numeric, sbp numeric, dbp numeric, pain text, acuity numeric, chiefcomplaint vc255", "stay_id",
+         ["subject_id, stay_id"], [fk("stay_id", "edstays")], [], 425087),
         ("vitalsign", "subject_id int NN, stay_id int NN, charttime ts0, temperature numeric, heartrate numeric, "
-         "resprate numeric(10,4), o2sat numeric, sbp int, dbp int, rhythm text, pain text", "", ["stay_id"],
-         [fk("stay_id", "edstays")], 1564610),
+         "resprate numeric(10,4), o2sat numeric, sbp int, dbp int, rhythm text, pain text", "stay_id, charttime",
+         ["subject_id, stay_id, charttime"], [fk("stay_id", "edstays")], ["stay_id"], 1564610),
     ]))
 
+# MIMIC-IV-Note: the official build (mimic-code mimic-iv-note/buildmimic/postgres) creates and loads the tables,
+# with no key or index at all; datathon's keys and indexes come only with `extra_keys: true`.
 NOTE = Dataset(kind="mimic-iv-note", title="MIMIC-IV-Note", versions=("2.2",), tables=tuple(
-    Table(name=n, schema="mimiciv_note", file=f"note/{n}.csv.gz", columns=columns(c), primary_key=keys(pk),
-          indexes=tuple(keys(i) for i in idx), foreign_keys=tuple(fks))
+    Table(name=n, schema="mimiciv_note", file=f"note/{n}.csv.gz", columns=columns(c), extra_primary_key=keys(pk),
+          extra_indexes=extra_indexes(n, idx), extra_foreign_keys=tuple(fks))
     for n, c, pk, idx, fks in [
         ("discharge", "note_id vc25 NN, subject_id int NN, hadm_id int NN, note_type char(2) NN, note_seq int NN, "
          "charttime ts NN, storetime ts, text text NN", "note_id", ["subject_id", "hadm_id"], []),
@@ -42,9 +50,11 @@ NOTE = Dataset(kind="mimic-iv-note", title="MIMIC-IV-Note", versions=("2.2",), t
 _LABELS = ", ".join(f"{x} dp" for x in (
     "atelectasis", "cardiomegaly", "consolidation", "edema", "enlarged_cardiomediastinum", "fracture", "lung_lesion",
     "lung_opacity", "no_finding", "pleural_effusion", "pleural_other", "pneumonia", "pneumothorax", "support_devices"))
+# MIMIC-CXR-JPG metadata has no official PostgreSQL build: every key and index here is datathon's own, built
+# only with `extra_keys: true`.
 CXR = Dataset(kind="mimic-cxr", title="MIMIC-CXR-JPG metadata", versions=("2.0.0",), tables=tuple(
-    Table(name=n, schema="mimiciv_cxr", file=f, columns=columns(c), primary_key=keys(pk),
-          indexes=tuple(keys(i) for i in idx), counts={"2.0.0": rows} if rows else {})
+    Table(name=n, schema="mimiciv_cxr", file=f, columns=columns(c), extra_primary_key=keys(pk),
+          extra_indexes=extra_indexes(n, idx), counts={"2.0.0": rows} if rows else {})
     for n, f, c, pk, idx, rows in [
         ("record_list", "cxr-record-list.csv.gz", "subject_id int NN, study_id int NN, dicom_id vc64 NN, path text NN",
          "dicom_id", ["subject_id", "study_id"], 377110),
@@ -177,16 +187,37 @@ _EICU = {
 }
 
 
+# The official build (eicu-code build-db/postgres/postgres_add_indexes.sql, the only key script its Makefile
+# runs): table -> indexes, each with its primary key. Tables not listed get neither: their id primary keys, the
+# index on patientunitstayid and every foreign key into patient (postgres_add_constraints.sql, never run by
+# the official Makefile) are datathon's, built only with `extra_keys: true`.
+_EICU_OFFICIAL = {
+    "admissiondx": ["patientunitstayid"], "apacheapsvar": ["patientunitstayid"],
+    "apachepatientresult": ["patientunitstayid", "apacheversion", "apachescore"],
+    "apachepredvar": ["patientunitstayid", "sicuday"], "careplancareprovider": ["patientunitstayid"],
+    "careplaneol": ["patientunitstayid"], "careplangeneral": ["patientunitstayid"],
+    "careplangoal": ["patientunitstayid"], "careplaninfectiousdisease": ["patientunitstayid"],
+    "diagnosis": ["patientunitstayid"], "hospital": [], "lab": ["patientunitstayid"],
+    "pasthistory": ["patientunitstayid"],
+    "patient": ["patientunitstayid", "patienthealthsystemstayid", "hospitaldischargeyear", "unittype"],
+    "treatment": ["patientunitstayid"], "vitalaperiodic": ["patientunitstayid"],
+    "vitalperiodic": ["patientunitstayid"],
+}
+_EICU_NAMES = {"patient": {4: "patient_idx05"}}  # the official script has no patient_idx04 (its column is gone)
+
+
 def _eicu_table(file: str, cols: str, pk: str, rows: int) -> Table:
     name = file.lower()
     c = columns(cols)
     has_stay = any(x.name == "patientunitstayid" for x in c) and name != "patient"
-    # The official build: a primary key on the id column and an index on patientunitstayid; nothing on
-    # nursecharting. The foreign keys to patient live in a script the official Makefile never runs.
-    indexed = has_stay and name != "nursecharting"
-    return Table(name=name, schema="eicu_crd", file=f"{file}.csv.gz", columns=c, primary_key=keys(pk),
-                 indexes=(("patientunitstayid",),) if indexed else (),
-                 foreign_keys=(fk("patientunitstayid", "patient"),) if has_stay else (), counts={"2.0": rows})
+    official = name in _EICU_OFFICIAL
+    indexed = has_stay and not official and name != "nursecharting"  # datathon never indexed nursecharting
+    return Table(name=name, schema="eicu_crd", file=f"{file}.csv.gz", columns=c, counts={"2.0": rows},
+                 primary_key=keys(pk) if official else (),
+                 indexes=official_indexes(name, _EICU_OFFICIAL.get(name, []), _EICU_NAMES.get(name)),
+                 extra_primary_key=() if official else keys(pk),
+                 extra_indexes=extra_indexes(name, ["patientunitstayid"] if indexed else []),
+                 extra_foreign_keys=(fk("patientunitstayid", "patient"),) if has_stay else ())
 
 
 EICU = Dataset(kind="eicu", title="eICU-CRD", versions=("2.0",),

@@ -28,6 +28,8 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
         "medrecon": (7.0, TableGen(T["medrecon"], "stay", 7, common=key)),
         "pyxis": (3.7, TableGen(T["pyxis"], "stay", 3.7, common=key)),
         "vitalsign": (3.7, TableGen(T["vitalsign"], "stay", 3.7, common=key, values={
+            # every 15 minutes: (stay_id, charttime) is the official primary key
+            "charttime": lambda c: ts(c.row["time"] + dt.timedelta(minutes=15 * c.next_id(f"vs{c.row['stay']}"))),
             "heartrate": lambda c: str(int(c.rng.gauss(88, 15))), "sbp": lambda c: str(int(c.rng.gauss(130,
             20))), "dbp": lambda c: str(int(c.rng.gauss(75, 12))), "o2sat": lambda c: str(min(100, int(c.rng.gauss(
                 97, 2)))), "temperature": lambda c: f"{c.rng.gauss(98.2, 0.9):.1f}", "resprate": lambda c: "18"})),

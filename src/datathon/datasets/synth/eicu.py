@@ -49,8 +49,8 @@ def generate(out: Path, *, patients: int, seed: int) -> Writer:
         for col in table.columns:
             if col.name.endswith("offset"):
                 values[col.name] = _offset
-        if table.primary_key:
-            key = table.primary_key[0]
+        if pk := table.primary_key or table.extra_primary_key:  # unique ids, whichever keys a load builds
+            key = pk[0]
             values[key] = (lambda k: lambda c: str(c.next_id(k)))(key)
         if name == "nursecharting":
             values["nursingchartid"] = lambda c: str(c.next_id("nursingchartid"))
