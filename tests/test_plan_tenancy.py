@@ -213,10 +213,12 @@ def test_a_password_changed_on_the_server_is_set_back():
     facts = converged_facts()
     for r in facts.roles.values():
         r.verifier = "SCRAM-SHA-256$4096:c2FsdA==$x:y"
-    changed = plan(facts, password_changed=lambda role, verifier: role == "ev_mia__alpha")
+    facts.changed_passwords = {"ev_mia__alpha"}
+    changed = plan(facts)
     assert pending(changed) == [("update", "role", "ev_mia__alpha",
                                  "password changed on the server: set back to its handout's")]
-    assert pending(plan(facts, password_changed=lambda role, verifier: False)) == []
+    facts.changed_passwords = set()
+    assert pending(plan(facts)) == []
 
 
 def test_a_verifier_that_is_not_scram_never_matches():

@@ -35,9 +35,6 @@ class EventPlan(Plan):
 
     parts: list[PartPlan] = field(default_factory=list)
 
-    def of(self, name: str) -> list[Change]:
-        return next((p.changes for p in self.parts if p.part.name == name), [])
-
     @property
     def stopping(self) -> list[Change]:
         """Blocked changes that stop `up` before it touches anything."""
@@ -79,8 +76,9 @@ def plan_up(parts: list[Part]) -> EventPlan:
     return plan
 
 
-def _shown(changes: list[Change]) -> set[tuple[str, str, str]]:
-    return {(str(c.component), c.target, c.action) for c in changes}
+def _key(c: Change) -> tuple[str, str, str]:
+    """The same change in two plans of one run."""
+    return str(c.component), c.target, c.action
 
 
 def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, EventPlan]:
@@ -91,7 +89,7 @@ def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, E
         first = plan.stopping[0]
         raise ProvisionError(f"{first.component} {first.target}: {first.reason}",
                              hint="nothing was changed; fix this and run `datathon up` again")
-    approved = _shown(plan.destructive)
+    approved = {_key(c) for c in plan.destructive}
     applied = 0
     changed: set[str] = set()
     ran = EventPlan(notes=list(plan.notes))
@@ -104,7 +102,7 @@ def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, E
                 raise ProvisionError(f"{stopping[0].component} {stopping[0].target}: {stopping[0].reason}",
                                      hint=f"fix this and run `datathon up` again (the parts before {part.name} "
                                           "are done)")
-            new = [c for c in pp.changes if c.destructive and (str(c.component), c.target, c.action) not in approved]
+            new = [c for c in pp.changes if c.destructive and _key(c) not in approved]
             if new and not approve(new, f"Remove the {len(new)} {part.name} resource(s) listed above?"):
                 raise Aborted("declined; the parts before this one are done, nothing of it was changed")
         n = apply_changes(pp.changes, part.sql(), ctx.console, label=part.name)

@@ -144,9 +144,6 @@ class StateStore:
         self.save(state)
         return Resource(**records[key])
 
-    def resources(self, kind: str | None = None) -> list[Resource]:
-        return [Resource(**r) for r in self.load().get("resources", {}).values() if kind in (None, r["kind"])]
-
     # -- secrets -------------------------------------------------------------------------------
     def secret_path(self, name: str) -> Path:
         return self.secrets_dir / name

@@ -60,6 +60,9 @@ class Facts:
     roles: dict[str, RoleFact] = field(default_factory=dict)
     memberships: set[tuple[str, str]] = field(default_factory=set)  # (member, group)
     databases: dict[str, DatabaseFact] = field(default_factory=dict)
+    # logins whose password on the server is no longer the stored secret: filled in by whoever may read both
+    # (the data part, from the verifiers above and the state folder); empty when nobody could tell
+    changed_passwords: set[str] = field(default_factory=set)
 
     def members_of(self, group: str) -> list[str]:
         return sorted(m for m, g in self.memberships if g == group)

@@ -60,8 +60,6 @@ class DataFacts:
     dumps: dict[str, str]  # source name -> what a dump holds (kind, size, tables), for the plan
     # a dump this server's tools cannot read: `plan` (so `up`) stops on it; `status` and `down` need not
     unreadable: ProvisionError | None = None
-    # logins whose password on the server is no longer the stored one (where the verifiers can be read)
-    changed_passwords: frozenset[str] = frozenset()
 
 
 class DataPart(Part):
@@ -105,7 +103,8 @@ class DataPart(Part):
                         dumps[str(src)] = text
                 except ProvisionError as exc:
                     return DataFacts(tenancy, self.server.exists(), dumps, unreadable=exc)
-        return DataFacts(tenancy, self.server.exists(), dumps, changed_passwords=self._changed_passwords(tenancy))
+        tenancy.changed_passwords = self._changed_passwords(tenancy)
+        return DataFacts(tenancy, self.server.exists(), dumps)
 
     def notes(self, facts: DataFacts) -> list[str]:
         if facts.tenancy is None:
@@ -122,8 +121,7 @@ class DataPart(Part):
         from datathon.datasets.run import bulk_factory
 
         changes = plan_tenancy(self.ctx.config, facts.tenancy, secret_for=self._secret,
-                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data,
-                               password_changed=lambda role, _verifier: role in facts.changed_passwords)
+                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data)
         describe = (lambda src: facts.dumps.get(str(src))) if facts.dumps else None
         return changes + plan_sources(self.ctx.config, facts.tenancy, self.ctx.loaded.base_dir,
                                       bulk_factory(self.ctx, self.server), describe)
@@ -134,7 +132,7 @@ class DataPart(Part):
     def _stored(self) -> set[str]:
         return {r for r in self.logins if self.ctx.state.secret_path(r).exists()}
 
-    def _changed_passwords(self, tenancy: Facts) -> frozenset[str]:
+    def _changed_passwords(self, tenancy: Facts) -> set[str]:
         """Each check is 4096 rounds of PBKDF2 (tens of ms for a hundred logins): in parallel (hashlib lets go of
         the GIL), reading secrets only (none is made)."""
         from concurrent.futures import ThreadPoolExecutor
@@ -146,24 +144,29 @@ class DataPart(Part):
 
         roles = [x.role for x in self.logins.values()]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            return frozenset(r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c)
+            return {r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c}
 
     @cached_property
     def logins(self) -> dict[str, Login]:
         return {x.role: x for x in wanted_logins(self.ctx.config)}
 
+    def _team_logins(self, member: Member) -> list[Login]:
+        """A mentor's login for each team (none for a team)."""
+        return [x for x in self.logins.values() if x.kind == "mentor_team" and x.name == member.name] \
+            if member.kind == "mentor" else []
+
     # -- status / teardown -------------------------------------------------------------------------
     def status(self, facts: DataFacts) -> PartStatus:
         from datathon.database.status import data_status
 
-        if facts.tenancy is None or not self.server.is_reachable():
+        if facts.tenancy is None or not facts.exists:  # not running, or not made yet
             return PartStatus()
         return data_status(self.ctx, self.server, facts.tenancy)
 
     def teardown(self, facts: DataFacts) -> list[Change]:
         if self.server.traits.removed_with_event:
             return []  # the server goes, and every role and database with it
-        if facts.tenancy is None or not self.server.is_reachable():
+        if facts.tenancy is None or not facts.exists:
             raise ProvisionError("the database server cannot be reached, so the event's roles cannot be removed",
                                  hint="check database.admin_dsn and the server, then run `datathon down` again")
         return teardown_tenancy(self.ctx.config, facts.tenancy)
@@ -188,8 +191,7 @@ class DataPart(Part):
         endpoint = self.server.endpoint()
         out = [database_section(self.ctx.config, login, endpoint, secret(login.role))]
         if member.kind == "mentor":
-            team_logins = [(x, secret(x.role)) for x in self.logins.values()
-                           if x.kind == "mentor_team" and x.name == member.name]
+            team_logins = [(x, secret(x.role)) for x in self._team_logins(member)]
             out.append(mentor_teams_section(self.ctx.config, login, endpoint, team_logins))
         return out
 
@@ -205,8 +207,7 @@ class DataPart(Part):
         from datathon.database.handout import pgadmin_servers
 
         login = self.logins[member.login]
-        team_logins = [x for x in self.logins.values() if x.kind == "mentor_team" and x.name == member.name] \
-            if member.kind == "mentor" else []
+        team_logins = self._team_logins(member)
         servers = pgadmin_servers(self.ctx.config, login, self.server.endpoint(), team_logins)
         return {"pgadmin-servers.json": json.dumps(servers, indent=2) + "\n"}
 

@@ -74,10 +74,6 @@ def wanted_logins(config: EventConfig) -> list[Login]:
     return out
 
 
-def mentor_team_logins(config: EventConfig, mentor: str) -> list[Login]:
-    return [x for x in wanted_logins(config) if x.kind == "mentor_team" and x.name == mentor]
-
-
 def team_readers(config: EventConfig, team: str) -> list[str]:
     """The roles that may read team `team`'s schema, besides the team: its mentors' logins for it."""
     return [roles.mentor_team_role(config.event, m.name, team) for m in config.mentors]
@@ -156,7 +152,7 @@ def _login_attr_problems(fact: RoleFact, login: Login) -> list[str]:
 
 
 def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: Callable[[str], str],
-                   stored: set[str], password_changed: Callable[[str, str], bool] | None) -> list[Change]:
+                   stored: set[str]) -> list[Change]:
     ident = sql.Identifier(login.role)
     mark = MARK.format(event=config.event)
     fact = facts.roles.get(login.role)
@@ -207,7 +203,7 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
     if login.role not in stored:
         out.append(Change("role", login.role, "update", "password reset: its secret file is missing",
                           statements=[password_statement(login.role, secret_for)]))
-    elif password_changed is not None and fact.verifier is not None and password_changed(login.role, fact.verifier):
+    elif login.role in facts.changed_passwords:
         # a role may change its own password (a team, or a team's code run by a mentor): the handouts' one wins
         out.append(Change("role", login.role, "update", "password changed on the server: set back to its handout's",
                           statements=[password_statement(login.role, secret_for)]))
@@ -377,10 +373,8 @@ def _granted_logins(facts: Facts, logins: list[Login]) -> list[Change]:
 
 
 def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str], str], stored_secrets: set[str],
-                 drop_team_data: bool = False,
-                 password_changed: Callable[[str, str], bool] | None = None) -> list[Change]:
-    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O).
-    `password_changed(role, verifier)` says whether an observed verifier no longer matches the stored secret."""
+                 drop_team_data: bool = False) -> list[Change]:
+    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O)."""
     e = config.event
     teams_g, mentors_g, owner = roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)
     logins = wanted_logins(config)
@@ -389,7 +383,7 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
         changes.append(Change("role", owner, "update", "let the administrator load data as it",
                               statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))]))
     for login in logins:
-        changes += _login_changes(config, facts, login, secret_for, stored_secrets, password_changed)
+        changes += _login_changes(config, facts, login, secret_for, stored_secrets)
     for db in config.databases:
         changes += _database_changes(config, facts, db.name)
         changes += _public_schema(config, facts, db.name)

@@ -30,10 +30,6 @@ class HandoutFiles:
     markdown: Path
     extra: dict[str, Path] = field(default_factory=dict)  # e.g. {"pgadmin-servers.json": path}
 
-    @property
-    def pgadmin(self) -> Path | None:
-        return self.extra.get("pgadmin-servers.json")
-
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(

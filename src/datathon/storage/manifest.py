@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.core.fsutil import file_sha256
-from datathon.core.state import write_private
 from datathon.errors import ProvisionError
 
 FORMAT = 1
@@ -127,16 +126,3 @@ def hash_folder(dataset: str, folder: Path, *, known: Mapping[str, list], worker
     stats = dict(files)
     hashes = {rel: [e.size, stats[rel].st_mtime_ns, e.sha256] for rel, e in entries.items()}
     return Manifest(dataset, [entries[rel] for rel, _ in files]), hashes
-
-
-def build_manifest(dataset: str, folder: Path, *, cache: Path | None = None, workers: int = 4,
-                   progress: Callable[[int], None] | None = None, known: Mapping[str, list] | None = None,
-                   save: bool = True) -> Manifest:
-    """Hash the folder (files unchanged since the last run come from the cache, or from `known`: hashes observed
-    earlier in this run) into a manifest; the cache is written when it changed (`save`), never otherwise."""
-    cached = read_cache(cache)
-    manifest, hashes = hash_folder(dataset, folder, known={**cached, **(known or {})}, workers=workers,
-                                   progress=progress)
-    if cache is not None and save and hashes != cached:
-        write_private(cache, json.dumps(hashes, separators=(",", ":")))
-    return manifest

@@ -138,13 +138,6 @@ def _owned_by(path: Path, owners: dict[int, str | None]) -> bool:
     return False
 
 
-def _exists(path: Path) -> bool:
-    with contextlib.suppress(OSError):
-        os.lstat(path)
-        return True
-    return False
-
-
 def summary(paths: list[Path], *, limit: int = 5) -> str:
     shown = ", ".join(str(p) for p in paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
