@@ -310,6 +310,24 @@ class Database(Strict):
         return list(dict.fromkeys([*self.shared_schemas, *(s for src in self.sources for s in src.schemas)]))
 
 
+class DatabaseTunnel(Strict):
+    """Reach the server through an SSH jump host (RDS in a VPC, a server behind a bastion)."""
+
+    ssh: str = Field(description="user@host or user@host:port of the jump host")
+    identity_file: Path = Field(description="the private key that logs in to the jump host (mode 0600)")
+    known_hosts: Path | None = Field(
+        default=None, description="the jump host's key, checked strictly; default: the first key seen is pinned")
+
+    @field_validator("ssh")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        from datathon.config.common import SSH_TARGET_RE
+
+        if not SSH_TARGET_RE.match(v):
+            raise ValueError(f"{v!r} is not user@host or user@host:port (e.g. ubuntu@bastion.example.org)")
+        return v
+
+
 class DatabaseServer(Strict):
     server: Literal["managed", "external"] = "managed"
     listen_addresses: list[str] = ["127.0.0.1"]
@@ -326,6 +344,10 @@ class DatabaseServer(Strict):
     admin_dsn: str | None = Field(default=None, description="external server: admin connection, no password")
     admin_password_file: Path | None = None
     sslmode: Literal["require", "verify-ca", "verify-full", "prefer", "disable"] = "require"
+    ca_file: Path | None = Field(
+        default=None, description="external server: the CA bundle its certificate is checked against (RDS: the "
+        "region's bundle); given to teams too")
+    tunnel: DatabaseTunnel | None = Field(default=None, description="external server: reach it through SSH")
 
     @field_validator("listen_addresses")
     @classmethod
@@ -369,9 +391,22 @@ class DatabaseServer(Strict):
                     "admin_dsn holds a password; keep secrets out of datathon.yaml: "
                     "use admin_password_file, ~/.pgpass or PGPASSWORD"
                 )
-        elif self.admin_dsn:
-            raise ValueError("admin_dsn is only for server: external")
+            if self.tunnel is not None and str(_dsn_host(self.admin_dsn)).startswith("/"):
+                raise ValueError("a tunnel reaches a server by host name: admin_dsn's host is a socket folder")
+            if self.sslmode in ("verify-ca", "verify-full") and self.ca_file is None:
+                raise ValueError(f"sslmode {self.sslmode} checks the server's certificate: give ca_file "
+                                 "(for RDS, the region's CA bundle from AWS)")
+        else:
+            for key in ("admin_dsn", "tunnel", "ca_file"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} is only for server: external (the managed cluster makes its own)")
         return self
+
+
+def _dsn_host(dsn: str) -> str:
+    import psycopg.conninfo
+
+    return psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "localhost"
 
 
 def _dsn_has_password(dsn: str) -> bool:

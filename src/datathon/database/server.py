@@ -55,7 +55,16 @@ class DatabaseServer(ABC):
         """An administrator's connection to `dbname` (the maintenance database when None)."""
 
     @abstractmethod
-    def endpoint(self) -> Endpoint: ...
+    def endpoint(self) -> Endpoint:
+        """Where teams connect from their workspaces (what the handouts say)."""
+
+    def reach(self) -> Endpoint:
+        """Where this machine connects as a team (`check`): the same as the teams' unless the server is reached
+        through a tunnel."""
+        return self.endpoint()
+
+    def close(self) -> None:
+        """Let go of what reaching the server needed (a tunnel); the server itself is untouched."""
 
     @abstractmethod
     def cli_env(self, dbname: str) -> dict[str, str]:
