@@ -265,12 +265,65 @@ class DumpSource(Strict):
         return []
 
 
-SOURCE_TAGS = {"src:sql", "src:dataset", "src:csv", "src:pg_dump"}
+class ServerSource(Strict):
+    """A PostgreSQL server that already holds the data (the organizer's machine with MIMIC-IV and eICU): its
+    schemas dumped in directory format with parallel jobs, then restored with parallel jobs like a pg_dump source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    pg_server: str = Field(description="libpq connection string of the source database, without a password")
+    from_schemas: list[str] = Field(alias="schemas", min_length=1, description="the schemas to copy")
+    password_file: Path | None = Field(default=None, description="else ~/.pgpass or PGPASSWORD")
+    jobs: int | None = Field(default=None, ge=1, le=64, description="parallel dump and restore jobs")
+
+    @field_validator("pg_server")
+    @classmethod
+    def _dsn(cls, v: str) -> str:
+        import psycopg.conninfo
+
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(v)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"not a valid connection string: {exc}") from None
+        if "password" in params:
+            raise ValueError("holds a password; keep secrets out of datathon.yaml: use password_file or ~/.pgpass")
+        if not params.get("dbname"):
+            raise ValueError("names no database: add dbname=... (the database that holds the schemas)")
+        return v
+
+    @field_validator("from_schemas")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_identifier(s, what="schema name", max_len=63)
+        return v
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else existing_path(v, info, what="password file", folder=False)
+
+    label: ClassVar[str] = "pg_server"
+
+    @property
+    def location(self) -> Path:
+        """What the source is called where it is recorded as loaded: server and database, never a password."""
+        import psycopg.conninfo
+
+        p = psycopg.conninfo.conninfo_to_dict(self.pg_server)
+        return Path(f"{p.get('host') or 'localhost'}:{p.get('port') or 5432}/{p['dbname']}")
+
+    @property
+    def schemas(self) -> list[str]:
+        return list(self.from_schemas)
+
+
+SOURCE_TAGS = {"src:sql", "src:dataset", "src:csv", "src:pg_dump", "src:pg_server"}
 
 
 def _source_kind(value: object) -> str:
     if isinstance(value, dict):
-        for key in ("dataset", "csv", "pg_dump"):
+        for key in ("dataset", "csv", "pg_dump", "pg_server"):
             if key in value:
                 return f"src:{key}"
     return "src:sql"
@@ -278,7 +331,8 @@ def _source_kind(value: object) -> str:
 
 Source = Annotated[
     Annotated[SqlSource, Tag("src:sql")] | Annotated[DatasetSource, Tag("src:dataset")]
-    | Annotated[CsvSource, Tag("src:csv")] | Annotated[DumpSource, Tag("src:pg_dump")],
+    | Annotated[CsvSource, Tag("src:csv")] | Annotated[DumpSource, Tag("src:pg_dump")]
+    | Annotated[ServerSource, Tag("src:pg_server")],
     Discriminator(_source_kind),
 ]
 
@@ -286,7 +340,7 @@ Source = Annotated[
 class Database(Strict):
     name: str
     shared_schemas: list[str] = Field(default=[], description="schemas every team and mentor may read")
-    sources: list[Source] = Field(default=[], description="run in order: sql, dataset, csv, pg_dump")
+    sources: list[Source] = Field(default=[], description="run in order: sql, dataset, csv, pg_dump, pg_server")
 
     @field_validator("name")
     @classmethod
