@@ -33,6 +33,7 @@ class ExternalServer(DatabaseServer):
             self._tunnel = tunnel_for(spec, self.host, int(self.params.get("port") or 5432))
 
     def _path(self, path: Path) -> Path:
+        path = path.expanduser()
         return path if path.is_absolute() else self.ctx.loaded.base_dir / path
 
     @property
