@@ -30,6 +30,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     existing_path,
 )
 from datathon.config.aws import AwsConfig
+from datathon.config.rds import RdsSettings
 from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
 
@@ -385,7 +386,7 @@ class DatabaseTunnel(Strict):
 
 
 class DatabaseServer(Strict):
-    server: Literal["managed", "external"] = "managed"
+    server: Literal["managed", "external", "rds"] = "managed"
     listen_addresses: list[str] = ["127.0.0.1"]
     port: int = Field(default=54320, ge=1024, le=65535)
     allow_from: list[str] = Field(
@@ -404,6 +405,7 @@ class DatabaseServer(Strict):
         default=None, description="external server: the CA bundle its certificate is checked against (RDS: the "
         "region's bundle); given to teams too")
     tunnel: DatabaseTunnel | None = Field(default=None, description="external server: reach it through SSH")
+    rds: RdsSettings | None = Field(default=None, description="server: rds (provider aws): the RDS instance")
 
     @field_validator("listen_addresses")
     @classmethod
@@ -452,10 +454,25 @@ class DatabaseServer(Strict):
             if self.sslmode in ("verify-ca", "verify-full") and self.ca_file is None:
                 raise ValueError(f"sslmode {self.sslmode} checks the server's certificate: give ca_file "
                                  "(for RDS, the region's CA bundle from AWS)")
+        elif self.server == "rds":
+            if self.admin_dsn:
+                raise ValueError("admin_dsn is only for server: external (datathon makes the RDS instance and its "
+                                 "master login)")
+            if self.tunnel is None:
+                raise ValueError("an RDS instance is never public: give tunnel: {ssh: user@jump-host, "
+                                 "identity_file: ...} (a machine in the instance's VPC)")
+            if self.ca_file is None:
+                raise ValueError("give ca_file: the RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/"
+                                 "global-bundle.pem) the instance's certificate is checked against")
+            if self.rds is None:
+                self.rds = RdsSettings()
         else:
-            for key in ("admin_dsn", "tunnel", "ca_file"):
+            for key in ("admin_dsn", "tunnel", "ca_file", "rds"):
                 if getattr(self, key):
-                    raise ValueError(f"{key} is only for server: external (the managed cluster makes its own)")
+                    raise ValueError(f"{key} is only for server: external or rds (the managed cluster makes its "
+                                     "own)")
+        if self.server != "rds" and self.rds is not None:
+            raise ValueError("rds: is only for server: rds")
         return self
 
 
@@ -549,6 +566,8 @@ class EventConfig(Strict):
     def _check_provider(self) -> None:
         """What each provider needs from the rest of the file."""
         if self.provider != "aws":
+            if self.database.server == "rds":
+                raise ValueError("database.server: rds needs provider: aws (and its aws: section)")
             if self.aws is not None:
                 raise ValueError(f"the aws: section is only for provider: aws (this file says {self.provider!r})")
             return
@@ -556,8 +575,8 @@ class EventConfig(Strict):
             raise ValueError("provider aws needs an aws: section (region, ssh_from, machine profiles); "
                              "`datathon init --provider aws` writes a commented one")
         if self.database.server == "managed":
-            raise ValueError("provider aws: a managed database (RDS) comes with issue 15; for now use server: "
-                             "external with admin_dsn (an RDS instance or any PostgreSQL server you run)")
+            raise ValueError("provider aws runs no cluster of its own: use database.server: rds (datathon makes an "
+                             "RDS instance) or external with admin_dsn (a PostgreSQL server you run)")
         unknown = sorted(set(self.aws.team_profiles) - {t.name for t in self.team_list})
         if unknown:
             raise ValueError(f"aws.team_profiles names teams that are not in teams: {', '.join(unknown)}")

@@ -4,6 +4,7 @@ stops or deletes it."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
@@ -24,13 +25,20 @@ class ExternalServer(DatabaseServer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.cfg = ctx.config.database
-        self.params = conninfo_to_dict(self.cfg.admin_dsn or "")
-        self._tunnel: SshTunnel | None = None
-        if self.cfg.tunnel is not None:
-            t = self.cfg.tunnel
-            spec = TunnelSpec.parse(t.ssh, self._path(t.identity_file),
-                                    self._path(t.known_hosts) if t.known_hosts else None, ctx.state.root)
-            self._tunnel = tunnel_for(spec, self.host, int(self.params.get("port") or 5432))
+
+    @cached_property
+    def params(self) -> dict:
+        """The admin's connection parameters (no password)."""
+        return conninfo_to_dict(self.cfg.admin_dsn or "")
+
+    @cached_property
+    def _tunnel(self) -> SshTunnel | None:
+        if self.cfg.tunnel is None:
+            return None
+        t = self.cfg.tunnel
+        spec = TunnelSpec.parse(t.ssh, self._path(t.identity_file),
+                                self._path(t.known_hosts) if t.known_hosts else None, self.ctx.state.root)
+        return tunnel_for(spec, self.host, int(self.params.get("port") or 5432))
 
     def _path(self, path: Path) -> Path:
         path = path.expanduser()
@@ -143,7 +151,7 @@ class ExternalServer(DatabaseServer):
                         hostaddr="127.0.0.1")
 
     def close(self) -> None:
-        if self._tunnel is not None:
+        if self.cfg.tunnel is not None and self._tunnel is not None:
             self._tunnel.close()
 
     def status(self) -> list[ComponentStatus]:
