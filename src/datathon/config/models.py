@@ -464,8 +464,6 @@ class DatabaseServer(Strict):
             if self.ca_file is None:
                 raise ValueError("give ca_file: the RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/"
                                  "global-bundle.pem) the instance's certificate is checked against")
-            if self.rds is None:
-                self.rds = RdsSettings()
         else:
             for key in ("admin_dsn", "tunnel", "ca_file", "rds"):
                 if getattr(self, key):

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from datathon.config.rds import RdsSettings
 from datathon.core.aws import call, error_code
 from datathon.core.context import Context
 from datathon.core.plan import Change
@@ -28,7 +31,6 @@ from datathon.database.rds_plan import (
 )
 from datathon.database.server import ServerTraits
 from datathon.errors import ProvisionError
-from botocore.exceptions import ClientError
 
 MASTER_SECRET = "rds-master"
 WAIT_S = 40 * 60  # creating an instance takes 10-20 minutes; a class change about as long
@@ -46,7 +48,7 @@ class RdsServer(ExternalServer):
     def __init__(self, ctx: Context, *, client: Callable[[str], Any], network: Callable[[], NetworkRef | None],
                  price: Price, tags: list[dict[str, str]], final_snapshot: bool | None = None) -> None:
         super().__init__(ctx)
-        self.want = ctx.config.database.rds
+        self.want = ctx.config.database.rds or RdsSettings()  # `rds:` may be left out: the defaults
         self.identifier = self.want.identifier or identifier_for(ctx.config.event)
         self._client, self._network, self._price, self.tags = client, network, price, tags
         self.final_snapshot = self.want.final_snapshot if final_snapshot is None else final_snapshot
