@@ -5,8 +5,9 @@ snapshot. Inside it, tenancy, loads and `check` are the external server's: the m
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -20,6 +21,7 @@ from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
 from datathon.database.external import ExternalServer
 from datathon.database.rds_plan import (
+    LOADING,
     PARAMETERS,
     InstanceFacts,
     NetworkRef,
@@ -146,6 +148,21 @@ class RdsServer(ExternalServer):
     def is_reachable(self) -> bool:
         i = self._instance()
         return i is not None and i.status == "available" and super().is_reachable()
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """The parameter group's bulk-load settings for the load, then RDS's defaults again (also when it fails;
+        a run killed in between is put right by the next load or `up`, whose plan resets nothing else)."""
+        rds = self.rds
+        call(f"set bulk-load parameters on {self.identifier}", lambda: rds.modify_db_parameter_group(
+            DBParameterGroupName=self.identifier, Parameters=[
+                {"ParameterName": k, "ParameterValue": v, "ApplyMethod": "immediate"} for k, v in LOADING.items()]))
+        try:
+            yield
+        finally:
+            call(f"reset bulk-load parameters on {self.identifier}", lambda: rds.reset_db_parameter_group(
+                DBParameterGroupName=self.identifier, ResetAllParameters=False, Parameters=[
+                    {"ParameterName": k, "ApplyMethod": "immediate"} for k in LOADING]))
 
     @property
     def where(self) -> str:

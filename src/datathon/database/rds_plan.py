@@ -15,6 +15,10 @@ from datathon.core.plan import Change
 # What the parameter group sets (static in none of the supported versions: no reboot needed).
 # rds.force_ssl: logins without TLS are refused; log_(dis)connections: the audit trail of who connected when.
 PARAMETERS = {"rds.force_ssl": "1", "log_connections": "1", "log_disconnections": "1"}
+# For the length of a bulk load only, then reset to RDS's defaults (all dynamic). Units are the parameters' own:
+# max_wal_size in MB, checkpoint_timeout in seconds, maintenance_work_mem in kB. Fewer checkpoints while tables
+# fill, bigger sorts for index builds; sessions could set maintenance_work_mem themselves, not the other two.
+LOADING = {"max_wal_size": "16384", "checkpoint_timeout": "1800", "maintenance_work_mem": "1048576"}
 
 
 @dataclass(frozen=True)

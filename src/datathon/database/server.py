@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import pwd
+from collections.abc import Iterator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,12 @@ class DatabaseServer(ABC):
 
     def close(self) -> None:
         """Let go of what reaching the server needed (a tunnel); the server itself is untouched."""
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Server-wide settings for a bulk load, for its duration only (a managed cluster is sized for loads
+        from the start; an RDS instance gets them from its parameter group and gives them back after)."""
+        yield
 
     @abstractmethod
     def cli_env(self, dbname: str) -> dict[str, str]:

@@ -33,34 +33,38 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
 
     def factory(dbname: str, src: object, name: str, digest: str) -> Callable[[], None]:
         def run() -> None:
-            if isinstance(src, DatasetSource):
-                report = load_dataset(server, dbname, owner, DATASETS[src.dataset], src.path, ctx.console,
-                                      workers=src.workers, version=src.version, tables=src.tables or None,
-                                      foreign_keys=src.foreign_keys, extra_keys=src.extra_keys,
-                                      verify_cache=ctx.state.root / "verified.json")
-                print_load_report(ctx.console, report)
-            elif isinstance(src, CsvSource):
-                report = load_csv_folder(server, dbname, owner, src, ctx)
-                print_load_report(ctx.console, report)
-            elif isinstance(src, DumpSource):
-                readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
-                restore_dump(server, dbname, owner, src.pg_dump, name=name, mark=mark_source_statement(name, digest),
-                             readable=readable, jobs=src.jobs, console=ctx.console)
-            elif isinstance(src, ServerSource):
-                readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
-                jobs = src.jobs or min(8, os.cpu_count() or 2)
-                password = src.password_file.read_text().strip() if src.password_file else None
-                folder = dump_server(src.pg_server, src.schemas, dump_folder(ctx.state.root, name),
-                                     password=password, jobs=jobs, tool=tools(server), console=ctx.console)
-                restore_dump(server, dbname, owner, folder, name=name, mark=mark_source_statement(name, digest),
-                             readable=readable, jobs=jobs, console=ctx.console)
-            with server.connect(dbname, autocommit=True) as conn:
-                ensure_meta(conn)
-                conn.execute(mark_source_statement(name, digest))
+            with server.loading():
+                load(dbname, src, name, digest)
             if isinstance(src, ServerSource):
                 forget_dump(dump_folder(ctx.state.root, name))  # recorded as loaded: the copy has done its work
 
         return run
+
+    def load(dbname: str, src: object, name: str, digest: str) -> None:
+        if isinstance(src, DatasetSource):
+            report = load_dataset(server, dbname, owner, DATASETS[src.dataset], src.path, ctx.console,
+                                  workers=src.workers, version=src.version, tables=src.tables or None,
+                                  foreign_keys=src.foreign_keys, extra_keys=src.extra_keys,
+                                  verify_cache=ctx.state.root / "verified.json")
+            print_load_report(ctx.console, report)
+        elif isinstance(src, CsvSource):
+            report = load_csv_folder(server, dbname, owner, src, ctx)
+            print_load_report(ctx.console, report)
+        elif isinstance(src, DumpSource):
+            readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
+            restore_dump(server, dbname, owner, src.pg_dump, name=name, mark=mark_source_statement(name, digest),
+                         readable=readable, jobs=src.jobs, console=ctx.console)
+        elif isinstance(src, ServerSource):
+            readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
+            jobs = src.jobs or min(8, os.cpu_count() or 2)
+            password = src.password_file.read_text().strip() if src.password_file else None
+            folder = dump_server(src.pg_server, src.schemas, dump_folder(ctx.state.root, name),
+                                 password=password, jobs=jobs, tool=tools(server), console=ctx.console)
+            restore_dump(server, dbname, owner, folder, name=name, mark=mark_source_statement(name, digest),
+                         readable=readable, jobs=jobs, console=ctx.console)
+        with server.connect(dbname, autocommit=True) as conn:
+            ensure_meta(conn)
+            conn.execute(mark_source_statement(name, digest))
 
     return factory
 
