@@ -152,6 +152,14 @@ def test_scaled_on_its_day_with_the_price_difference_and_asked_first(aws, tmp_pa
         applied, changes = run_up(srv3)
         assert applied == 0 and session.mutating_calls == {}
         assert any("storage cannot shrink" in c.reason for c in changes)
+
+        undo = srv3.scale(instance_class="db.t4g.medium")  # `datathon scale database --class ...`, recorded
+        asked = plan_up([ServerPart(server(shrink, aws)[0])]).changes
+        assert any("`datathon scale` at" in c.reason and c.destructive for c in asked)
+        undo()  # declined: forgotten
+        assert not [c for c in plan_up([ServerPart(server(shrink, aws)[0])]).changes if c.action != "keep"]
+        with pytest.raises(ProvisionError, match="not an RDS instance class"):
+            srv3.scale(instance_class="m5.large")
     finally:
         down = plan_down([ServerPart(server(ctx, aws, final_snapshot=False)[0])])
         assert "no final snapshot" in down.changes[0].reason

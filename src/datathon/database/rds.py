@@ -25,6 +25,7 @@ from datathon.database.rds_plan import (
     PARAMETERS,
     InstanceFacts,
     NetworkRef,
+    Override,
     Price,
     RdsFacts,
     leftovers_rds,
@@ -35,6 +36,7 @@ from datathon.database.server import ServerTraits
 from datathon.errors import ProvisionError
 
 MASTER_SECRET = "rds-master"
+OVERRIDE_KEY = "rds_scale"  # in state.json: the last `datathon scale database`
 WAIT_S = 40 * 60  # creating an instance takes 10-20 minutes; a class change about as long
 NOT_FOUND = {"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBParameterGroupNotFound",
              "DBParameterGroupNotFoundFault", "DBSubnetGroupNotFoundFault", "DBSubnetGroupNotFound"}
@@ -64,7 +66,31 @@ class RdsServer(ExternalServer):
         today = datetime.now(UTC).date()
         return RdsFacts(identifier=self.identifier, parameter_group_name=self.identifier,
                         subnet_group_name=self.identifier, today=today, instance=self._instance(),
-                        parameters=self._parameters(), subnet_group=self._subnets(), network=self._network())
+                        parameters=self._parameters(), subnet_group=self._subnets(), network=self._network(),
+                        override=self._override())
+
+    def _override(self) -> Override | None:
+        o = self.ctx.state.load().get(OVERRIDE_KEY)
+        if not o:
+            return None
+        return Override(at=datetime.fromisoformat(o["at"]), instance_class=o.get("instance_class"),
+                        storage_gb=o.get("storage_gb"))
+
+    def scale(self, *, instance_class: str | None = None, storage_gb: int | None = None) -> Callable[[], None]:
+        """Record `datathon scale database` (the next plan acts on it); returns what undoes the record."""
+        from datathon.config.rds import CLASS_RE
+
+        if instance_class is not None and not CLASS_RE.match(instance_class):
+            raise ProvisionError(f"{instance_class!r} is not an RDS instance class",
+                                 hint="e.g. db.r6g.2xlarge (see the RDS pricing page for the region's classes)")
+        if storage_gb is not None and not 20 <= storage_gb <= 65536:
+            raise ProvisionError(f"storage of {storage_gb} GB is out of RDS's range", hint="20 to 65536 GB")
+        state = self.ctx.state.load()
+        before = state.get(OVERRIDE_KEY)
+        now = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "instance_class": instance_class,
+               "storage_gb": storage_gb}
+        self.ctx.state.update(**{OVERRIDE_KEY: now})
+        return lambda: self.ctx.state.update(**{OVERRIDE_KEY: before})
 
     def _instance(self) -> InstanceFacts | None:
         found = self._describe("describe the RDS instance", lambda: self.rds.describe_db_instances(
@@ -219,14 +245,13 @@ class _Runner:
             call(f"update RDS subnet group {self.id}", lambda: self.rds.modify_db_subnet_group(
                 DBSubnetGroupName=self.id, SubnetIds=list(net.subnet_ids)))
 
-    def create_instance(self) -> None:
+    def create_instance(self, instance_class: str, storage_gb: int) -> None:
         if self.s._instance() is not None:
             return  # made by an interrupted run: adopted, never made twice
         w, net = self.s.want, self._network()
-        klass = w.class_on(datetime.now(UTC).date())
         args: dict = dict(
-            DBInstanceIdentifier=self.id, Engine="postgres", EngineVersion=w.engine_version, DBInstanceClass=klass,
-            AllocatedStorage=w.storage_gb, StorageType=w.storage_type, StorageEncrypted=w.encrypted,
+            DBInstanceIdentifier=self.id, Engine="postgres", EngineVersion=w.engine_version,
+            DBInstanceClass=instance_class, AllocatedStorage=storage_gb, StorageType=w.storage_type, StorageEncrypted=w.encrypted,
             MasterUsername=w.master_user, MasterUserPassword=self.s._password(), DBName="postgres",
             DBParameterGroupName=self.id, DBSubnetGroupName=self.id, VpcSecurityGroupIds=list(net.security_group_ids),
             PubliclyAccessible=False, BackupRetentionPeriod=w.backup_retention_days,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Protocol
 
 from datathon.config.rds import RdsSettings
@@ -53,6 +53,15 @@ class InstanceFacts:
 
 
 @dataclass(frozen=True)
+class Override:
+    """`datathon scale database`: a class or storage asked for on the command line, at a time."""
+
+    at: datetime
+    instance_class: str | None = None
+    storage_gb: int | None = None
+
+
+@dataclass(frozen=True)
 class RdsFacts:
     identifier: str
     parameter_group_name: str
@@ -63,12 +72,32 @@ class RdsFacts:
     subnet_group: tuple[str, ...] | None = None  # its subnets; None: no group
     network: NetworkRef | None = None  # None: the network part has not made it yet
     snapshots: tuple[str, ...] = field(default=())
+    override: Override | None = None
+
+
+def wanted_class(want: RdsSettings, facts: RdsFacts) -> tuple[str, str]:
+    """The class to have now and why: the most recent instruction wins, a scale step reached (from the start of
+    its day, UTC) or `datathon scale` (from when it was run); else the file's instance_class."""
+    klass, why, since = want.instance_class, "instance_class in the file", datetime.min.replace(tzinfo=UTC)
+    for step in want.scale:
+        if step.at <= facts.today:
+            klass, why = step.instance_class, f"scale step of {step.at}"
+            since = datetime.combine(step.at, time.min, tzinfo=UTC)
+    o = facts.override
+    if o is not None and o.instance_class and o.at >= since:
+        klass, why = o.instance_class, f"`datathon scale` at {o.at:%Y-%m-%d %H:%M} UTC"
+    return klass, why
+
+
+def wanted_storage(want: RdsSettings, facts: RdsFacts) -> int:
+    o = facts.override
+    return max(want.storage_gb, o.storage_gb or 0) if o is not None else want.storage_gb
 
 
 class RdsRunner(Protocol):
     def ensure_parameter_group(self) -> None: ...
     def ensure_subnet_group(self) -> None: ...
-    def create_instance(self) -> None: ...
+    def create_instance(self, instance_class: str, storage_gb: int) -> None: ...
     def modify_instance(self, changes: dict) -> None: ...
     def wait_available(self) -> None: ...
     def delete_instance(self, final_snapshot: str | None) -> None: ...
@@ -83,8 +112,8 @@ def _money(hourly: float | None) -> str:
     return f"~${hourly * 24:,.0f}/day" if hourly is not None else "price not in the table"
 
 
-def describe_wanted(want: RdsSettings, klass: str) -> str:
-    storage = f"{want.storage_gb} GB {want.storage_type}" + (
+def describe_wanted(want: RdsSettings, klass: str, storage_gb: int) -> str:
+    storage = f"{storage_gb} GB {want.storage_type}" + (
         f" (grows to {want.max_storage_gb} GB)" if want.max_storage_gb else "")
     return (f"{klass}, PostgreSQL {want.engine_version}, {storage}{', encrypted' if want.encrypted else ''}, "
             f"not public, backups {want.backup_retention_days} days, maintenance {want.maintenance_window} UTC"
@@ -113,12 +142,14 @@ def plan_rds(want: RdsSettings, facts: RdsFacts, run: RdsRunner, price: Price) -
     else:
         out.append(Change("server", f"subnet group {sg_name}", "keep", f"{len(facts.subnet_group)} subnets"))
 
-    klass = want.class_on(facts.today)
+    klass, why = wanted_class(want, facts)
+    storage = wanted_storage(want, facts)
     i = facts.instance
     target = f"rds {facts.identifier}"
     if i is None:
-        out.append(Change("server", target, "create", f"{describe_wanted(want, klass)}; {_money(price(klass))}",
-                          run=lambda: (run.create_instance(), run.wait_available())))
+        out.append(Change("server", target, "create",
+                          f"{describe_wanted(want, klass, storage)}; {_money(price(klass))}",
+                          run=lambda: (run.create_instance(klass, storage), run.wait_available())))
         return out
     if i.status in ("deleting",):
         out.append(Change("server", target, "blocked", "it is being deleted: run `up` again once it is gone"))
@@ -128,9 +159,9 @@ def plan_rds(want: RdsSettings, facts: RdsFacts, run: RdsRunner, price: Price) -
     if i.publicly_accessible:
         mods["PubliclyAccessible"] = False
         reasons.append("it is publicly accessible: made private")
-    if i.storage_gb < want.storage_gb:
-        mods["AllocatedStorage"] = want.storage_gb
-        reasons.append(f"storage {i.storage_gb} -> {want.storage_gb} GB")
+    if i.storage_gb < storage:
+        mods["AllocatedStorage"] = storage
+        reasons.append(f"storage {i.storage_gb} -> {storage} GB")
     if want.max_storage_gb != i.max_storage_gb and not (want.max_storage_gb is None and i.max_storage_gb is None):
         if want.max_storage_gb is not None:
             mods["MaxAllocatedStorage"] = want.max_storage_gb
@@ -152,23 +183,22 @@ def plan_rds(want: RdsSettings, facts: RdsFacts, run: RdsRunner, price: Price) -
         out.append(Change("server", target, "update", "; ".join(reasons), run=lambda m=mods: run.modify_instance(m)))
     current = i.pending_class or i.instance_class
     if current != klass:
-        step = next((s for s in reversed(want.scale) if s.at <= facts.today and s.instance_class == klass), None)
-        why = f"scale step of {step.at}" if step else "instance_class in the file"
         old, new = price(current), price(klass)
         cost = (f"{'+' if new >= old else '-'}${abs(new - old) * 24:,.0f}/day ({_money(new)})"
                 if old is not None and new is not None else _money(new))
         out.append(Change("server", target, "update",
                           f"class {current} -> {klass} ({why}): a few minutes' outage while it switches; {cost}",
                           run=lambda k=klass: run.modify_instance({"DBInstanceClass": k}), destructive=True))
-    if i.storage_gb > want.storage_gb:
-        reasons_keep = f"has {i.storage_gb} GB (storage cannot shrink; the file's {want.storage_gb} GB is ignored)"
+    if i.storage_gb > storage:
+        reasons_keep = f"has {i.storage_gb} GB (storage cannot shrink; the file's {storage} GB is ignored)"
         out.append(Change("server", target, "keep", reasons_keep))
     if not mods and current == klass:
         if i.status != "available":
             out.append(Change("server", target, "start", f"status {i.status}: wait until it is available",
                               run=run.wait_available))
         else:
-            out.append(Change("server", target, "keep", f"{describe_wanted(want, klass)}; {_money(price(klass))}"))
+            out.append(Change("server", target, "keep",
+                              f"{describe_wanted(want, klass, storage)}; {_money(price(klass))}"))
     return out
 
 

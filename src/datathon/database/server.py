@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import pwd
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,14 @@ class DatabaseServer(ABC):
 
     def close(self) -> None:
         """Let go of what reaching the server needed (a tunnel); the server itself is untouched."""
+
+    def scale(self, *, instance_class: str | None = None, storage_gb: int | None = None) -> Callable[[], None]:
+        """Record a new size for the next plan (`datathon scale database`); returns what undoes the record."""
+        from datathon.errors import ProvisionError
+
+        raise ProvisionError(f"datathon does not size this server ({self.kind}): it is sized where it runs",
+                             hint="managed cluster: it takes the machine's memory; database.settings for more; "
+                                  "RDS: database.server: rds under provider aws")
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[None]:
