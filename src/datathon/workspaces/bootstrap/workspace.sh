@@ -37,11 +37,12 @@ step_environment() {
     ok "team environment $ENV"; return
   fi
   log "building the team environment $ENV (a few minutes)"
-  rm -rf "$ENV"; mkdir -p "$DT_ENV_ROOT"
+  rm -rf "$ENV"; mkdir -p "$DT_ENV_ROOT" "$STATE"
+  local reqs piplog="$STATE/pip.log"; mapfile -t reqs <<<"$DT_PIP"  # one requirement a line: no splitting, no globs
   /usr/bin/python3 -m venv "$ENV"
-  "$ENV/bin/python" -m pip install -q --upgrade pip
-  local reqs; mapfile -t reqs <<<"$DT_PIP"  # one requirement a line: no word splitting, no globbing
-  "$ENV/bin/python" -m pip install -q --progress-bar off "${reqs[@]}"
+  { "$ENV/bin/python" -m pip install -q --upgrade pip &&
+    "$ENV/bin/python" -m pip install -q --progress-bar off "${reqs[@]}"; } >"$piplog" 2>&1 \
+    || { tail -n 20 "$piplog"; die "pip could not install the team's packages (full output: $piplog)"; }
   local kernels
   kernels=$("$ENV/bin/jupyter" kernelspec list --json)
   if ! grep -q '"ir"' <<<"$kernels"; then  # a distribution whose r-cran-irkernel ships no kernelspec
