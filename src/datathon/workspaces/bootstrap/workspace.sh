@@ -25,8 +25,9 @@ step_packages() {
   done
   if [ ${#missing[@]} -eq 0 ]; then ok "Debian packages ($DT_APT)"; return; fi
   log "installing ${missing[*]}"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # At first boot unattended-upgrades may hold dpkg's lock: wait for it rather than fail.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   changed "installed ${missing[*]}"
 }
 
