@@ -61,6 +61,11 @@ class AccountPart(AwsPart):
 
     # -- observe ------------------------------------------------------------------------------------------------
     def observe(self, purpose: Purpose = "plan") -> AccountFacts:
+        f = self._observe(purpose)
+        self.session.blocked = f.identity_error or f.region_error
+        return f
+
+    def _observe(self, purpose: Purpose) -> AccountFacts:
         f = AccountFacts()
         region = self.session.region
         try:

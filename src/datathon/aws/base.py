@@ -18,9 +18,20 @@ GONE = frozenset({"terminated", "shutting-down"})
 
 
 class AwsPart(Part):
+    """An AWS part. Its observe() sees nothing (None) and its plan, status and teardown say nothing while the
+    account part has found that datathon cannot act here (the one reason is said once, by that part)."""
+
     def __init__(self, session: AwsSession, event: str) -> None:
         self.session = session
         self.event = event
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("name") == "aws account":
+            return
+        for method in ("observe", "plan", "status", "teardown", "leftovers"):
+            if method in cls.__dict__:
+                setattr(cls, method, _gated(cls.__dict__[method], method))
 
     @property
     def ec2(self):
@@ -57,3 +68,19 @@ class AwsPart(Part):
                 out += page.get(key, [])
             return out
         return self.call(what, run)
+
+
+def _gated(fn, method: str):
+    import functools
+
+    from datathon.core.part import PartStatus
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if self.session.blocked:
+            return {"observe": None, "plan": [], "teardown": [], "leftovers": [], "status": PartStatus()}[method]
+        if method in ("plan", "status", "teardown") and args and args[0] is None:
+            return {"plan": [], "teardown": [], "status": PartStatus()}[method]
+        return fn(self, *args, **kwargs)
+
+    return wrapper

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from botocore.exceptions import ClientError, WaiterError
 
@@ -72,12 +73,13 @@ class Wanted:
     team: str
     profile: str
     spec: MachineProfile
-    user_data: str
+    user_data: str | bytes
 
     @property
     def batch(self) -> str:
         """Teams that may share one RunInstances: the same profile and the same user data."""
-        return hashlib.sha256(f"{self.profile}\0{self.user_data}".encode()).hexdigest()[:16]
+        data = self.user_data.encode() if isinstance(self.user_data, str) else self.user_data
+        return hashlib.sha256(self.profile.encode() + b"\0" + data).hexdigest()[:16]
 
 
 @dataclass
@@ -109,7 +111,7 @@ class MachinesPart(AwsPart):
     after = ("aws network", "aws iam", "aws keys")
 
     def __init__(self, session: AwsSession, event: str, *, wanted: list[tuple[str, str, MachineProfile]],
-                 user_data: Callable[[str], str], boot_timeout: int, record: Callable[..., object],
+                 user_data: Callable[[str], str | bytes], boot_timeout: int, record: Callable[..., object],
                  price: Callable[[str, float], float | None]) -> None:
         super().__init__(session, event)
         self._wanted = wanted
@@ -124,7 +126,7 @@ class MachinesPart(AwsPart):
         self._seen: dict[str, Instance] | None = None
         self._launched: dict[str, list[str]] = {}  # batch -> instance ids launched by this run
 
-    @property
+    @cached_property
     def wanted(self) -> list[Wanted]:
         return [Wanted(t, p, spec, self._user_data(t)) for t, p, spec in self._wanted]
 
@@ -259,6 +261,7 @@ class MachinesPart(AwsPart):
         if key:  # a batch boots without an EC2 key: the bootstrap installs this one (read from the tags)
             tags.append({"Key": names.SSH_KEY_TAG, "Value": key})
         self.call(f"tagging {iid} for team {team}", lambda: self.ec2.create_tags(Resources=[iid], Tags=tags))
+        faults.point("aws.tagged")
 
     def launch(self, ws: list[Wanted]) -> list[str]:
         """One RunInstances for teams of one profile and user data; then each instance gets its team."""
@@ -300,7 +303,6 @@ class MachinesPart(AwsPart):
         if len(ws) > 1:
             for iid, w in zip(ids, ws, strict=True):
                 self._tag_team(iid, w.team)
-                faults.point("aws.tagged")
         self._wait(ids)
         return ids
 

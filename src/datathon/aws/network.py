@@ -348,11 +348,17 @@ class NetworkPart(AwsPart):
 
     def _delete_vpc(self, vpc: str) -> None:
         ec2 = self.ec2
+        tables = self.call("listing route tables", lambda: ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"])
+        for t in tables:
+            for a in t.get("Associations", []):
+                if not a.get("Main") and a.get("RouteTableAssociationId"):
+                    self.call("unrouting a subnet", lambda a=a: ec2.disassociate_route_table(
+                        AssociationId=a["RouteTableAssociationId"]))
         for s in self.call("listing subnets", lambda: ec2.describe_subnets(
                 Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]):
             self.call(f"deleting subnet {s['SubnetId']}", lambda s=s: ec2.delete_subnet(SubnetId=s["SubnetId"]))
-        for t in self.call("listing route tables", lambda: ec2.describe_route_tables(
-                Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]):
+        for t in tables:
             if not any(a.get("Main") for a in t.get("Associations", [])):
                 self.call("deleting the route table", lambda t=t: ec2.delete_route_table(RouteTableId=t["RouteTableId"]))
         for g in self.call("finding the internet gateway", lambda: ec2.describe_internet_gateways(

@@ -26,6 +26,10 @@ class AwsSession:
         self.profile = profile
         self.calls: Counter[str] = Counter()  # "ec2.RunInstances" -> times made
         self._clients: dict[str, object] = {}
+        # Set by the account part when datathon cannot act in this account and region (refused credentials, an
+        # unknown region): the other AWS parts then observe and plan nothing, so the one clear reason is all
+        # that is said.
+        self.blocked = ""
 
     @cached_property
     def boto(self) -> boto3.session.Session:

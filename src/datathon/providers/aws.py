@@ -46,11 +46,13 @@ class AwsProvider(Provider):
 
         return get_store(self.ctx)
 
-    def user_data(self, team: str) -> str:
-        """What a team's machine runs at first boot: the same workspace bootstrap the local provider uses."""
-        from datathon.workspaces.bootstrap import render_user_data
+    def user_data(self, team: str) -> bytes:
+        """What a team's machine runs at first boot: the same workspace bootstrap the local provider uses (gzipped:
+        EC2 takes 16 KB), with the database where this provider says it is."""
+        from datathon.workspaces.bootstrap import render_user_data, user_data_bytes
 
-        return render_user_data(self.ctx.config, team)
+        script = render_user_data(self.ctx.config, team, endpoint=self.database_server().endpoint())
+        return user_data_bytes(script)
 
     def check_credentials(self) -> tuple[bool, str]:
         if not self.session.has_credentials():
