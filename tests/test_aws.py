@@ -334,3 +334,23 @@ def test_a_quota_shortfall_is_blocked_with_the_code_and_the_number_to_request(aw
         changes["L-DB2E81BA"].reason
     assert "--quota-code L-DB2E81BA --desired-value 196" in changes["L-DB2E81BA"].reason
     assert changes["L-1216C47A"].action == "keep" and "640 vCPUs >= 512" in changes["L-1216C47A"].reason
+
+
+def test_images_are_kept_by_down_unless_asked(aws, tmp_path):
+    event = unique()
+    ctx = context(tmp_path, aws_data(event, teams=[{"name": "alpha"}]))
+    up(ctx)
+    iid = instances(event)[0]["InstanceId"]
+    image = ec2().create_image(InstanceId=iid, Name=f"datathon-{event}-golden", TagSpecifications=names.spec(
+        "image", event, "image"))["ImageId"]
+    _, _, left = down(ctx)
+    assert left == []
+    p = provider(ctx)
+    left, kept = remaining(p.session, event, keep_images=True)
+    assert left == [] and kept == [f"image {image} (datathon-{event}-golden)"]
+    plan = plan_up(p.aws_parts())  # the next up sees the image as the event's
+    assert [c.action for c in plan.changes if str(c.component) == "image"] == ["keep"]
+    _, removed, left = down(ctx, delete_images=True)
+    assert left == [] and removed == 1
+    assert ec2().describe_images(Owners=["self"], Filters=[{"Name": f"tag:{names.EVENT_TAG}",
+                                                             "Values": [event]}])["Images"] == []

@@ -124,7 +124,8 @@ class MachinesPart(AwsPart):
         self.ssh_user = "ubuntu"
         self.database: tuple[str | None, int, tuple[str, ...], str] = (None, 5432, (), "require")
         self._seen: dict[str, Instance] | None = None
-        self._launched: dict[str, list[str]] = {}  # batch -> instance ids launched by this run
+        self._launch_cache: dict[str, object] = {}
+        self._pending: list[str] = []  # launched (or adopted) by this run, not waited for yet
 
     @cached_property
     def wanted(self) -> list[Wanted]:
@@ -153,9 +154,11 @@ class MachinesPart(AwsPart):
             f.subnets, f.security_group = self._network()
         return f
 
-    def instances(self) -> list[Instance]:
+    def instances(self, ids: list[str] | None = None) -> list[Instance]:
+        """The event's machines that are not terminated (or only those of `ids`)."""
+        extra = {"InstanceIds": ids} if ids else {}
         reservations = self.pages(self.ec2, "describe_instances", "Reservations", "listing the event's machines",
-                                  Filters=self.event_filter())
+                                  Filters=self.event_filter(), **extra)
         out = []
         for r in reservations:
             for i in r["Instances"]:
@@ -239,6 +242,12 @@ class MachinesPart(AwsPart):
                                   f"{spec.root_volume.type} encrypted, IMDSv2" + (", spot" if spec.spot else "")
                                   + (f", from {image.id}" if image else "") + f"; {len(ws)} in one launch",
                                   run=launch.run))
+        # Every launch of the run goes first; the last one then waits for all of them together (status checks
+        # take minutes: waiting launch by launch would take that much per team).
+        made = [c for c in out if c.action in ("create", "update") and c.run is not None]
+        if made:
+            last = made[-1].run
+            made[-1].run = lambda: (last(), self._wait_pending())
         teams = {w.team for w in wanted}
         for i in f.instances:
             if i.team is not None and i.team not in teams:
@@ -253,7 +262,12 @@ class MachinesPart(AwsPart):
     # -- apply -----------------------------------------------------------------------------------------------
     def _adopt(self, i: Instance, team: str) -> None:
         self._tag_team(i.id, team)
-        self._wait([i.id])
+        self._pending.append(i.id)
+
+    def _wait_pending(self) -> None:
+        ids, self._pending = self._pending, []
+        if ids:
+            self._wait(ids)
 
     def _tag_team(self, iid: str, team: str) -> None:
         tags = [{"Key": names.TEAM_TAG, "Value": team}, {"Key": "Name", "Value": names.machine_name(self.event, team)}]
@@ -266,8 +280,13 @@ class MachinesPart(AwsPart):
     def launch(self, ws: list[Wanted]) -> list[str]:
         """One RunInstances for teams of one profile and user data; then each instance gets its team."""
         f = MachineFacts()
-        f.subnets, f.security_group = self._network()
-        image = self.find_image(ws[0].spec)
+        # the network and images are looked up once per run at apply time (the parts before this one are done)
+        if "network" not in self._launch_cache:
+            self._launch_cache["network"] = self._network()
+        f.subnets, f.security_group = self._launch_cache["network"]
+        if ws[0].profile not in self._launch_cache:
+            self._launch_cache[ws[0].profile] = self.find_image(ws[0].spec)
+        image = self._launch_cache[ws[0].profile]
         if image is None or not f.subnets or f.security_group is None:
             raise ProvisionError(f"cannot launch the machines of profile {ws[0].profile}: "
                                  + ("no image" if image is None else "the network is not there"),
@@ -303,7 +322,7 @@ class MachinesPart(AwsPart):
         if len(ws) > 1:
             for iid, w in zip(ids, ws, strict=True):
                 self._tag_team(iid, w.team)
-        self._wait(ids)
+        self._pending += ids
         return ids
 
     def _run_instances(self, args: dict, ws: list[Wanted]) -> list[dict]:
@@ -335,8 +354,8 @@ class MachinesPart(AwsPart):
                                  f"{self.boot_timeout // 60} min: {exc}",
                                  hint="see the EC2 console (system log) for them; `datathon up` again waits "
                                       "anew, `datathon down` removes them") from None
-        for i in self.instances():
-            if i.id in ids and i.team:
+        for i in self.instances(ids):
+            if i.team:
                 self.record("machine", i.team, created=True, instance=i.id, type=i.type, public_ip=i.public_ip,
                             private_ip=i.private_ip, region=self.session.region)
 
