@@ -95,6 +95,7 @@ def test_plan_on_an_empty_account_lists_every_resource_and_the_cost(aws, tmp_pat
     hour = 2 * 1.536 + 3.912 + 600 * 0.08 / 730
     assert plan.notes[0].startswith(f"cost estimate: ${hour:,.2f}/hour, ${hour * 24:,.2f}/day, "
                                     f"${hour * 72:,.2f} for the event's 3 day(s)")
+    assert any(n.startswith("quota L-DB2E81BA") and "unknown: check by hand" in n for n in plan.notes)  # shown
     assert p.session.mutating_calls == {}  # planning changed nothing
     assert not ctx.state.root.exists()
 

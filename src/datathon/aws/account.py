@@ -183,6 +183,10 @@ class AccountPart(AwsPart):
         lines += [f"  {what}: ${usd:,.3f}/hour" for what, usd in e.lines]
         if self.days is None:
             lines.append("  add dates: {start: ..., end: ...} to the event file for the event's total")
+        if all(f.types.get(s.instance_type) for _, _, s in self.wanted):
+            lines += [f"quota {c.target}: {c.reason}" for c in quotas.plan_quotas(self._need(f), f.quotas,
+                                                                              self.session.region)
+                      if c.reason.startswith("unknown")]
         return lines
 
     # -- status, teardown -----------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ class AwsProvider(Provider):
             if name in keys.in_aws:
                 state.record("key pair", name, created=True, team=team)
                 rows.append((f"key pair {name}", "private key in the state folder" if team in keys.local else
-                             "[red]private key missing[/]: `datathon up` replaces the key pair"))
+                             "private key missing: `datathon up` replaces the key pair"))
         for i in parts["aws machines"].instances():
             if i.team:
                 state.record("machine", i.team, created=True, instance=i.id, type=i.type, public_ip=i.public_ip,
