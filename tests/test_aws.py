@@ -16,7 +16,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from aws_event import aws_data, context, down, provider, up
 from moto_server import CREDENTIALS, moto_server
 
@@ -240,8 +239,10 @@ def test_stop_start_status_and_state_recover(aws, tmp_path):
         import shutil
         shutil.rmtree(ctx.state.root)
         rows = dict(run_recover(ctx))
-        assert rows[f"machine alpha"].startswith("i-") and "private key missing" in rows[f"key pair datathon-{event}-beta"]
-        assert set(ctx.state.load()["resources"]) >= {"machine/alpha", "machine/beta", f"iam role/datathon-{event}-machines"}
+        assert rows["machine alpha"].startswith("i-")
+        assert "private key missing" in rows[f"key pair datathon-{event}-beta"]
+        assert set(ctx.state.load()["resources"]) >= {"machine/alpha", "machine/beta",
+                                                      f"iam role/datathon-{event}-machines"}
         for t, k in keys.items():  # put back, so the test's down is the normal one
             ctx.state.secret_path(f"aws-key-{t}.pem").write_bytes(k)
     finally:

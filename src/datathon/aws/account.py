@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datathon.aws import names, pricing, quotas
-from datathon.aws.base import GONE, AwsPart
+from datathon.aws.base import AwsPart
 from datathon.aws.session import AwsSession
 from datathon.config.aws import MachineProfile
 from datathon.core.aws import error_code, retry

@@ -142,8 +142,8 @@ class IamPart(AwsPart):
             roles = [r["RoleName"] for r in prof["InstanceProfile"].get("Roles", [])]
         for other in roles:
             if other != role:
-                self.call("taking a role out of the instance profile", lambda o=other: iam.remove_role_from_instance_profile(
-                    InstanceProfileName=role, RoleName=o))
+                self.call("taking a role out of the instance profile", lambda o=other: iam
+                          .remove_role_from_instance_profile(InstanceProfileName=role, RoleName=o))
         if role not in roles:
             self.call(f"putting role {role} in its instance profile", lambda: iam.add_role_to_instance_profile(
                 InstanceProfileName=role, RoleName=role))
@@ -168,7 +168,8 @@ class IamPart(AwsPart):
             for r in f.profile_roles:
                 self.call("emptying the instance profile", lambda r=r: iam.remove_role_from_instance_profile(
                     InstanceProfileName=role, RoleName=r))
-            self.call(f"deleting instance profile {role}", lambda: iam.delete_instance_profile(InstanceProfileName=role))
+            self.call(f"deleting instance profile {role}",
+                      lambda: iam.delete_instance_profile(InstanceProfileName=role))
         if f.role:
             for arn in f.attached:
                 self.call(f"detaching {arn}", lambda a=arn: iam.detach_role_policy(RoleName=role, PolicyArn=a))

@@ -224,7 +224,8 @@ class MachinesPart(AwsPart):
             if twin is not None:
                 spare.remove(twin)
                 out.append(Change(Component.MACHINE, name, "update", f"{twin.id} was launched for the event by an "
-                                  "interrupted up: it becomes this team's", run=lambda i=twin, t=w.team: self._adopt(i, t)))
+                                  "interrupted up: it becomes this team's",
+                                  run=lambda i=twin, t=w.team: self._adopt(i, t)))
                 continue
             by_batch.setdefault(w.batch, []).append(w)
         for batch, ws in by_batch.items():
