@@ -307,6 +307,17 @@ def test_a_missing_credential_is_one_clear_message(aws, tmp_path):
     assert "no AWS credentials were found" in run.stderr and "AWS_PROFILE" in run.stderr
 
 
+def test_a_wrong_region_or_profile_is_one_clear_message(aws, tmp_path):
+    context(tmp_path, aws_data(unique(), aws={"region": "us-east-7"}))
+    run = _cli(tmp_path, "plan", env=dict(os.environ))
+    assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout
+    assert "aws.region 'us-east-7' is not an EC2 region; did you mean 'us-east-" in " ".join(run.stderr.split())
+    context(tmp_path, aws_data(unique(), aws={"profile": "nosuch"}))
+    run = _cli(tmp_path, "plan", env={**os.environ, "AWS_CONFIG_FILE": str(tmp_path / "none")})
+    assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout
+    assert "nosuch" in run.stderr and "aws.profile" in run.stderr
+
+
 def test_a_wrong_region_and_refused_credentials_are_blocked_before_anything(aws, tmp_path):
     event = unique()
     ctx = context(tmp_path, aws_data(event, aws={"region": "us-east-9"}))

@@ -177,7 +177,8 @@ def test_machines_plan_adopts_untagged_twins_and_drops_what_is_not_wanted():
     batch = part.wanted[0].batch
     f = MachineFacts(instances=[inst("i-a", "a"), inst("i-a2", "a"), inst("i-x", None, batch, index=0),
                                 inst("i-y", None, "other"), inst("i-old", "left"),
-                                inst("i-c", "c", state="stopped", itype="m5.large")],
+                                inst("i-c", "c", state="stopped", itype="m5.large"),
+                                inst("i-builder", None, "b", kind="image-builder")],  # `image build`'s: left alone
                      images={"cpu": Image("ami-1", "u", "/dev/sda1")})
     got = [(c.target, c.action) for c in part.plan(f)]
     assert got == [("datathon-ev-a", "keep"), ("datathon-ev-a i-a2", "drop"), ("datathon-ev-b", "update"),

@@ -47,6 +47,7 @@ class Instance:
     launched: datetime | None
     index: int = 0
     status_ok: bool | None = None  # the status checks (None: not asked)
+    kind: str = "machine"  # datathon:kind; another kind of the event's instances (the image builder) is not a team's
 
 
 @dataclass
@@ -168,7 +169,7 @@ class MachinesPart(AwsPart):
                 out.append(Instance(i["InstanceId"], tags.get(names.TEAM_TAG), tags.get(names.PROFILE_TAG),
                                     tags.get(names.BATCH_TAG), i["State"]["Name"], i["InstanceType"],
                                     i.get("PublicIpAddress"), i.get("PrivateIpAddress"), i.get("LaunchTime"),
-                                    i.get("AmiLaunchIndex", 0)))
+                                    i.get("AmiLaunchIndex", 0), kind=tags.get(names.KIND_TAG, "machine")))
         return sorted(out, key=lambda i: (i.team or "~", i.launched or datetime.min.replace(tzinfo=UTC), i.index))
 
     def find_image(self, spec: MachineProfile) -> Image | None:
@@ -204,6 +205,7 @@ class MachinesPart(AwsPart):
         out: list[Change] = []
         wanted = self.wanted
         by_batch: dict[str, list[Wanted]] = {}
+        f = MachineFacts([i for i in f.instances if i.kind == "machine"], f.images, f.subnets, f.security_group, f.now)
         spare = [i for i in f.instances if i.team is None]  # launched by an `up` killed before it tagged them
         for w in wanted:
             mine = f.of_team(w.team)

@@ -50,7 +50,5 @@ class AwsSession:
         return {k: n for k, n in self.calls.items() if mutating(k.split(".", 1)[1])}
 
     def has_credentials(self) -> bool:
-        try:
-            return self.boto.get_credentials() is not None
-        except Exception:  # a broken profile: botocore says which when a call is made
-            return False
+        """Whether boto3's chain finds credentials (a named profile that does not exist raises ProfileNotFound)."""
+        return self.boto.get_credentials() is not None
