@@ -367,3 +367,19 @@ def test_images_are_kept_by_down_unless_asked(aws, tmp_path):
     assert left == [] and removed == 1
     assert ec2().describe_images(Owners=["self"], Filters=[{"Name": f"tag:{names.EVENT_TAG}",
                                                              "Values": [event]}])["Images"] == []
+
+
+def test_a_team_that_leaves_the_file_loses_its_machine_and_key(aws, tmp_path):
+    event = unique()
+    ctx = context(tmp_path, aws_data(event, teams=[{"name": "alpha"}, {"name": "beta"}]))
+    up(ctx)
+    ctx = context(tmp_path, aws_data(event, teams=[{"name": "alpha"}]))
+    try:
+        _, _, ran = up(ctx)
+        assert sorted((str(c.component), c.target.split()[0], c.action) for c in ran.pending) == [
+            ("key pair", f"datathon-{event}-beta", "drop"), ("machine", f"datathon-{event}-beta", "drop")]
+        assert [tags(i)[names.TEAM_TAG] for i in instances(event)] == ["alpha"]
+        assert not ctx.state.secret_path("aws-key-beta.pem").exists()
+        assert ctx.state.secret_path("aws-key-alpha.pem").exists()
+    finally:
+        down(ctx)
