@@ -16,7 +16,7 @@ from datathon.aws import names, pricing, quotas
 from datathon.aws.base import AwsPart
 from datathon.aws.session import AwsSession
 from datathon.config.aws import MachineProfile
-from datathon.core.aws import error_code, retry
+from datathon.core.aws import error_code, fail, retry
 from datathon.core.part import PartStatus, Purpose
 from datathon.core.plan import Change, Component
 from datathon.core.status import ComponentStatus
@@ -122,7 +122,7 @@ class AccountPart(AwsPart):
                 if error_code(exc) in ("InvalidInstanceType", "InvalidParameterValue"):
                     f.types[t] = None
                     continue
-                raise
+                raise fail(exc, f"reading instance type {t}") from exc
             if not got:
                 f.types[t] = None
                 continue

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from datathon.aws.names import EVENT_TAG
 from datathon.aws.session import AwsSession
-from datathon.core.aws import call, error_code, retry
+from datathon.core.aws import call, error_code, fail, retry
 from datathon.core.part import Part
 
 T = TypeVar("T")
@@ -44,16 +44,16 @@ class AwsPart(Part):
     def call(self, what: str, fn: Callable[[], T]) -> T:
         return call(what, fn)
 
-    def maybe(self, fn: Callable[[], T], *missing: str) -> T | None:
+    def maybe(self, fn: Callable[[], T], *missing: str, what: str = "reading from AWS") -> T | None:
         """A read that may find nothing: None for the listed error codes, a clear error for any other."""
         try:
-            return retry(fn, what="read")
+            return retry(fn, what=what)
         except ClientError as exc:
             if error_code(exc) in missing:
                 return None
-            raise
-        except BotoCoreError:
-            raise
+            raise fail(exc, what) from exc
+        except BotoCoreError as exc:
+            raise fail(exc, what) from exc
 
     def event_filter(self, **more: str) -> list[dict]:
         out = [{"Name": f"tag:{EVENT_TAG}", "Values": [self.event]}]
