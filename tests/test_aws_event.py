@@ -5,7 +5,11 @@ each team's key beside its sheet only, status with the machines, a second up wit
 from __future__ import annotations
 
 import csv
+import json
+import os
 import stat
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +20,8 @@ from conftest import make_context
 from datathon.commands.down import run_down
 from datathon.commands.status import run_status
 from datathon.commands.up import run_up
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -66,6 +72,20 @@ def test_the_aws_provider_through_the_commands(aws_on_moto, make_event, tmp_path
         assert [(m.team, m.state) for m in st.tables["machines"]] == [("alpha", "running"), ("beta", "running")]
         assert {m.team: m.type for m in st.tables["machines"]} == {"alpha": "g4dn.12xlarge", "beta": "m5.8xlarge"}
         assert run_up(ctx, yes=True).applied == 0
+        # the same through the CLI, as an organizer sees it
+        cli = [str(REPO / ".venv" / "bin" / "datathon")]
+        plan = subprocess.run([*cli, "plan", "-c", str(folder / "datathon.yaml")], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, COLUMNS="200"))
+        assert plan.returncode == 0, plan.stderr
+        text = " ".join(plan.stdout.split())
+        assert "note: cost estimate: $" in text and "for the event's 2 day(s)" in text
+        assert "quota L-DB2E81BA" in text and "unknown: check by hand" in text and "Plan: " in text
+        status = subprocess.run([*cli, "status", "--json", "-c", str(folder / "datathon.yaml")], capture_output=True,
+                                text=True, timeout=300)
+        machines = json.loads(status.stdout)["machines"]
+        assert status.returncode == 0 and [(m["team"], m["state"]) for m in machines] == [("alpha", "running"),
+                                                                                          ("beta", "running")]
+        assert all(m["cost"].startswith("$") and m["address"] for m in machines)
         down = run_down(ctx, yes=True)
         assert not ctx.state.root.exists()
         assert any(what.startswith("machine 2 machine(s)") for what, _ in down.checked)
