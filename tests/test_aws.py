@@ -383,3 +383,17 @@ def test_a_team_that_leaves_the_file_loses_its_machine_and_key(aws, tmp_path):
         assert ctx.state.secret_path("aws-key-alpha.pem").exists()
     finally:
         down(ctx)
+
+
+def test_stop_start_and_recover_on_the_local_provider_say_why_not(tmp_path):
+    from datathon.commands.machines import run_stop
+    from datathon.commands.state import run_recover
+
+    data = aws_data(unique())
+    data.update(provider="local", database={"server": "managed"}, teams=[{"name": "alpha"}])
+    del data["aws"]
+    ctx = context(tmp_path, data)
+    with pytest.raises(ProvisionError, match="runs no machine per team"):
+        run_stop(ctx, None, yes=True)
+    with pytest.raises(ProvisionError, match="keeps nothing outside this machine"):
+        run_recover(ctx)
