@@ -231,7 +231,10 @@ def test_stop_start_status_and_state_recover(aws, tmp_path):
                                                                                       "beta": "running"}
         assert {c.target: c.action for c in plan_up(provider(ctx).aws_parts()).changes}[
             f"datathon-{event}-alpha"] == "keep"  # up does not undo a night's stop
-        assert {r.team: r.state for r in run_start(ctx, None)} == {"alpha": "running", "beta": "running"}
+        started = {r.team: r for r in run_start(ctx, None)}
+        assert {t: r.state for t, r in started.items()} == {"alpha": "running", "beta": "running"}
+        # a started machine's address is on its handout at once
+        assert f"ubuntu@{started['alpha'].address}" in (ctx.state.handouts_dir / "team-alpha.md").read_text()
         with pytest.raises(ProvisionError, match="team nobody has no machine"):
             run_stop(ctx, "nobody", yes=True)
         # the state folder lost: rebuilt from the tags; the private keys only this machine had are named
