@@ -16,7 +16,7 @@ MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
 GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
 # The providers an event file may name. The classes behind them are registered in datathon.providers (config
 # imports no behaviour); a test keeps the two lists equal.
-PROVIDER_NAMES: set[str] = {"local"}
+PROVIDER_NAMES: set[str] = {"local", "aws"}
 
 
 def check_identifier(value: str, *, what: str, max_len: int) -> str:

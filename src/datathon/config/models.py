@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -28,6 +29,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     check_identifier,
     existing_path,
 )
+from datathon.config.aws import AwsConfig
 from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
 
@@ -383,6 +385,23 @@ def _dsn_has_password(dsn: str) -> bool:
         raise ValueError(f"admin_dsn is not a valid connection string: {exc}") from None
 
 
+class EventDates(Strict):
+    """The days the event runs (both included): the cost estimate counts them."""
+
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _order(self) -> EventDates:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
 class EventConfig(Strict):
     event: str = Field(description="short identifier: role names start with it")
     title: str | None = None
@@ -395,6 +414,8 @@ class EventConfig(Strict):
     mentor_policy: Policy | None = None
     workspaces: Workspaces | None = Field(default=None, description="JupyterHub with a Unix user per team")
     storage: StorageConfig | None = Field(default=None, description="imaging datasets in object storage")
+    aws: AwsConfig | None = Field(default=None, description="provider aws: region, network, machine profiles")
+    dates: EventDates | None = Field(default=None, description="the event's days, for the cost estimate")
 
     @field_validator("event")
     @classmethod
@@ -427,13 +448,33 @@ class EventConfig(Strict):
                                  f"most): shorten the event name or these names: {', '.join(sorted(long))}")
             if any(len(set(t.gpus)) != len(t.gpus) for t in self.team_list if isinstance(t.gpus, list)):
                 raise ValueError("a team lists the same GPU twice")
-        elif any(t.gpus for t in self.team_list):
+        elif any(t.gpus for t in self.team_list) and self.provider != "aws":
             raise ValueError("teams ask for GPUs but there is no `workspaces:` section to give them to")
+        self._check_provider()
         shared = {s for d in self.databases for s in d.readable_schemas}
         clash = shared & {t.name for t in self.team_list}
         if clash:
             raise ValueError(f"team names clash with shared schemas: {', '.join(sorted(clash))}")
         return self
+
+    def _check_provider(self) -> None:
+        """What each provider needs from the rest of the file."""
+        if self.provider != "aws":
+            if self.aws is not None:
+                raise ValueError(f"the aws: section is only for provider: aws (this file says {self.provider!r})")
+            return
+        if self.aws is None:
+            raise ValueError("provider aws needs an aws: section (region, ssh_from, machine profiles); "
+                             "`datathon init --provider aws` writes a commented one")
+        if self.database.server == "managed":
+            raise ValueError("provider aws: a managed database (RDS) comes with issue 15; for now use server: "
+                             "external with admin_dsn (an RDS instance or any PostgreSQL server you run)")
+        unknown = sorted(set(self.aws.team_profiles) - {t.name for t in self.team_list})
+        if unknown:
+            raise ValueError(f"aws.team_profiles names teams that are not in teams: {', '.join(unknown)}")
+        if self.storage is not None and self.storage.workspace_role_name:
+            raise ValueError("provider aws makes the machines' role itself (with the read policy of the bucket): "
+                             "remove storage.workspace_role_name")
 
     def _check_role_names(self) -> None:
         """Every database role the event makes (a mentor gets one login per team) fits PostgreSQL's 63
