@@ -77,8 +77,9 @@ def fail(exc: Exception, what: str) -> ProvisionError:
                               hint="check AWS_ENDPOINT_URL and any proxy in between; an emulator may lack "
                                    "this operation")
     if isinstance(exc, TRANSIENT_ERRORS):
-        return ProvisionError(f"{what}: cannot reach the store: {exc}",
-                              hint="check storage.endpoint_url / the network, then run the command again")
+        return ProvisionError(f"{what}: cannot reach the service: {exc}",
+                              hint="check the network (and storage.endpoint_url or AWS_ENDPOINT_URL if set), then "
+                                   "run the command again")
     return ProvisionError(f"{what}: {exc}", hint="run the command again; see the log for details")
 
 
