@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from datathon.config.rds import RdsSettings
 from datathon.core.aws import call, error_code
 from datathon.core.context import Context
+from datathon.core.endpoint import Endpoint
 from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
 from datathon.database.external import ExternalServer
@@ -156,14 +157,31 @@ class RdsServer(ExternalServer):
         return ServerTraits(removed_with_event=True, controls_hba=False)
 
     # -- reaching it ----------------------------------------------------------------------------
+    def _address(self) -> tuple[str, int] | None:
+        """The instance's DNS name and port, once it has them (RDS gives them when it is made; they stay)."""
+        if self.__dict__.get("_known") is None:
+            i = self._instance()
+            if i is None or not i.address:
+                return None
+            self.__dict__["_known"] = (i.address, i.port or 5432)
+        return self.__dict__["_known"]
+
     @cached_property
     def params(self) -> dict:
-        i = self._instance()
-        if i is None or not i.address:
+        where = self._address()
+        if where is None:
             raise ProvisionError(f"the RDS instance {self.identifier} does not exist yet (or has no address)",
                                  hint="run `datathon up` to make it")
-        return {"host": i.address, "port": i.port or 5432, "user": self.want.master_user, "dbname": "postgres",
+        return {"host": where[0], "port": where[1], "user": self.want.master_user, "dbname": "postgres",
                 "sslmode": self.cfg.sslmode}
+
+    def endpoint(self) -> Endpoint:
+        """Where teams connect from their machines (inside the VPC): the instance's own name. Before it exists
+        (a first plan), a name that says so; the machines are planned again once it was made."""
+        where = self._address()
+        host, port = where if where else (f"{self.identifier}.not-made-yet.invalid", 5432)
+        return Endpoint(host=host, port=port, sslmode=self.cfg.sslmode,
+                        ca_cert=self._path(self.cfg.ca_file) if self.cfg.ca_file else None)
 
     def _password(self) -> str | None:
         return self.ctx.state.secret(MASTER_SECRET)
