@@ -243,7 +243,7 @@ def _aws_problems(tmp_path, data: dict) -> str:
     ({"team_profiles": {"nobody": "cpu"}}, None, "names teams that are not in teams: nobody"),
     ({"vpc": "mine"}, None, "aws.vpc"),
     ({"boot_timeout": "5s"}, None, "at least a minute"),
-    ({}, {"server": "managed"}, "RDS) comes with issue 15"),
+    ({}, {"server": "managed"}, "use database.server: rds"),
     (None, None, "provider aws needs an aws: section"),
 ])
 def test_aws_section_is_checked_before_any_call_with_file_and_line(tmp_path, aws, database, expect):

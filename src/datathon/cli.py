@@ -169,6 +169,29 @@ def up(
     _print_where(ctx, result)
 
 
+scale_app = typer.Typer(help="Resize what the event runs on (RDS: the instance class and storage).",
+                        no_args_is_help=True)
+app.add_typer(scale_app, name="scale")
+
+
+@scale_app.command("database")
+@command
+def scale_database(
+    instance_class: Annotated[str | None, typer.Option("--class", help="e.g. db.r6g.2xlarge")] = None,
+    storage_gb: Annotated[int | None, typer.Option(help="grow the storage to this many GB (it cannot shrink)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    yes: YesOpt = False,
+) -> None:
+    """Resize the database server now: the plan shows the price difference and asks (a class change is an
+    outage of a few minutes). Kept by later `up`s until a later scale step of the file."""
+    from datathon.commands.scale import run_scale
+    from datathon.ui import plan_summary
+
+    ctx = _context(config)
+    result = run_scale(ctx, instance_class=instance_class, storage_gb=storage_gb, yes=yes)
+    console.print(f"[green]Done[/]: {plan_summary(result.plan)} in {result.seconds:.1f}s.")
+
+
 def _print_where(ctx: Context, result) -> None:
     from datathon.commands.status import run_status
     from datathon.providers import get_provider

@@ -52,11 +52,12 @@ class AccountPart(AwsPart):
 
     def __init__(self, session: AwsSession, event: str, *, wanted: list[tuple[str, str, MachineProfile]],
                  days: int | None, storage_gb: Callable[[], float] = lambda: 0.0,
-                 delete_images: bool = False) -> None:
+                 rds: tuple[str, int] | None = None, delete_images: bool = False) -> None:
         super().__init__(session, event)
         self.wanted = wanted
         self.days = days
         self.storage_gb = storage_gb
+        self.rds = rds  # (class, GB) of the event's RDS instance, for the estimate
         self.delete_images = delete_images
 
     # -- observe ------------------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class AccountPart(AwsPart):
             return []
         machines = [pricing.Machine(s.instance_type, s.root_volume.size_gb, s.root_volume.type, s.spot)
                     for _, _, s in self.wanted]
-        e = pricing.estimate(machines, region=self.session.region, storage_gb=self.storage_gb())
+        e = pricing.estimate(machines, region=self.session.region, storage_gb=self.storage_gb(), rds=self.rds)
         lines = [pricing.describe(e, self.days)]
         lines += [f"  {what}: ${usd:,.3f}/hour" for what, usd in e.lines]
         if self.days is None:

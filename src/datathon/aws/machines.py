@@ -123,7 +123,9 @@ class MachinesPart(AwsPart):
         self.public_key: Callable[[str], str | None] = lambda team: None  # team -> its OpenSSH public key
         self.private_key: Callable[[str], bytes | None] = lambda team: None  # team -> its private key (0600)
         self.ssh_user = "ubuntu"
-        self.database: tuple[str | None, int, tuple[str, ...], str] = (None, 5432, (), "require")
+        # (host, port, databases, sslmode) for the handouts, asked when they are written: an RDS instance made
+        # in the same run has its address only then
+        self.database: Callable[[], tuple[str | None, int, tuple[str, ...], str]] = lambda: (None, 5432, (), "require")
         self._seen: dict[str, Instance] | None = None
         self._launch_cache: dict[str, object] = {}
         self._pending: list[str] = []  # launched (or adopted) by this run, not waited for yet
@@ -134,6 +136,7 @@ class MachinesPart(AwsPart):
 
     # -- observe ------------------------------------------------------------------------------------------------
     def observe(self, purpose: Purpose = "plan") -> MachineFacts:
+        self.__dict__.pop("wanted", None)  # the user data anew: what it carries (the database's address) may be new
         f = MachineFacts()
         f.instances = self.instances()
         if purpose == "status":
@@ -468,7 +471,7 @@ def _access(part: MachinesPart, member) -> Access | None:
     if part._seen is None:  # one read for every handout of the run
         part._seen = {i.team: i for i in part.instances() if i.team}
     i = part._seen.get(member.name)
-    host, port, dbs, sslmode = part.database
+    host, port, dbs, sslmode = part.database()
     return Access(team=member.name, login=member.login, instance=i.id if i else "(not launched yet)",
                   address=i.public_ip if i else None, key_file=f"team-{member.name}-{KEY_SUFFIX}",
                   ssh_user=part.ssh_user, region=part.session.region, db_host=host, db_port=port, databases=dbs,

@@ -1,7 +1,7 @@
 """The `aws` provider: a machine per team in one AWS region, with its network, key pair and role, found by tags.
 
-The database is an external server for now (`database.server: external`, e.g. an RDS instance you made; RDS made
-by datathon comes with issue 15), the imaging store is the storage part on S3, and the team workspaces are the
+The database is an RDS instance datathon makes (`database.server: rds`, reached through an SSH tunnel) or a server
+that exists (`external`), the imaging store is the storage part on S3, and the team workspaces are the
 machines (JupyterLab on each, reached through an SSH or SSM tunnel). This module composes the AWS parts and hands
 each what it needs from elsewhere: the bucket's read policy for the machines' role, the user data a machine boots
 with (the workspace bootstrap), the database's address for the handouts."""
@@ -33,9 +33,47 @@ class AwsProvider(Provider):
 
     @cached_property
     def _database_server(self) -> DatabaseServer:
+        if self.ctx.config.database.server == "rds":
+            return self._rds()
         from datathon.database.external import ExternalServer
 
-        return ExternalServer(self.ctx)  # the config allows only `external` under provider aws (until issue 15)
+        return ExternalServer(self.ctx)  # the config allows `rds` or `external` under provider aws
+
+    def _rds_size(self) -> tuple[str, int] | None:
+        """The RDS instance's class today and its storage, for the cost estimate (None: no RDS)."""
+        db = self.ctx.config.database
+        if db.server != "rds":
+            return None
+        from datetime import UTC, datetime
+
+        from datathon.config.rds import RdsSettings
+
+        rds = db.rds or RdsSettings()
+        return rds.class_on(datetime.now(UTC).date()), rds.storage_gb
+
+    def _rds(self) -> DatabaseServer:
+        """The RDS instance, handed the network part's database group and subnets and the price table."""
+        from datathon.aws import names, pricing
+        from datathon.aws.network import NetworkPart
+        from datathon.database.rds import RdsServer
+        from datathon.database.rds_plan import NetworkRef
+
+        cfg, event = self.aws, self.ctx.config.event
+        network = NetworkPart(self.session, event, vpc=cfg.vpc, vpc_cidr=cfg.vpc_cidr, ssh_from=cfg.ssh_from)
+
+        def where() -> NetworkRef | None:
+            f = network.observe("status")
+            group = f.groups.get(names.database_sg(event))
+            if group is None or not group.id or len(f.subnets) < 2:  # RDS wants subnets in two zones
+                return None
+            return NetworkRef(security_group_ids=(group.id,), subnet_ids=tuple(sorted(f.subnets.values())))
+
+        def price(instance_class: str) -> float | None:
+            region = pricing.table().region(cfg.region) or {}
+            return region.get("rds_postgres_hour", {}).get(instance_class)
+
+        return RdsServer(self.ctx, client=self.session.client, network=where, price=price,
+                         tags=names.tags(event, "rds"))
 
     def database_server(self) -> DatabaseServer:
         return self._database_server
@@ -109,7 +147,7 @@ class AwsProvider(Provider):
         wanted = self.wanted()
         dates = self.ctx.config.dates
         account = AccountPart(s, event, wanted=wanted, days=dates.days if dates else None,
-                              delete_images=delete_images)
+                              rds=self._rds_size(), delete_images=delete_images)
         network = NetworkPart(s, event, vpc=cfg.vpc, vpc_cidr=cfg.vpc_cidr, ssh_from=cfg.ssh_from)
         iam = IamPart(s, event, inline=self._read_policies())
         keys = KeysPart(s, event, teams=[t for t, *_ in wanted], keys_dir=self.ctx.state.secrets_dir)
@@ -123,16 +161,30 @@ class AwsProvider(Provider):
 
         machines.public_key, machines.private_key, machines.ssh_user = public_key, keys.private_key, cfg.ssh_user
         endpoint = self.database_server().endpoint()
-        machines.database = (endpoint.host, endpoint.port, tuple(d.name for d in self.ctx.config.databases),
-                             self.ctx.config.database.sslmode)
+        def database() -> tuple[str | None, int, tuple[str, ...], str]:
+            endpoint = self.database_server().endpoint()
+            return (endpoint.host, endpoint.port, tuple(d.name for d in self.ctx.config.databases),
+                    self.ctx.config.database.sslmode)
+
+        machines.database = database
         return [account, network, iam, keys, machines, ImagesPart(s, event, delete=delete_images)]
 
     def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
         from datathon.storage.part import StoragePart
 
         server = self.database_server()
-        return [*self.aws_parts(delete_images=delete_images), ServerPart(server),
-                DataPart(self.ctx, server, drop_team_data=drop_team_data), StoragePart(self.ctx, self.object_store())]
+        aws = self.aws_parts(delete_images=delete_images)
+        if self.ctx.config.database.server == "rds":
+            # The instance before the machines: their bootstrap carries its address, known once it exists; the
+            # machines are planned again once it was made (the engine does that for a part named in `after`).
+            machines = self._by_name(aws)["aws machines"]
+            machines.after = (*machines.after, "database server")
+            at = aws.index(machines)
+            aws = [*aws[:at], ServerPart(server), *aws[at:]]
+        else:
+            aws = [*aws, ServerPart(server)]
+        return [*aws, DataPart(self.ctx, server, drop_team_data=drop_team_data),
+                StoragePart(self.ctx, self.object_store())]
 
     def machines(self):
         return self._by_name(self.aws_parts())["aws machines"]
