@@ -102,11 +102,21 @@ def init(
     event: Annotated[str, typer.Option(help="short event identifier")] = "datathon",
     teams: Annotated[int, typer.Option(help="number of teams")] = 10,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    teams_csv: Annotated[Path | None, typer.Option(
+        "--teams-csv", help="the registration sheet as CSV: team, display name, member name, email, GPU yes/no "
+                            "(a row per member); the event file reads it as teams_file")] = None,
 ) -> None:
     """Write a commented starter event file."""
     from datathon.commands.init import write_starter
 
-    path = write_starter(config, event=event, teams=teams, force=force)
+    path, registered = write_starter(config, event=event, teams=teams, force=force, teams_csv=teams_csv)
+    if registered:
+        table = Table(title=f"{len(registered)} teams from {teams_csv}", title_justify="left")
+        for col in ("name (logins, schema)", "title (handouts)", "members", "GPU"):
+            table.add_column(col)
+        for t in registered:
+            table.add_row(t.name, t.title, ", ".join(m["name"] for m in t.members), "yes" if t.gpu else "")
+        console.print(table)
     console.print(f"wrote {path}; edit it, then run `datathon validate -c {path}` and `datathon plan -c {path}`")
 
 
@@ -232,7 +242,8 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                                                                                    if x.over_quota else "")
                 temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
                 limits = f"[red]changed: {', '.join(x.drift)}[/]" if x.drift else "as the policy"
-                table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
+                name = f"{x.name} ({x.title})" if x.title else x.name
+                table.add_row(x.kind, name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
         if st.tables.get("workspaces"):

@@ -25,6 +25,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     PROVIDER_NAMES,
     RESERVED_NAMES,
     Strict,
+    check_email,
     check_identifier,
     existing_path,
 )
@@ -34,7 +35,12 @@ from datathon.config.workspaces import Workspaces
 
 class Member(Strict):
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        return check_email(v)
 
 
 # A team's GPUs: how many (datathon picks the devices) or exactly which device ids.
@@ -86,12 +92,17 @@ TeamsSpec = Annotated[
 
 class Mentor(Strict):
     name: str
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_identifier(v, what="mentor name", max_len=30)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        return check_email(v)
 
 
 class Policy(Strict):
@@ -383,11 +394,16 @@ def _dsn_has_password(dsn: str) -> bool:
         raise ValueError(f"admin_dsn is not a valid connection string: {exc}") from None
 
 
+USED_TWICE = "is used twice among teams and mentors"
+
+
 class EventConfig(Strict):
     event: str = Field(description="short identifier: role names start with it")
     title: str | None = None
     provider: str = "local"
     teams: TeamsSpec
+    teams_file: Path | None = Field(default=None, description="the registration sheet (CSV) the teams were read "
+                                                                "from, instead of `teams:`; re-read by every verb")
     mentors: list[Mentor] = []
     database: DatabaseServer = DatabaseServer()
     databases: list[Database] = Field(min_length=1)
@@ -413,7 +429,7 @@ class EventConfig(Strict):
         seen: set[str] = set()
         for name in [t.name for t in self.team_list] + [m.name for m in self.mentors]:
             if name in seen:
-                raise ValueError(f"name {name!r} is used twice among teams and mentors")
+                raise ValueError(f"name {name!r} {USED_TWICE}")
             seen.add(name)
         self._check_role_names()
         dbs = [d.name for d in self.databases]
