@@ -152,9 +152,13 @@ def plan(
     p = plan_event(ctx, drop_team_data=drop_team_data)
     if json_out:
         console.print_json(data={"changes": [c.as_dict() for c in p.changes], "notes": p.notes,
-                                 "pending": len(p.pending)})
+                                 "pending": len(p.pending), "preflight": p.preflight})
     else:
         print_plan(console, p, show_keep=show_all)
+    if p.preflight:
+        err_console.print(f"[bold red]`up` would stop before changing anything[/]: {len(p.preflight)} problem(s) "
+                          "on this machine, listed above", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

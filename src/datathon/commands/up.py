@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import typer
 
-from datathon.commands.plan import ready_provider
+from datathon.commands.plan import check_preflight, ready_provider
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
 from datathon.engine import apply_up, plan_up
@@ -42,6 +42,7 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     started = time.monotonic()
     provider = ready_provider(ctx)
     parts = provider.parts(drop_team_data=drop_team_data)
+    check_preflight(parts)  # before the lock: a refused `up` leaves not even a state folder
     with ctx.state.lock():
         preview = plan_up(parts)
         if preview.pending and not yes and not preview.stopping:
