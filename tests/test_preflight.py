@@ -86,15 +86,23 @@ def test_a_good_sheet_makes_the_event_titles_show_and_its_own_port_is_ours(tmp_p
     ev = Event(tmp_path, yaml.safe_dump(data, sort_keys=False))
     try:
         assert [t.name for t in ev.ctx.config.team_list] == ["ed_triage", "sepsis_2"]
-        result = ev.up()
+        # not a terminal (a log, CI): the plan, then a line per step
+        proc = cli("up", "--yes", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+        assert "Plan" in out and "create" in out, out
+        assert "database server [1/3] create cluster managed cluster" in out, out
+        assert "data [1/" in out and " done in " in out, out
+        quiet = cli("up", "--yes", "--quiet", cwd=tmp_path)
+        assert quiet.returncode == 0 and quiet.stdout.count("\n") == 1 and quiet.stdout.startswith("up: 0 changes")
         # the running cluster holds its own port: that is no problem
         assert preflight(get_provider(ev.ctx).parts()) == []
-        sheets = {f.name: f for f in result.handouts}
-        md = sheets["sepsis_2"].markdown.read_text()
+        folder = ev.ctx.state.handouts_dir
+        md = (folder / "team-sepsis_2.md").read_text()
         assert "Team **Sepsis: Early Warning** (`sepsis_2`)" in md, md[:300]
-        assert "Ana Lim, Ben Ong" in sheets["ed_triage"].markdown.read_text()
-        assert "<strong>ED Triage</strong>" in sheets["ed_triage"].html.read_text()
-        roster = list(csv.DictReader(Path(result.roster).open()))
+        assert "Ana Lim, Ben Ong" in (folder / "team-ed_triage.md").read_text()
+        assert "<strong>ED Triage</strong>" in (folder / "team-ed_triage.html").read_text()
+        roster = list(csv.DictReader((folder / "roster.csv").open()))
         assert [(r["name"], r["title"]) for r in roster if r["kind"] == "team"] == [
             ("ed_triage", "ED Triage"), ("sepsis_2", "Sepsis: Early Warning")]
         st = run_status(ev.ctx)
@@ -102,5 +110,7 @@ def test_a_good_sheet_makes_the_event_titles_show_and_its_own_port_is_ours(tmp_p
             "ed_triage": "ED Triage", "sepsis_2": "Sepsis: Early Warning"}
         proc = cli("status", cwd=tmp_path)
         assert "sepsis_2 (Sepsis: Early Warning)" in proc.stdout, proc.stdout
+        down = cli("down", "--yes", "--quiet", cwd=tmp_path)
+        assert down.returncode == 0 and down.stdout.startswith("down: ") and down.stdout.count("\n") == 1, down
     finally:
         ev.close()

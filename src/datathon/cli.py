@@ -34,6 +34,8 @@ log = logging.getLogger("datathon")
 ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="the event file", show_default=True)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="for scripts: no plan, no progress; errors and "
+                                                              "one closing line only")]
 
 
 def _log_file(config: Path) -> Path | None:
@@ -90,9 +92,10 @@ def command(fn):
     return wrapper
 
 
-def _context(config: Path, *, check_paths: bool = True) -> Context:
+def _context(config: Path, *, check_paths: bool = True, quiet: bool = False) -> Context:
     loaded = load_config(config, check_paths=check_paths)
-    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=console)
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event),
+                   console=Console(quiet=True) if quiet else console)
 
 
 @app.command()
@@ -167,13 +170,18 @@ def up(
     config: ConfigOpt = DEFAULT_CONFIG,
     yes: YesOpt = False,
     drop_team_data: Annotated[bool, typer.Option(help="allow dropping schemas (with tables) of removed teams")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Create or update everything the event file describes (idempotent, resumable)."""
     from datathon.commands.up import run_up
     from datathon.ui import plan_summary
 
-    ctx = _context(config)
+    ctx = _context(config, quiet=quiet)
     result = run_up(ctx, yes=yes, drop_team_data=drop_team_data)
+    if quiet:
+        console.print(f"up: {len(result.plan.pending)} changes in {result.seconds:.1f}s; handouts in "
+                      f"{ctx.state.handouts_dir}", highlight=False, soft_wrap=True, markup=False)
+        return
     if result.applied == 0:
         console.print(f"[green]No changes[/]: everything is as {config} says ({len(result.plan.changes)} checks, "
                       f"{result.seconds:.1f}s).")
@@ -309,11 +317,14 @@ def check(
 
 @app.command()
 @command
-def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False, quiet: QuietOpt = False) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config, check_paths=False), yes=yes)
+    result = run_down(_context(config, check_paths=False, quiet=quiet), yes=yes)
+    if quiet:
+        console.print(f"down: {result.removed} removed, {len(result.checked)} checks passed", highlight=False)
+        return
     table = Table(title="Teardown", title_justify="left")
     table.add_column("what")
     table.add_column("result")
@@ -352,14 +363,15 @@ def data_synth(
 
 @data_app.command("load")
 @command
-def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False, quiet: QuietOpt = False) -> None:
     """Load the sources of datathon.yaml that are not loaded yet (as `up` does; resumes where it stopped)."""
     from datathon.commands.up import run_up
     from datathon.ui import plan_summary
 
-    result = run_up(_context(config), yes=yes)
-    console.print(f"{'No changes' if not result.applied else 'Done: ' + plan_summary(result.plan)} "
-                  f"({result.seconds:.1f}s)")
+    result = run_up(_context(config, quiet=quiet), yes=yes)
+    summary = plan_summary(result.plan)
+    console.print(f"{'No changes' if not result.applied else 'Done: ' + summary} ({result.seconds:.1f}s)",
+                  markup=not quiet)
 
 
 @data_app.command("push")

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,12 @@ PROXY_NPM = "configurable-http-proxy@^5"
 STAMP = ".datathon-env.json"
 
 
+def step_line(console: Console, text: str) -> None:
+    """A line per step where no spinner shows (a log file, CI, tmux with logging): long work is never silent."""
+    if not console.is_terminal:
+        console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True)
+
+
 def missing_apt(names: list[str]) -> list[str]:
     """The packages (name or name=version) not installed as asked."""
     missing = []
@@ -59,6 +66,7 @@ def install_apt(names: list[str], console: Console) -> None:
     if os.geteuid() != 0:
         raise ProvisionError(f"Debian packages missing: {' '.join(names)}",
                              hint=f"install them as root (apt-get install {' '.join(names)}), then run `up` again")
+    step_line(console, f"apt-get install {' '.join(names)}")
     with console.status(f"apt-get install {' '.join(names)} ..."):
         for cmd in (["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *names]):
@@ -213,9 +221,11 @@ class TeamEnvironment:
                                                         "--prefix", str(self.prefix / "node"), PROXY_NPM]),
             ]
             with console.status("building the team environment ...") as status:
-                for label, cmd in steps:
+                for i, (label, cmd) in enumerate(steps, 1):
                     status.update(f"team environment {self.prefix}: {label} ...")
+                    step_line(console, f"team environment {self.prefix} [{i}/{len(steps)}]: {label}")
                     self._run(cmd, label)
+            step_line(console, f"team environment {self.prefix}: checking the kernels and R's drivers")
             self._verify()
             self._install_cli()
             (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")
