@@ -162,7 +162,7 @@ URL = "http://127.0.0.1:18000"
      [("update", "unix user", "ev_alpha home", ".pgpass; home /home/ev_alpha is missing")]),
     (_home("ev_alpha", datasets="missing"), [("update", "unix user", "ev_alpha home", "~/datasets")]),
     (_home("ev_alpha", datasets="other"), []),  # the team's own ~/datasets stays
-    (_acct("ev_alpha", group_ok=False), [("update", "unix user", "ev_alpha home", "primary group is not ev_teams")]),
+    (_acct("ev_alpha", group_ok=False), [("update", "unix user", "ev_alpha home", "groups are not ev_teams")]),
     (_acct("ev_mia", tmpdir_problem="private TMPDIR /x is missing"),
      [("update", "unix user", "ev_mia home", "private TMPDIR /x is missing")]),
     (_acct("ev_mia", recorded=False), [("update", "unix user", "ev_mia home", "record of the user incomplete")]),

@@ -164,6 +164,8 @@ class TeamEnvironment:
             script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
             script.chmod(0o755)
             self._lab_settings()
+            # the database settings for a team's Python outside the hub (runuser, cron): see the file
+            shutil.copyfile(Path(__file__).parent / "templates" / "sitecustomize.py", site / "sitecustomize.py")
             self.cli_stamp.write_text(cli_digest() + "\n")
         finally:
             os.umask(old_umask)

@@ -8,6 +8,7 @@ when the plan runs (actions.py).
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
 import pwd
 from pathlib import Path
@@ -147,7 +148,8 @@ def _account(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, 
     return AccountFacts(
         a.user, entry, ours=True, password=pw_state, home=observed_home,
         recorded=any(m.user == a.user and m.uid == entry.uid for m in made),
-        group_ok=unix.group_exists(a.group) and entry.gid == unix.group_gid(a.group),
+        group_ok=unix.group_exists(a.group) and entry.gid == unix.group_gid(a.group)
+        and all(unix.group_exists(g) and a.user in grp.getgrnam(g).gr_mem for g in a.extra_groups),
         tmpdir_problem=sandbox.tmpdir_problem(state, a.user, entry.uid))
 
 
