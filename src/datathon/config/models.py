@@ -315,6 +315,20 @@ class Database(Strict):
             raise ValueError("a schema is listed twice")
         return v
 
+    def known_tables(self) -> dict[str, list[str]]:
+        """Table name -> the schemas that hold it, for the datasets this database loads (from the catalogue)."""
+        from datathon.datasets.catalogue import DATASETS
+
+        out: dict[str, list[str]] = {}
+        for src in self.sources:
+            if isinstance(src, DatasetSource):
+                for t in DATASETS[src.dataset].tables:
+                    if not src.tables or t.name in src.tables:
+                        out.setdefault(t.name, [])
+                        if t.schema not in out[t.name]:
+                            out[t.name].append(t.schema)
+        return out
+
     @property
     def readable_schemas(self) -> list[str]:
         """The shared schemas, plus those the sources load into: teams read all of them."""
