@@ -260,13 +260,40 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
             console.print(table)
         if st.tables.get("workspaces"):
             table = Table(title="Workspaces", title_justify="left")
-            for col in ("kind", "user", "Unix user", "server", "last activity"):
+            for col in ("kind", "user", "Unix user", "server", "environment", "last activity"):
                 table.add_column(col)
             for w in st.tables["workspaces"]:
-                table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, w.last_activity)
+                env = f"[red]{w.environment}: restart it[/]" if w.outdated else w.environment
+                table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, env, w.last_activity)
             console.print(table)
     if not st.healthy:
         raise typer.Exit(1)
+
+
+@app.command()
+@command
+def restart(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams or mentors (default: every server on an older "
+                                                           "team environment)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop and start team servers so they run the current team environment (after a package change)."""
+    from datathon.commands.restart import run_restart
+
+    done = run_restart(_context(config, check_paths=False), teams)
+    if json_out:
+        console.print_json(data={"restarted": [r.as_dict() for r in done]})
+        return
+    if not done:
+        console.print("No server runs an older team environment: nothing to restart.")
+        return
+    table = Table(title="Team servers", title_justify="left")
+    for col in ("user", "result", "seconds"):
+        table.add_column(col)
+    for r in done:
+        table.add_row(r.user, r.result, f"{r.seconds:.1f}")
+    console.print(table)
 
 
 @app.command()

@@ -31,6 +31,10 @@ class WorkspacesPart(Part):
     def plan(self, facts: WorkspaceFacts) -> list[Change]:
         return plan.plan(self.ctx, facts)
 
+    def restart(self, names: list[str] | None) -> list[lifecycle.Restarted]:
+        """Move team servers onto the current environment (stop and start through the hub)."""
+        return lifecycle.restart_servers(self.ctx, self.observe("status"), names)
+
     def preflight(self) -> list[str]:
         """The hub's ports (public, hub, proxy API): free, or held by this event's own hub and proxy."""
         ws = self.ctx.config.workspaces

@@ -67,6 +67,11 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
             changes.append(Change("environment", "datathon command", "update",
                                   "teams run `datathon data pull` in their terminal: copy this version",
                                   run=env.install_cli))
+    elif facts.env_base is not None:
+        base, added = facts.env_base
+        changes.append(Change("environment", str(facts.env_prefix), "create",
+                              f"a copy of {base.name} plus only {', '.join(added)} (running team servers stay on "
+                              "the old one until `datathon restart`)", run=lambda: env.build(console)))
     else:
         changes.append(Change("environment", str(facts.env_prefix), "create",
                               f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute "
