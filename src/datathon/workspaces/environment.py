@@ -164,8 +164,11 @@ class TeamEnvironment:
             script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
             script.chmod(0o755)
             self._lab_settings()
-            # the database settings for a team's Python outside the hub (runuser, cron): see the file
-            shutil.copyfile(Path(__file__).parent / "templates" / "sitecustomize.py", site / "sitecustomize.py")
+            # the database settings for a team's Python outside the hub (runuser, cron): see the module. A .pth
+            # line runs it at start (Debian's own sitecustomize comes first on the path, so not that name)
+            shutil.copyfile(Path(__file__).parent / "templates" / "datathon_database_env.py",
+                            site / "datathon_database_env.py")
+            (site / "datathon-database-env.pth").write_text("import datathon_database_env\n")
             self.cli_stamp.write_text(cli_digest() + "\n")
         finally:
             os.umask(old_umask)

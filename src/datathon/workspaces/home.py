@@ -154,7 +154,7 @@ if [ -f "$HOME/.profile" ]; then . "$HOME/.profile"; fi
 def login_files(variables: dict[str, str]) -> list[HomeFile]:
     """The database settings for every way a team reaches its machine, not only the hub (which sets them itself):
     login shells (~/.bash_profile reads them), R (~/.Renviron), and the team environment's Python, whose
-    sitecustomize reads the same file for any process of a team (runuser, cron, nbconvert). No secret in them."""
+    datathon-database-env.pth reads the same file for any process of a team (runuser, cron, nbconvert). No secret in them."""
     header = "Written by datathon (`datathon up` rewrites it): libpq's settings for the event database"
     env = clientfiles.env_file(variables, header)
     return [HomeFile(DATABASE_ENV, env, 0o644, True),

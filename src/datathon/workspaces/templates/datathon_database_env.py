@@ -1,4 +1,5 @@
-# Written by datathon into the team environment (every Python process of it reads this at start).
+# Written by datathon into the team environment; datathon-database-env.pth runs it when any Python process of
+# the environment starts.
 # A team's process started outside the hub (runuser, cron, ssh without a login shell, nbconvert) has no PG*
 # variables; libpq then falls back to a local socket and fails. This fills in the ones it lacks from the
 # team's own ~/.config/datathon/database.env (no secret in it: passwords stay in ~/.pgpass).
