@@ -144,3 +144,13 @@ def test_init_from_the_sheet_writes_the_event_or_every_problem(tmp_path):
     assert "row 1: no member name column" in proc.stderr and "row 6: m00@example.org is registered twice" \
         in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_derived_names_fit_the_unix_user_name_with_workspaces(tmp_path):
+    long = "Prediction of Acute Kidney Injury in the Emergency Department"
+    write_csv(tmp_path / "reg.csv", HEADER, [[long, "", "Ana", "ana@example.org", "no"],
+                                             [long + " II", "", "Ben", "ben@example.org", "no"]])
+    path = tmp_path / "datathon.yaml"
+    path.write_text("event: og_longer_name\nteams_file: reg.csv\ndatabases: [{name: db}]\nworkspaces: {port: 8123}\n")
+    names = [t.name for t in load_config(path).config.team_list]
+    assert all(len(f"og_longer_name_{n}") <= 32 for n in names) and len(set(names)) == 2, names

@@ -397,6 +397,10 @@ def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False, quiet: Qu
 
     result = run_up(_context(config, quiet=quiet), yes=yes)
     summary = plan_summary(result.plan)
+    if quiet:  # plain text for scripts
+        from rich.text import Text
+
+        summary = Text.from_markup(summary).plain
     console.print(f"{'No changes' if not result.applied else 'Done: ' + summary} ({result.seconds:.1f}s)",
                   markup=not quiet)
 

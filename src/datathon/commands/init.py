@@ -37,7 +37,7 @@ def write_starter(path: Path, *, event: str, teams: int, force: bool,
     registered: list[RegisteredTeam] = []
     teams_file = None
     if teams_csv is not None:
-        reg = read_registration(teams_csv)
+        reg = read_registration(teams_csv, max_len=min(30, 31 - len(event)))  # the starter has workspaces
         if reg.problems:
             n = len(reg.problems)
             raise ConfigError(f"{teams_csv} has {n} problem{'s' if n != 1 else ''}; nothing was written",

@@ -81,7 +81,10 @@ def _read_teams_file(data: dict, lines: dict[Loc, int], path: Path) -> tuple[dic
         return {**data, "teams": []}, [f"{where}: teams_file: write the path of the registration CSV"]
     sheet = Path(value)
     sheet = sheet if sheet.is_absolute() else path.resolve().parent / sheet
-    reg = read_registration(sheet)
+    event = data.get("event")
+    # with workspaces a team is also the Unix user <event>_<name>, 32 characters at most: derive names that fit
+    limit = 31 - len(event) if data.get("workspaces") is not None and isinstance(event, str) else 30
+    reg = read_registration(sheet, max_len=max(8, min(30, limit)))
     lines[("teams",)] = line or 1  # problems of the teams read from it point at the teams_file line
     teams = [t.as_config() for t in reg.teams] if not reg.problems else []
     return {**data, "teams": teams}, list(reg.problems)

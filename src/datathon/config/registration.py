@@ -56,7 +56,7 @@ def _norm(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.strip().lower().split("(")[0] or header.lower())
 
 
-def safe_name(text: str, taken: set[str]) -> str:
+def safe_name(text: str, taken: set[str], max_len: int = MAX_NAME) -> str:
     """a-z, 0-9, _; starting with a letter; unique among `taken` (a suffix _2, _3, ... when needed)."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     base = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_") or "team"
@@ -64,16 +64,17 @@ def safe_name(text: str, taken: set[str]) -> str:
         base = f"t_{base}"
     if base.startswith("pg_") or base in RESERVED_NAMES:
         base = f"team_{base}"
-    base = base[:MAX_NAME].rstrip("_")
+    base = base[:max_len].rstrip("_")
     name, n = base, 1
     while name in taken:
         n += 1
-        name = f"{base[:MAX_NAME - len(str(n)) - 1]}_{n}"
+        name = f"{base[:max_len - len(str(n)) - 1]}_{n}"
     return name
 
 
-def read_registration(path: Path) -> Registration:
-    """Parse the sheet; `problems` holds every problem found ("<file> row N: ..."), `teams` what could be read."""
+def read_registration(path: Path, *, max_len: int = MAX_NAME) -> Registration:
+    """Parse the sheet; `problems` holds every problem found ("<file> row N: ..."), `teams` what could be read.
+    `max_len`: the longest safe name (shorter when it also makes a Unix user <event>_<name>, 32 at most)."""
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's export often starts with a BOM
@@ -137,7 +138,7 @@ def read_registration(path: Path) -> Registration:
             continue
         key = team.casefold()
         if key not in teams:
-            teams[key] = RegisteredTeam(safe_name(team, taken), title or team, row=number)
+            teams[key] = RegisteredTeam(safe_name(team, taken, max_len), title or team, row=number)
             taken.add(teams[key].name)
         t = teams[key]
         if title and t.title != title:
