@@ -225,9 +225,13 @@ def test_an_added_package_goes_into_a_copy_and_restart_moves_the_servers(event):
     assert (new.prefix / STAMP).exists() and new.is_built()
     assert subprocess.run([str(new.bin / "python"), "-c", "import tabulate"]).returncode == 0
     assert subprocess.run([str(old.bin / "python"), "-c", "import tabulate"], capture_output=True).returncode != 0
-    # no script of the copy names the old folder
+    # no script of the copy names the old folder; the old one, whose files the copy shares (hard links), is intact
     assert not [p for p in new.bin.iterdir() if p.is_file() and not p.is_symlink()
                 and str(old.prefix).encode() in p.read_bytes()]
+    assert old.is_built() and old.cli_current()
+    assert (old.bin / "jupyter").read_text().startswith(f"#!{old.bin / 'python'}")
+    assert (old.bin / "datathon").read_text().startswith(f"#!{old.bin / 'python'}")
+    assert os.stat(old.bin / "jupyter").st_ino != os.stat(new.bin / "jupyter").st_ino
     # the server that ran stays on the old environment: status says so, and how to move it
     st = run_status(ev.ctx)
     (alpha,) = [w for w in st.tables["workspaces"] if w.user == "ogws_alpha"]

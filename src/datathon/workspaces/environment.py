@@ -44,6 +44,18 @@ PROXY_NPM = "configurable-http-proxy@^5"
 STAMP = ".datathon-env.json"
 
 
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a new file and rename it over `path`: an environment extended from another shares its files by hard
+    links, and writing one in place would change both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".datathon-new")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "xb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
 def step_line(console: Console, text: str) -> None:
     """A line per step where no spinner shows (a log file, CI, tmux with logging): long work is never silent."""
     if not console.is_terminal:
@@ -160,16 +172,15 @@ class TeamEnvironment:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
-            script = self.bin / "datathon"
-            script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
-            script.chmod(0o755)
+            replace_file(self.bin / "datathon",
+                         f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n".encode(), 0o755)
             self._lab_settings()
             # the database settings for a team's Python outside the hub (runuser, cron): see the module. A .pth
             # line runs it at start (Debian's own sitecustomize comes first on the path, so not that name)
-            shutil.copyfile(Path(__file__).parent / "templates" / "datathon_database_env.py",
-                            site / "datathon_database_env.py")
-            (site / "datathon-database-env.pth").write_text("import datathon_database_env\n")
-            self.cli_stamp.write_text(cli_digest() + "\n")
+            replace_file(site / "datathon_database_env.py",
+                         (Path(__file__).parent / "templates" / "datathon_database_env.py").read_bytes())
+            replace_file(site / "datathon-database-env.pth", b"import datathon_database_env\n")
+            replace_file(self.cli_stamp, (cli_digest() + "\n").encode())
         finally:
             os.umask(old_umask)
 
@@ -177,9 +188,9 @@ class TeamEnvironment:
         """JupyterLab defaults for every team: no pop-up asking about news and updates on the first screen."""
         folder = self.prefix / "share" / "jupyter" / "lab" / "settings"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "overrides.json").write_text(json.dumps(
+        replace_file(folder / "overrides.json", (json.dumps(
             {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}},
-            indent=1) + "\n")
+            indent=1) + "\n").encode())
 
     def is_built(self) -> bool:
         """Complete only once the stamp is written, as the last step of a build."""
@@ -231,8 +242,10 @@ class TeamEnvironment:
                     self._build(console)
 
     def _extend(self, base: Path, added: list[str], console: Console) -> None:
-        """A copy of `base` (a venv names its own folder in its scripts: those lines are rewritten), then pip
-        installs only `added`; checked and stamped like a full build. Switching is the hub's restart."""
+        """A copy of `base` made of hard links (seconds for 900 MB; a venv names its own folder in its scripts:
+        those are rewritten), then pip installs only `added`; checked and stamped like a full build. Switching is
+        the hub's restart. A file shared by the two is never written in place: pip removes and creates files,
+        and datathon's own writes go to a new file renamed over the old name (replace_file)."""
         old_umask = os.umask(0o022)
         try:
             if self.prefix.exists():  # a half-made one (no stamp): made again
@@ -250,13 +263,12 @@ class TeamEnvironment:
             step_line(console, f"team environment {self.prefix}: checking the kernels and R's drivers")
             self._verify()
             self._install_cli()
-            (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")
+            replace_file(self.prefix / STAMP, (json.dumps(self.spec, sort_keys=True) + "\n").encode())
         finally:
             os.umask(old_umask)
 
     def _copy_from(self, base: Path) -> None:
-        res = subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(self.prefix)], capture_output=True,
-                             text=True)
+        res = subprocess.run(["cp", "-a", "--link", str(base), str(self.prefix)], capture_output=True, text=True)
         if res.returncode != 0:
             raise ProvisionError(f"copying the team environment {base} failed: {res.stderr.strip()[-300:]}",
                                  hint="check the free disk space under workspaces.env_root, then run `up` again")
@@ -269,9 +281,7 @@ class TeamEnvironment:
                 continue
             data = path.read_bytes()
             if old in data and b"\0" not in data[:4096]:
-                mode = path.stat().st_mode
-                path.write_bytes(data.replace(old, new))
-                path.chmod(mode)
+                replace_file(path, data.replace(old, new), path.stat().st_mode & 0o7777)
 
     def _build(self, console: Console) -> None:
         if not SYSTEM_PYTHON.exists():
