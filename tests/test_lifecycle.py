@@ -198,8 +198,10 @@ def test_port_in_use_gives_a_clear_message(make_event):
         port = s.getsockname()[1]
         ev = make_event(event="busy", teams=TWO)
         ev.rewrite(event_yaml(event="busy", port=port, teams=TWO))
-        with pytest.raises(ProvisionError, match=f"port {port} on 127.0.0.1 is already in use"):
+        # found before anything is made (preflight), naming who holds it
+        with pytest.raises(ProvisionError, match=f"database.port {port} on 127.0.0.1 is held by pid {os.getpid()} "):
             ev.up()
+        assert not ev.server.home.exists()
 
 
 def test_down_removes_everything_and_proves_it(make_event):

@@ -162,7 +162,7 @@ URL = "http://127.0.0.1:18000"
      [("update", "unix user", "ev_alpha home", ".pgpass; home /home/ev_alpha is missing")]),
     (_home("ev_alpha", datasets="missing"), [("update", "unix user", "ev_alpha home", "~/datasets")]),
     (_home("ev_alpha", datasets="other"), []),  # the team's own ~/datasets stays
-    (_acct("ev_alpha", group_ok=False), [("update", "unix user", "ev_alpha home", "primary group is not ev_teams")]),
+    (_acct("ev_alpha", group_ok=False), [("update", "unix user", "ev_alpha home", "groups are not ev_teams")]),
     (_acct("ev_mia", tmpdir_problem="private TMPDIR /x is missing"),
      [("update", "unix user", "ev_mia home", "private TMPDIR /x is missing")]),
     (_acct("ev_mia", recorded=False), [("update", "unix user", "ev_mia home", "record of the user incomplete")]),
@@ -311,3 +311,25 @@ def test_status_is_computed_from_the_facts(ctx):
     by = {c.name: c for c in comps}
     assert by["JupyterHub"].state == "stopped" and by["team environment"].state == "missing"
     assert {s.server for s in servers} == {"unknown"}
+
+
+def test_an_added_package_extends_a_copy_and_status_names_the_servers_on_the_old_one(ctx):
+    from datathon.workspaces.facts import Serving
+    from datathon.workspaces.lifecycle import outdated_servers, workspace_status
+
+    old = PREFIX.parent / "env-0ld"
+    facts = dataclasses.replace(converged(ctx), env_built=False, env_base=(old, ("tabulate",)))
+    (env,) = [c for c in plan(ctx, facts) if c.component == "environment"]
+    assert env.action == "create" and env.reason.startswith("a copy of env-0ld plus only tabulate")
+    serving = Serving(hub_pid=1, hub_users={"ev_alpha": ("running", None), "ev_beta": ("running", None)},
+                      server_envs=(("ev_alpha", old), ("ev_beta", PREFIX)))
+    facts = dataclasses.replace(converged(ctx), serving=serving)
+    assert outdated_servers(facts) == ["ev_alpha"]
+    comps, servers = workspace_status(ctx, facts)
+    by = {c.name: c for c in comps}
+    envs = by["team servers on the current environment"]
+    assert envs.state == "restart needed" and not envs.healthy and "`datathon restart ev_alpha`" in envs.detail
+    assert [(s.user, s.environment, s.outdated) for s in servers] == [
+        ("ev_alpha", "env-0ld", True), ("ev_beta", "current", False), ("ev_mia", "-", False)]
+    facts = dataclasses.replace(facts, serving=dataclasses.replace(serving, server_envs=(("ev_beta", PREFIX),)))
+    assert {c.name: c for c in workspace_status(ctx, facts)[0]}["team servers on the current environment"].healthy

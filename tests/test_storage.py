@@ -573,16 +573,24 @@ def test_cli_push_verify_pull_on_the_local_backend(tmp_path, small_dataset):
 def test_handouts_name_the_location_and_the_exact_pull_command(tmp_path, small_dataset):
     from datathon.core.roster import people
     from datathon.storage.handout import storage_section
+    from datathon.storage.manifest import hash_folder
 
     text = event_text("hand", {"backend": "s3", "bucket": "sg-imaging", "prefix": "v1", "region": "eu-west-2",
                                "endpoint_url": "http://minio:9000",
                                "datasets": [{"name": "mimic-cxr-jpg", "path": str(small_dataset)}]})
     ctx = make_context(tmp_path, text)
     member = people(ctx.config)[0]
-    section = storage_section(ctx.config, member)
+    # the examples select real files of the dataset, from its manifest (a folder that exists, its file type)
+    manifest, _ = hash_folder("mimic-cxr-jpg", small_dataset, known={})
+    section = storage_section(ctx.config, member, {"mimic-cxr-jpg": manifest})
     code = section.snippets[0].code
     assert ("datathon data pull mimic-cxr-jpg --from s3://sg-imaging/v1/ --region eu-west-2 "
-            "--endpoint-url http://minio:9000 --to ~/data/mimic-cxr-jpg --prefix files/p10/") in code
+            "--endpoint-url http://minio:9000 --to ~/data/mimic-cxr-jpg --prefix s0/") in code, code
+    assert "# 10 of 30 files" in code and "--manifest-filter '*.jpg'" in code and "(30):" in code
+    assert "aws s3 sync s3://sg-imaging/v1/mimic-cxr-jpg/s0/ ~/data/mimic-cxr-jpg/s0/" in section.snippets[1].code
+    # not pushed yet: only the line that fetches everything, no made-up subset
+    code = storage_section(ctx.config, member).snippets[0].code
+    assert "--prefix" not in code and "--manifest-filter" not in code
     assert {i.label: i.value for i in section.items}["Imaging data (read-only)"] == "s3://sg-imaging/v1/"
     local = make_context(tmp_path, event_text("hand", {"datasets": [{"name": "cxr", "path": str(small_dataset)}]}))
     where = str(StateStore(tmp_path, "hand").system_dir("-datasets"))

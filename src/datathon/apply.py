@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import psycopg
@@ -68,17 +69,26 @@ def apply_changes(changes: Iterable[Change], server: DatabaseServer | None, cons
         TextColumn("{task.fields[current]}", style="dim"),
         console=console, transient=False, disable=not console.is_terminal,
     )
+    lines = not console.is_terminal  # a log, CI or tmux with logging: a line per step instead of a bar
+    started = time.monotonic()
     try:
         with progress:
             task = progress.add_task(label, total=len(todo), rate="", current="")
-            for change in todo:
+            for i, change in enumerate(todo, 1):
                 progress.update(task, current=f"{change.action} {change.target}")
+                if lines:
+                    console.print(f"{time.strftime('%H:%M:%S')} {label} [{i}/{len(todo)}] {change.action} "
+                                  f"{change.component} {change.target}", highlight=False, soft_wrap=True,
+                                  markup=False)
                 run_change(change, conns)
                 progress.advance(task)
                 t = progress.tasks[0]
                 if t.elapsed:
                     progress.update(task, rate=f"{t.completed / t.elapsed:.0f}/s")
             progress.update(task, current="done")
+        if lines:
+            console.print(f"{time.strftime('%H:%M:%S')} {label}: {len(todo)} done in "
+                          f"{time.monotonic() - started:.1f}s", highlight=False, markup=False)
     finally:
         conns.close()
     return len(todo)

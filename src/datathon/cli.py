@@ -34,6 +34,8 @@ log = logging.getLogger("datathon")
 ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="the event file", show_default=True)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="for scripts: no plan, no progress; errors and "
+                                                              "one closing line only")]
 
 
 def _log_file(config: Path) -> Path | None:
@@ -90,9 +92,10 @@ def command(fn):
     return wrapper
 
 
-def _context(config: Path, *, check_paths: bool = True) -> Context:
+def _context(config: Path, *, check_paths: bool = True, quiet: bool = False) -> Context:
     loaded = load_config(config, check_paths=check_paths)
-    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=console)
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event),
+                   console=Console(quiet=True) if quiet else console)
 
 
 @app.command()
@@ -103,11 +106,22 @@ def init(
     teams: Annotated[int, typer.Option(help="number of teams")] = 10,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
     provider: Annotated[str, typer.Option(help="local (this server) or aws (a machine per team)")] = "local",
+    teams_csv: Annotated[Path | None, typer.Option(
+        "--teams-csv", help="the registration sheet as CSV: team, display name, member name, email, GPU yes/no "
+                            "(a row per member); the event file reads it as teams_file")] = None,
 ) -> None:
     """Write a commented starter event file."""
     from datathon.commands.init import write_starter
 
-    path = write_starter(config, event=event, teams=teams, force=force, provider=provider)
+    path, registered = write_starter(config, event=event, teams=teams, force=force, teams_csv=teams_csv,
+                                     provider=provider)
+    if registered:
+        table = Table(title=f"{len(registered)} teams from {teams_csv}", title_justify="left")
+        for col in ("name (logins, schema)", "title (handouts)", "members", "GPU"):
+            table.add_column(col)
+        for t in registered:
+            table.add_row(t.name, t.title, ", ".join(m["name"] for m in t.members), "yes" if t.gpu else "")
+        console.print(table)
     console.print(f"wrote {path}; edit it, then run `datathon validate -c {path}` and `datathon plan -c {path}`")
 
 
@@ -143,9 +157,13 @@ def plan(
     p = plan_event(ctx, drop_team_data=drop_team_data)
     if json_out:
         console.print_json(data={"changes": [c.as_dict() for c in p.changes], "notes": p.notes,
-                                 "pending": len(p.pending)})
+                                 "pending": len(p.pending), "preflight": p.preflight})
     else:
         print_plan(console, p, show_keep=show_all)
+    if p.preflight:
+        err_console.print(f"[bold red]`up` would stop before changing anything[/]: {len(p.preflight)} problem(s) "
+                          "on this machine, listed above", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -154,13 +172,18 @@ def up(
     config: ConfigOpt = DEFAULT_CONFIG,
     yes: YesOpt = False,
     drop_team_data: Annotated[bool, typer.Option(help="allow dropping schemas (with tables) of removed teams")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Create or update everything the event file describes (idempotent, resumable)."""
     from datathon.commands.up import run_up
     from datathon.ui import plan_summary
 
-    ctx = _context(config)
+    ctx = _context(config, quiet=quiet)
     result = run_up(ctx, yes=yes, drop_team_data=drop_team_data)
+    if quiet:
+        console.print(f"up: {len(result.plan.pending)} changes in {result.seconds:.1f}s; handouts in "
+                      f"{ctx.state.handouts_dir}", highlight=False, soft_wrap=True, markup=False)
+        return
     if result.applied == 0:
         console.print(f"[green]No changes[/]: everything is as {config} says ({len(result.plan.changes)} checks, "
                       f"{result.seconds:.1f}s).")
@@ -256,7 +279,8 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                                                                                    if x.over_quota else "")
                 temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
                 limits = f"[red]changed: {', '.join(x.drift)}[/]" if x.drift else "as the policy"
-                table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
+                name = f"{x.name} ({x.title})" if x.title else x.name
+                table.add_row(x.kind, name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
         if st.tables.get("machines"):
@@ -269,13 +293,40 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
             console.print(table)
         if st.tables.get("workspaces"):
             table = Table(title="Workspaces", title_justify="left")
-            for col in ("kind", "user", "Unix user", "server", "last activity"):
+            for col in ("kind", "user", "Unix user", "server", "environment", "last activity"):
                 table.add_column(col)
             for w in st.tables["workspaces"]:
-                table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, w.last_activity)
+                env = f"[red]{w.environment}: restart it[/]" if w.outdated else w.environment
+                table.add_row(w.kind, w.user, "yes" if w.unix_user else "[red]no[/]", w.server, env, w.last_activity)
             console.print(table)
     if not st.healthy:
         raise typer.Exit(1)
+
+
+@app.command()
+@command
+def restart(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams or mentors (default: every server on an older "
+                                                           "team environment)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop and start team servers so they run the current team environment (after a package change)."""
+    from datathon.commands.restart import run_restart
+
+    done = run_restart(_context(config, check_paths=False), teams)
+    if json_out:
+        console.print_json(data={"restarted": [r.as_dict() for r in done]})
+        return
+    if not done:
+        console.print("No server runs an older team environment: nothing to restart.")
+        return
+    table = Table(title="Team servers", title_justify="left")
+    for col in ("user", "result", "seconds"):
+        table.add_column(col)
+    for r in done:
+        table.add_row(r.user, r.result, f"{r.seconds:.1f}")
+    console.print(table)
 
 
 @app.command()
@@ -329,12 +380,16 @@ def check(
 def down(
     config: ConfigOpt = DEFAULT_CONFIG,
     yes: YesOpt = False,
+    quiet: QuietOpt = False,
     delete_images: Annotated[bool, typer.Option(help="also the machine images the event made (AWS)")] = False,
 ) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config, check_paths=False), yes=yes, delete_images=delete_images)
+    result = run_down(_context(config, check_paths=False, quiet=quiet), yes=yes, delete_images=delete_images)
+    if quiet:
+        console.print(f"down: {result.removed} removed, {len(result.checked)} checks passed", highlight=False)
+        return
     table = Table(title="Teardown", title_justify="left")
     table.add_column("what")
     table.add_column("result")
@@ -429,14 +484,19 @@ def data_synth(
 
 @data_app.command("load")
 @command
-def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+def data_load(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False, quiet: QuietOpt = False) -> None:
     """Load the sources of datathon.yaml that are not loaded yet (as `up` does; resumes where it stopped)."""
     from datathon.commands.up import run_up
     from datathon.ui import plan_summary
 
-    result = run_up(_context(config), yes=yes)
-    console.print(f"{'No changes' if not result.applied else 'Done: ' + plan_summary(result.plan)} "
-                  f"({result.seconds:.1f}s)")
+    result = run_up(_context(config, quiet=quiet), yes=yes)
+    summary = plan_summary(result.plan)
+    if quiet:  # plain text for scripts
+        from rich.text import Text
+
+        summary = Text.from_markup(summary).plain
+    console.print(f"{'No changes' if not result.applied else 'Done: ' + summary} ({result.seconds:.1f}s)",
+                  markup=not quiet)
 
 
 @data_app.command("push")

@@ -34,6 +34,7 @@ class EventPlan(Plan):
     """A whole event's plan: each part's changes, in the order the parts are made."""
 
     parts: list[PartPlan] = field(default_factory=list)
+    preflight: list[str] = field(default_factory=list)  # what on this machine stops `up` before it starts
 
     @property
     def stopping(self) -> list[Change]:
@@ -74,6 +75,12 @@ def plan_up(parts: list[Part]) -> EventPlan:
         plan.extend(pp.changes)
         plan.notes += pp.notes
     return plan
+
+
+def preflight(parts: list[Part]) -> list[str]:
+    """Every problem of this machine that would stop the event before it starts (ports held by other programs),
+    from every part at once. Read-only."""
+    return [p for part in ordered(parts) for p in part.preflight()]
 
 
 def _key(c: Change) -> tuple[str, str, str]:

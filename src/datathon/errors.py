@@ -35,6 +35,21 @@ class ProvisionError(DatathonError):
     """Creating or changing a resource failed."""
 
 
+class PreflightError(ProvisionError):
+    """This machine would stop the event before it starts (a port held by another program); `problems` lists
+    every one found. Raised before anything changes."""
+
+    def __init__(self, message: str, *, problems: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        lines = [self.message, *(f"  {p}" for p in self.problems)]
+        if self.hint:
+            lines.append(f"  -> {self.hint}")
+        return "\n".join(lines)
+
+
 class StateError(DatathonError):
     """The state folder is unreadable, locked or does not match the event file."""
 

@@ -59,6 +59,8 @@ def grouped_table(plan: Plan) -> Table:
 
 
 def print_plan(console: Console, plan: Plan, *, show_keep: bool = False) -> None:
+    for problem in getattr(plan, "preflight", []):
+        console.print(f"[bold red]cannot start:[/] {problem}", highlight=False, soft_wrap=True)
     for note in plan.notes:
         console.print(f"[dim]note: {note}[/]")
     rows = len(plan.changes) if show_keep else len(plan.pending) + len(plan.blocked)

@@ -9,6 +9,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
+from datathon.check.advice import problems
 from datathon.check.runner import CheckReport
 
 MARK = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
@@ -52,4 +53,5 @@ def write_html(report: CheckReport, path: Path) -> None:
     env = jinja2.Environment(loader=jinja2.PackageLoader("datathon.check", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     cells = {(r.probe, r.subject): r for r in report.results}
-    path.write_text(env.get_template("report.html.j2").render(r=report, cells=cells))
+    path.write_text(env.get_template("report.html.j2").render(r=report, cells=cells,
+                                                              problems=problems(report.failures)))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datathon.core.context import Context
-from datathon.engine import EventPlan, plan_up
-from datathon.errors import ProvisionError
+from datathon.engine import EventPlan, plan_up, preflight
+from datathon.errors import PreflightError, ProvisionError
 from datathon.providers import get_provider
 from datathon.providers.base import Provider
 
@@ -19,4 +19,17 @@ def ready_provider(ctx: Context) -> Provider:
 
 
 def plan_event(ctx: Context, *, drop_team_data: bool = False) -> EventPlan:
-    return plan_up(ready_provider(ctx).parts(drop_team_data=drop_team_data))
+    parts = ready_provider(ctx).parts(drop_team_data=drop_team_data)
+    problems = preflight(parts)
+    p = plan_up(parts)
+    p.preflight = problems
+    return p
+
+
+def check_preflight(parts: list) -> None:
+    """Stop before anything changes when this machine would stop the event (every problem at once)."""
+    problems = preflight(parts)
+    if problems:
+        n = len(problems)
+        raise PreflightError(f"this machine would stop the event ({n} problem{'s' if n != 1 else ''}); nothing "
+                             "was changed", problems=problems, hint="fix these, then run the command again")

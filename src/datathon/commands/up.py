@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import typer
 
-from datathon.commands.plan import ready_provider
+from datathon.commands.plan import check_preflight, ready_provider
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
 from datathon.engine import apply_up, plan_up
@@ -42,16 +42,15 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
     started = time.monotonic()
     provider = ready_provider(ctx)
     parts = provider.parts(drop_team_data=drop_team_data)
+    check_preflight(parts)  # before the lock: a refused `up` leaves not even a state folder
     with ctx.state.lock():
         preview = plan_up(parts)
-        if preview.pending and not yes and not preview.stopping:
-            print_plan(ctx.console, preview)
+        if preview.pending and not preview.stopping:
+            print_plan(ctx.console, preview)  # also with --yes: a log of `up` starts with what it will do
             what = f"Apply these {len(preview.pending)} changes"
             if preview.destructive:
                 what += f", {len(preview.destructive)} of them deleting"
             confirm(ctx, what + "?", yes=yes)
-        elif preview.destructive:
-            print_plan(ctx.console, Plan([c for c in preview.changes if c.destructive]))
 
         def approve(changes: list[Change], question: str) -> bool:
             print_plan(ctx.console, Plan(changes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -32,6 +33,32 @@ def check_identifier(value: str, *, what: str, max_len: int) -> str:
     return value
 
 
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def email_problem(value: str) -> str | None:
+    """Why `value` is not an email address, in plain words (None: it is one)."""
+    if EMAIL_RE.match(value):
+        return None
+    if "@" not in value:
+        return f"{value!r} is not an email address: it has no @ (write it as name@example.org)"
+    if any(c.isspace() for c in value):
+        return f"{value!r} is not an email address: it holds a space (write it as name@example.org)"
+    if value.count("@") > 1:
+        return f"{value!r} is not an email address: it has more than one @ (write it as name@example.org)"
+    return f"{value!r} is not an email address: the part after @ is not a domain (write it as name@example.org)"
+
+
+def check_email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    why = email_problem(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +74,8 @@ def existing_path(v: Path, info: ValidationInfo, *, what: str, folder: bool | No
     ok = path.exists() if folder is None else path.is_dir() if folder else path.is_file()
     if not ok:
         raise ValueError(f"{what} {str(v)!r} not found (looked at {path})")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise ValueError(f"{what} {str(v)!r} exists but this user cannot read it (at {path}); fix its permissions")
     return path.resolve()
 
 

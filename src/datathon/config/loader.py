@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from datathon.config.models import SOURCE_TAGS, EventConfig
+from datathon.config.models import SOURCE_TAGS, USED_TWICE, EventConfig
+from datathon.config.registration import read_registration
 from datathon.errors import ConfigError
 
 DEFAULT_CONFIG = Path("datathon.yaml")
@@ -50,16 +51,65 @@ def load_config(path: Path, *, check_paths: bool = True) -> LoadedConfig:
             f"{path}: the event file must be a mapping of keys (event:, teams:, databases:, ...)",
             hint="run `datathon init` to see a complete example",
         )
+    data, problems = _read_teams_file(data, lines, path)
+    duplicates = _duplicate_names(data, lines, path)
+    problems += duplicates
     try:
         config = EventConfig.model_validate(data, context={"base_dir": path.resolve().parent,
                                                                 "check_paths": check_paths})
     except ValidationError as exc:
-        problems = [_describe(err, path, lines, data) for err in exc.errors()]
+        problems += [_describe(err, path, lines, data) for err in exc.errors()
+                     if not (duplicates and USED_TWICE in err["msg"])]
+    if problems:
         n = len(problems)
         raise ConfigError(
             f"{path} has {n} problem{'s' if n != 1 else ''}; nothing was changed", problems=problems
         ) from None
     return LoadedConfig(config=config, path=path.resolve())
+
+
+def _read_teams_file(data: dict, lines: dict[Loc, int], path: Path) -> tuple[dict, list[str]]:
+    """`teams_file:` -> `teams:` read from the registration sheet (every problem of the sheet, with its row)."""
+    if "teams_file" not in data:
+        return data, []
+    line = lines.get(("teams_file",))
+    where = f"{path}:{line}" if line else str(path)
+    if "teams" in data:
+        return data, [f"{where}: teams_file and teams are both given; keep one (the sheet, or the list)"]
+    value = data["teams_file"]
+    if not isinstance(value, str) or not value.strip():
+        return {**data, "teams": []}, [f"{where}: teams_file: write the path of the registration CSV"]
+    sheet = Path(value)
+    sheet = sheet if sheet.is_absolute() else path.resolve().parent / sheet
+    event = data.get("event")
+    # with workspaces a team is also the Unix user <event>_<name>, 32 characters at most: derive names that fit
+    limit = 31 - len(event) if data.get("workspaces") is not None and isinstance(event, str) else 30
+    reg = read_registration(sheet, max_len=max(8, min(30, limit)))
+    lines[("teams",)] = line or 1  # problems of the teams read from it point at the teams_file line
+    teams = [t.as_config() for t in reg.teams] if not reg.problems else []
+    return {**data, "teams": teams}, list(reg.problems)
+
+
+def _duplicate_names(data: dict, lines: dict[Loc, int], path: Path) -> list[str]:
+    """A team or mentor name used twice, at the duplicate's own line (found before the rest is validated, so it
+    is reported with every other problem)."""
+    seen: dict[str, int | None] = {}
+    out = []
+    for key in ("teams", "mentors"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            line = lines.get((key, i, "name")) or lines.get((key, i))
+            if name in seen:
+                first = f" (first on line {seen[name]})" if seen[name] else ""
+                out.append(f"{path}:{line}: {key}.{i}.name: {name!r} {USED_TWICE}{first}; rename one")
+            else:
+                seen[name] = line
+    return out
 
 
 # --- YAML with line numbers ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     PROVIDER_NAMES,
     RESERVED_NAMES,
     Strict,
+    check_email,
     check_identifier,
     existing_path,
 )
@@ -37,7 +38,12 @@ from datathon.config.workspaces import Workspaces
 
 class Member(Strict):
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        return check_email(v)
 
 
 # A team's GPUs: how many (datathon picks the devices) or exactly which device ids.
@@ -89,12 +95,17 @@ TeamsSpec = Annotated[
 
 class Mentor(Strict):
     name: str
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_identifier(v, what="mentor name", max_len=30)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        return check_email(v)
 
 
 class Policy(Strict):
@@ -361,6 +372,20 @@ class Database(Strict):
             raise ValueError("a schema is listed twice")
         return v
 
+    def known_tables(self) -> dict[str, list[str]]:
+        """Table name -> the schemas that hold it, for the datasets this database loads (from the catalogue)."""
+        from datathon.datasets.catalogue import DATASETS
+
+        out: dict[str, list[str]] = {}
+        for src in self.sources:
+            if isinstance(src, DatasetSource):
+                for t in DATASETS[src.dataset].tables:
+                    if not src.tables or t.name in src.tables:
+                        out.setdefault(t.name, [])
+                        if t.schema not in out[t.name]:
+                            out[t.name].append(t.schema)
+        return out
+
     @property
     def readable_schemas(self) -> list[str]:
         """The shared schemas, plus those the sources load into: teams read all of them."""
@@ -506,11 +531,16 @@ class EventDates(Strict):
         return (self.end - self.start).days + 1
 
 
+USED_TWICE = "is used twice among teams and mentors"
+
+
 class EventConfig(Strict):
     event: str = Field(description="short identifier: role names start with it")
     title: str | None = None
     provider: str = "local"
     teams: TeamsSpec
+    teams_file: Path | None = Field(default=None, description="the registration sheet (CSV) the teams were read "
+                                                                "from, instead of `teams:`; re-read by every verb")
     mentors: list[Mentor] = []
     database: DatabaseServer = DatabaseServer()
     databases: list[Database] = Field(min_length=1)
@@ -538,7 +568,7 @@ class EventConfig(Strict):
         seen: set[str] = set()
         for name in [t.name for t in self.team_list] + [m.name for m in self.mentors]:
             if name in seen:
-                raise ValueError(f"name {name!r} is used twice among teams and mentors")
+                raise ValueError(f"name {name!r} {USED_TWICE}")
             seen.add(name)
         self._check_role_names()
         dbs = [d.name for d in self.databases]

@@ -21,6 +21,23 @@ def pgpass(endpoint: Endpoint, credentials: list[tuple[str, str]]) -> bytes:
                    for u, p in credentials).encode()
 
 
+def database_services(config: EventConfig, endpoint: Endpoint, user: str) -> bytes:
+    """A pg_service.conf with one service per event database, as `user` (no password: ~/.pgpass has it)."""
+    lines = ["# Written by datathon (`datathon up` rewrites it): one service per event database.",
+             "# psql service=DATABASE   |   psycopg.connect(service='DATABASE')   |   "
+             "dbConnect(RPostgres::Postgres(), service = 'DATABASE')"]
+    for db in config.databases:
+        lines += ["", f"[{db.name}]", f"host={endpoint.host}", f"port={endpoint.port}", f"dbname={db.name}",
+                  f"user={user}", f"sslmode={endpoint.sslmode}"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def env_file(variables: dict[str, str], header: str) -> bytes:
+    """KEY=value lines: read by a shell (`set -a; . FILE`), by R as ~/.Renviron, and by the team environment's
+    Python at start (no secret: passwords stay in ~/.pgpass)."""
+    return (f"# {header}\n" + "".join(f"{k}={v}\n" for k, v in variables.items())).encode()
+
+
 def team_services(config: EventConfig, endpoint: Endpoint, logins: dict[str, str]) -> bytes:
     """A pg_service.conf with one service per team: `logins` maps team name -> the login that reads it. No
     password in it (they stay in ~/.pgpass, mode 0600)."""

@@ -40,3 +40,4 @@ class Handout:
     name: str
     members: list[tuple[str, str]]  # (name, email)
     sections: list[Section]
+    display: str = ""  # the team's display name (its `title:`, e.g. from the registration sheet)

@@ -64,6 +64,11 @@ class Part(ABC):
     @abstractmethod
     def leftovers(self) -> list[str]: ...
 
+    def preflight(self) -> list[str]:
+        """What on this machine would stop this part before it starts (a port another program holds), each in
+        words with how to fix it; read-only, checked by `validate`, `plan` and `up` before anything changes."""
+        return []
+
     def notes(self, facts: Any) -> list[str]:
         """Lines for the plan: what could not be planned yet, and when it will be."""
         return []

@@ -121,6 +121,16 @@ def port_in_use(port: int, host: str | None = None) -> bool:
     return bool(listening_inodes(port, host))
 
 
+def others_on_port(port: int, host: str | None, ours: set[int]) -> list[str]:
+    """Who else listens on `port` (that would take a connection to `host`), in words; empty when it is free or
+    held only by `ours` (this event's own processes, from its pid files)."""
+    if not port_in_use(port, host):
+        return []
+    if any(holds_port(pid, port, host) for pid in ours):
+        return []
+    return [w for w in port_holders(port, host) if not any(w.startswith(f"pid {p} ") for p in ours)]
+
+
 def _owner(pid: int) -> str:
     import pwd
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 
+from datathon.core import procs
 from datathon.core import roster as roles
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
@@ -371,6 +372,18 @@ class ManagedCluster(DatabaseServer):
         if pending:
             self._stop()
             self._start()
+
+    def preflight(self) -> list[str]:
+        """database.port on every listen address: free, or held by this cluster's own postmaster."""
+        ours = {pid} if (pid := self.pid()) else set()
+        out = []
+        for addr in self.cfg.listen_addresses:
+            host = None if addr == "*" else ("127.0.0.1" if addr == "localhost" else addr)
+            who = procs.others_on_port(self.cfg.port, host, ours)
+            if who:
+                out.append(f"database.port {self.cfg.port} on {host or 'every address'} is held by {', '.join(who)}"
+                           ": stop that program, or set database.port to a free port")
+        return out
 
     def _check_port_free(self) -> None:
         for addr in self.cfg.listen_addresses:

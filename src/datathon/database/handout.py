@@ -37,7 +37,12 @@ def database_section(config: EventConfig, login: Login, endpoint: Endpoint, pass
     else:
         intro = ("This login reads the shared data. To read a team's schema you use a login of yours for that team "
                  "(see \"Reading the teams' work\" below).")
+    items.append(Item("Search path (in this order)", ", ".join(login.search_path)))
+    intro += " " + search_path_note(config, login)
     snippets = [
+        Snippet("What your laptop needs (in the workspace everything is installed)", "shell",
+                f"pip install {' '.join(LAPTOP_PIP)}\n"
+                "# R: install.packages(c(\"DBI\", \"RPostgreSQL\"))   psql: the postgresql-client package"),
         Snippet("psql", "shell",
                 f'psql "host={h} port={p} dbname={db} user={u} sslmode={ssl}"\n'
                 f"# the password is asked for; or keep it in ~/.pgpass (mode 0600):\n"
@@ -61,6 +66,26 @@ def database_section(config: EventConfig, login: Login, endpoint: Endpoint, pass
                 "dbDisconnect(con)"),
     ]
     return Section("database", "Database", intro=intro, items=items, snippets=snippets, order=20)
+
+
+# The Python snippets' packages, for a laptop (the workspace has them); quoted for any shell.
+LAPTOP_PIP = ["pandas", "'SQLAlchemy>=2'", "'psycopg[binary]>=3.1'"]
+
+
+def search_path_note(config: EventConfig, login: Login) -> str:
+    """How an unqualified name is found, with the event's own clash as the example when its datasets have one
+    (MIMIC-IV-ED and eICU both have `diagnosis`)."""
+    order = [s for s in login.search_path if s not in ("$user", "public")]
+    note = (f"An unqualified table name is looked up in your search path, in order ({', '.join(order)}): the first "
+            "schema that has it wins. Write schema.table to be sure")
+    for db in config.databases:
+        for table, schemas in db.known_tables().items():
+            held = [s for s in order if s in schemas]
+            if len(held) > 1:
+                return (note + f": `{table}` is in {' and '.join(held)}; unqualified, it means {held[0]}.{table}, "
+                        f"so write {held[1]}.{table} for the other.")
+    example = next((s for s in order if s != login.name), None)
+    return note + (f", e.g. {example}.some_table." if example else ".")
 
 
 def mentor_teams_section(config: EventConfig, login: Login, endpoint: Endpoint,

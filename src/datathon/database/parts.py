@@ -37,6 +37,9 @@ class ServerPart(Part):
     def plan(self, facts) -> list[Change]:
         return self.server.plan(facts)
 
+    def preflight(self) -> list[str]:
+        return self.server.preflight()
+
     def status(self, facts) -> PartStatus:
         return PartStatus(self.server.status())
 

@@ -36,6 +36,10 @@ class DatabaseServer(ABC):
     @abstractmethod
     def traits(self) -> ServerTraits: ...
 
+    def preflight(self) -> list[str]:
+        """What on this machine would stop the server from starting (see Part.preflight)."""
+        return []
+
     @abstractmethod
     def observe(self) -> object:
         """What the server looks like now, read-only (the facts `plan` works from)."""

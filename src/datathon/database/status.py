@@ -27,6 +27,7 @@ class LoginStatus:
     schema_bytes: int | None = None  # a team's own schema, all databases
     temp_bytes: int | None = None  # temporary files its sessions hold now (None: not visible to this admin)
     over_quota: bool = False
+    title: str = ""  # a team's display name
 
     @property
     def healthy(self) -> bool:
@@ -47,6 +48,7 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
             (f"{config.event}_",),
         ).fetchall())
     logins = wanted_logins(config)
+    titles = {t.name: t.title or "" for t in config.team_list}
     for login in (x for x in logins if x.person):
         # a mentor's logins for each team count as the mentor's
         own = [login] + [x for x in logins if x.kind == "mentor_team" and x.name == login.name]
@@ -65,6 +67,7 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
             schemas=schemas, connections=sum(conns.get(x.role, 0) for x in own), drift=drift,
             schema_bytes=size, temp_bytes=temp if usage.temp_visible else None,
             over_quota=usage.quota is not None and size is not None and size > usage.quota,
+            title=titles.get(login.name, "") if login.kind == "team" else "",
         ))
     missing = [d.name for d in config.databases if d.name not in facts.databases]
     result.components.append(ComponentStatus(

@@ -17,7 +17,7 @@ from datathon.core.part import Part
 from datathon.core.roster import people
 from datathon.core.state import write_private
 
-ROSTER_FIRST = ["kind", "name", "members", "emails"]
+ROSTER_FIRST = ["kind", "name", "title", "members", "emails"]
 # The order a reader expects; any other column a part adds comes after these.
 ROSTER_KNOWN = ["db_user", "db_password", "host", "port", "databases", "sslmode", "workspace"]
 
@@ -53,13 +53,15 @@ def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles],
     env = _env()
     html_t, md_t = env.get_template("handout.html.j2"), env.get_template("handout.md.j2")
     members = {t.name: [(m.name, m.email or "") for m in t.members] for t in config.team_list}
+    titles = {t.name: t.title or "" for t in config.team_list}
     emails = {m.name: m.email or "" for m in config.mentors}
     files: list[HandoutFiles] = []
     rows: list[dict[str, str]] = []
     for member in people(config):
         sections = sorted((s for p in parts for s in p.handout(member, secret)), key=lambda s: s.order)
         handout = Handout(event=config.event, title=config.title or config.event, kind=member.kind, name=member.name,
-                          members=members.get(member.name, []) if member.kind == "team" else [], sections=sections)
+                          members=members.get(member.name, []) if member.kind == "team" else [], sections=sections,
+                          display=titles.get(member.name, "") if member.kind == "team" else "")
         stem = f"{member.kind}-{member.name}"
         f = HandoutFiles(member.name, member.kind, out_dir / f"{stem}.html", out_dir / f"{stem}.md")
         write_private(f.html, html_t.render(h=handout), unless_same=True)
@@ -70,7 +72,8 @@ def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles],
                 write_private(f.extra[suffix], text, unless_same=True)
         files.append(f)
         people_of = members.get(member.name, []) if member.kind == "team" else []
-        row = {"kind": member.kind, "name": member.name, "members": "; ".join(n for n, _ in people_of),
+        row = {"kind": member.kind, "name": member.name,
+               "title": titles.get(member.name, "") if member.kind == "team" else "", "members": "; ".join(n for n, _ in people_of),
                "emails": "; ".join(e for _, e in people_of if e) or emails.get(member.name, "")}
         for part in parts:
             row.update(part.roster(member, secret))

@@ -69,5 +69,19 @@ class StoragePart(Part):
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.storage.handout import storage_section
 
-        section = storage_section(self.ctx.config, member)
+        section = storage_section(self.ctx.config, member, self._manifests)
         return [section] if section else []
+
+    @cached_property
+    def _manifests(self) -> dict:
+        """The datasets' manifests as the store holds them now (read once per handout run)."""
+        from datathon.errors import ProvisionError
+        from datathon.storage.transfer import stored_manifest
+
+        cfg, found = self.ctx.config.storage, {}
+        for d in (cfg.datasets if cfg is not None and self.store is not None else []):
+            try:
+                found[d.name] = stored_manifest(self.store, d.name)
+            except ProvisionError:
+                continue  # not pushed yet: the handout says only how to fetch everything
+        return found

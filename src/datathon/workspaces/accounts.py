@@ -34,6 +34,9 @@ class Account:
     home: Path
     admin: bool = False
     gpus: tuple[int, ...] = ()
+    # supplementary groups: a mentor is also in the teams' group, which the imaging store's folder belongs to
+    # (mentors read what teams read; the teams' homes stay 0700, their own)
+    extra_groups: tuple[str, ...] = ()
 
 
 def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = None) -> list[Account]:
@@ -44,7 +47,8 @@ def wanted_accounts(config: EventConfig, gpus: dict[str, list[int]] | None = Non
                    ws.home_root / names.unix_user(config.event, t.name), gpus=tuple(gpus.get(t.name, ())))
            for t in config.team_list]
     out += [Account("mentor", m.name, names.unix_user(config.event, m.name), names.mentors_group(config.event),
-                    ws.home_root / names.unix_user(config.event, m.name), admin=ws.mentors_are_admins)
+                    ws.home_root / names.unix_user(config.event, m.name), admin=ws.mentors_are_admins,
+                    extra_groups=(names.teams_group(config.event),))
             for m in config.mentors]
     return out
 
@@ -66,7 +70,8 @@ def create_user(acct: Account, state: StateStore) -> None:
     acct.home.parent.mkdir(parents=True, exist_ok=True)
     record.about_to_create(state, acct.user)  # first: an interrupted useradd still leaves a user we know
     unix.run(["useradd", "--create-home", "--home-dir", str(acct.home), "--shell", "/bin/bash", "--no-user-group",
-              "--gid", acct.group, "--comment", names.MARK.format(owner=names.owner(state)), acct.user],
+              "--gid", acct.group, *(["--groups", ",".join(acct.extra_groups)] if acct.extra_groups else []),
+              "--comment", names.MARK.format(owner=names.owner(state)), acct.user],
              what=f"creating Unix user {acct.user}")
     record.created(state, acct.user, pwd.getpwnam(acct.user).pw_uid)
     os.chmod(acct.home, 0o700)  # no team reads another's home, whatever the system's HOME_MODE
@@ -75,8 +80,9 @@ def create_user(acct: Account, state: StateStore) -> None:
 def repair_user(acct: Account, state: StateStore) -> None:
     """Primary group, our mark in the comment and a private home (made again, empty but for the skeleton, when it
     was removed)."""
-    unix.run(["usermod", "--gid", acct.group, "--comment", names.MARK.format(owner=names.owner(state)), acct.user],
-             what=f"setting the group of {acct.user}")
+    extra = ["--append", "--groups", ",".join(acct.extra_groups)] if acct.extra_groups else []
+    unix.run(["usermod", "--gid", acct.group, *extra, "--comment", names.MARK.format(owner=names.owner(state)),
+              acct.user], what=f"setting the groups of {acct.user}")
     entry = pwd.getpwnam(acct.user)
     if not acct.home.exists():
         acct.home.parent.mkdir(parents=True, exist_ok=True)

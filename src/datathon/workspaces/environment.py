@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,24 @@ PROXY_NPM = "configurable-http-proxy@^5"
 STAMP = ".datathon-env.json"
 
 
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a new file and rename it over `path`: an environment extended from another shares its files by hard
+    links, and writing one in place would change both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".datathon-new")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "xb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def step_line(console: Console, text: str) -> None:
+    """A line per step where no spinner shows (a log file, CI, tmux with logging): long work is never silent."""
+    if not console.is_terminal:
+        console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True)
+
+
 def missing_apt(names: list[str]) -> list[str]:
     """The packages (name or name=version) not installed as asked."""
     missing = []
@@ -59,6 +78,7 @@ def install_apt(names: list[str], console: Console) -> None:
     if os.geteuid() != 0:
         raise ProvisionError(f"Debian packages missing: {' '.join(names)}",
                              hint=f"install them as root (apt-get install {' '.join(names)}), then run `up` again")
+    step_line(console, f"apt-get install {' '.join(names)}")
     with console.status(f"apt-get install {' '.join(names)} ..."):
         for cmd in (["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *names]):
@@ -152,11 +172,15 @@ class TeamEnvironment:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
-            script = self.bin / "datathon"
-            script.write_text(f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n")
-            script.chmod(0o755)
+            replace_file(self.bin / "datathon",
+                         f"#!{self.bin / 'python'}\nfrom datathon.cli import main\n\nmain()\n".encode(), 0o755)
             self._lab_settings()
-            self.cli_stamp.write_text(cli_digest() + "\n")
+            # the database settings for a team's Python outside the hub (runuser, cron): see the module. A .pth
+            # line runs it at start (Debian's own sitecustomize comes first on the path, so not that name)
+            replace_file(site / "datathon_database_env.py",
+                         (Path(__file__).parent / "templates" / "datathon_database_env.py").read_bytes())
+            replace_file(site / "datathon-database-env.pth", b"import datathon_database_env\n")
+            replace_file(self.cli_stamp, (cli_digest() + "\n").encode())
         finally:
             os.umask(old_umask)
 
@@ -164,9 +188,9 @@ class TeamEnvironment:
         """JupyterLab defaults for every team: no pop-up asking about news and updates on the first screen."""
         folder = self.prefix / "share" / "jupyter" / "lab" / "settings"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "overrides.json").write_text(json.dumps(
+        replace_file(folder / "overrides.json", (json.dumps(
             {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}},
-            indent=1) + "\n")
+            indent=1) + "\n").encode())
 
     def is_built(self) -> bool:
         """Complete only once the stamp is written, as the last step of a build."""
@@ -186,10 +210,78 @@ class TeamEnvironment:
         finally:
             os.close(fd)
 
+    def base(self) -> tuple[Path, list[str]] | None:
+        """A built environment this one only adds pip packages to: (its prefix, the packages to add). The new one
+        is then a copy of it plus those packages, not a build from nothing (seconds instead of minutes)."""
+        best = None
+        try:
+            stamps = sorted(self.ws.env_root.glob(f"env-*/{STAMP}"))
+        except OSError:
+            return None
+        for stamp in stamps:
+            try:
+                spec = json.loads(stamp.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            same = {k: v for k, v in spec.items() if k != "pip"} == {k: v for k, v in self.spec.items() if k != "pip"}
+            have = spec.get("pip", [])
+            if stamp.parent == self.prefix or not same or not set(have) < set(self.pip):
+                continue
+            added = [p for p in self.pip if p not in have]
+            if best is None or len(added) < len(best[1]):
+                best = (stamp.parent, added)
+        return best
+
     def build(self, console: Console) -> None:
         with self._locked():
             if not self.is_built():  # another event's `up` may have built it while we waited
-                self._build(console)
+                base = self.base()
+                if base is not None:
+                    self._extend(*base, console)
+                else:
+                    self._build(console)
+
+    def _extend(self, base: Path, added: list[str], console: Console) -> None:
+        """A copy of `base` made of hard links (seconds for 900 MB; a venv names its own folder in its scripts:
+        those are rewritten), then pip installs only `added`; checked and stamped like a full build. Switching is
+        the hub's restart. A file shared by the two is never written in place: pip removes and creates files,
+        and datathon's own writes go to a new file renamed over the old name (replace_file)."""
+        old_umask = os.umask(0o022)
+        try:
+            if self.prefix.exists():  # a half-made one (no stamp): made again
+                shutil.rmtree(self.prefix)
+            py = str(self.bin / "python")
+            steps = [(f"copying {base.name}", lambda: self._copy_from(base)),
+                     (f"installing only the added package(s): {' '.join(added)}",
+                      lambda: self._run([py, "-m", "pip", "install", "--progress-bar", "off", *added],
+                                        f"installing {' '.join(added)}"))]
+            with console.status("extending the team environment ...") as status:
+                for i, (label, step) in enumerate(steps, 1):
+                    status.update(f"team environment {self.prefix}: {label} ...")
+                    step_line(console, f"team environment {self.prefix} [{i}/{len(steps)}]: {label}")
+                    step()
+            step_line(console, f"team environment {self.prefix}: checking the kernels and R's drivers")
+            self._verify()
+            self._install_cli()
+            replace_file(self.prefix / STAMP, (json.dumps(self.spec, sort_keys=True) + "\n").encode())
+        finally:
+            os.umask(old_umask)
+
+    def _copy_from(self, base: Path) -> None:
+        res = subprocess.run(["cp", "-a", "--link", str(base), str(self.prefix)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ProvisionError(f"copying the team environment {base} failed: {res.stderr.strip()[-300:]}",
+                                 hint="check the free disk space under workspaces.env_root, then run `up` again")
+        (self.prefix / STAMP).unlink(missing_ok=True)  # not complete until this build stamps it
+        self.cli_stamp.unlink(missing_ok=True)
+        old, new = str(base).encode(), str(self.prefix).encode()
+        # the scripts' #! lines, activate*, pyvenv.cfg: every text file of bin/ and the venv's own config
+        for path in [*self.bin.iterdir(), self.prefix / "pyvenv.cfg"]:
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            if old in data and b"\0" not in data[:4096]:
+                replace_file(path, data.replace(old, new), path.stat().st_mode & 0o7777)
 
     def _build(self, console: Console) -> None:
         if not SYSTEM_PYTHON.exists():
@@ -213,9 +305,11 @@ class TeamEnvironment:
                                                         "--prefix", str(self.prefix / "node"), PROXY_NPM]),
             ]
             with console.status("building the team environment ...") as status:
-                for label, cmd in steps:
+                for i, (label, cmd) in enumerate(steps, 1):
                     status.update(f"team environment {self.prefix}: {label} ...")
+                    step_line(console, f"team environment {self.prefix} [{i}/{len(steps)}]: {label}")
                     self._run(cmd, label)
+            step_line(console, f"team environment {self.prefix}: checking the kernels and R's drivers")
             self._verify()
             self._install_cli()
             (self.prefix / STAMP).write_text(json.dumps(self.spec, sort_keys=True) + "\n")

@@ -83,6 +83,8 @@ class Serving:
     quota_detail: str = ""
     quotas: tuple[tuple[str, str | None], ...] = ()  # per event user: its block limit (KiB), None: none set
     cgroups: str = ""  # why per-team memory/CPU limits are or are not enforced here
+    # per running team server: (user, the team environment it runs from); another than env_prefix: restart it
+    server_envs: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class WorkspaceFacts:
     apt_count: int = 0
     env_prefix: Path | None = None
     env_built: bool = False
+    # not built yet, but a built one differs only by fewer pip packages: (its prefix, the packages to add)
+    env_base: tuple[Path, tuple[str, ...]] | None = None
     cli_current: bool = False
     pip_count: int = 0
     groups: frozenset[str] = frozenset()  # the event's groups that exist

@@ -131,13 +131,36 @@ def home_files(config: EventConfig, acct: Account, endpoint: Endpoint, password:
     files = [HomeFile(".pgpass", clientfiles.pgpass(endpoint, creds), 0o600, True)]
     if team_logins:  # a service per team: psql service=alpha, psycopg.connect(service="alpha")
         services = clientfiles.team_services(config, endpoint, {team: login for team, login, _ in team_logins})
-        files.append(HomeFile(".pg_service.conf", services, 0o600, True))
+    else:  # a service per event database: psql service=mimic
+        services = clientfiles.database_services(config, endpoint, acct.user)
+    files.append(HomeFile(".pg_service.conf", services, 0o600, True))
+    files += login_files(pg_environment(config, acct, endpoint))
     if endpoint.ca_cert and endpoint.ca_cert.exists():
         # libpq then verifies the server's certificate even under sslmode=require.
         files.append(HomeFile(".postgresql/root.crt", endpoint.ca_cert.read_bytes(), 0o644, True))
     files += [HomeFile("examples/01-python-sql.ipynb", python_example(shared), 0o644, False),
               HomeFile("examples/02-r-sql.ipynb", r_example(shared), 0o644, False)]
     return files
+
+
+DATABASE_ENV = ".config/datathon/database.env"
+BASH_PROFILE = """# Written by datathon (`datathon up` rewrites it; put your own settings in ~/.profile, read below).
+# The event database's settings for login shells: ssh, `su -`, `bash -l -c` in cron.
+if [ -r "$HOME/{env}" ]; then set -a; . "$HOME/{env}"; set +a; fi
+if [ -f "$HOME/.profile" ]; then . "$HOME/.profile"; fi
+"""
+
+
+def login_files(variables: dict[str, str]) -> list[HomeFile]:
+    """The database settings for every way a team reaches its machine, not only the hub (which sets them itself):
+    login shells (~/.bash_profile reads them), R (~/.Renviron), and the team environment's Python, whose
+    datathon-database-env.pth reads the same file for any process of a team (runuser, cron, nbconvert). No secret in them."""
+    header = "Written by datathon (`datathon up` rewrites it): libpq's settings for the event database"
+    env = clientfiles.env_file(variables, header)
+    return [HomeFile(DATABASE_ENV, env, 0o644, True),
+            HomeFile(".bash_profile", BASH_PROFILE.format(env=DATABASE_ENV).encode(), 0o644, True),
+            HomeFile(".Renviron", clientfiles.env_file(
+                variables, header + "; your own R settings go in ~/.Rprofile (Sys.setenv)"), 0o644, True)]
 
 
 def stale_files(acct: Account, files: list[HomeFile]) -> list[HomeFile]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datathon.core import procs, unix
 from datathon.core.context import Context
 from datathon.core.status import ComponentStatus
+from datathon.errors import ConfigError, ProvisionError
 from datathon.workspaces import accounts, names, remnants, sandbox
 from datathon.workspaces.facts import Serving, WorkspaceFacts
 from datathon.workspaces.hub import hub_for, hub_processes
@@ -25,6 +26,11 @@ class ServerStatus:
     server: str  # running, pending, stopped, unknown
     last_activity: str
     idle: str
+    environment: str = "-"  # a running server's team environment: "current", or the older one it still runs
+
+    @property
+    def outdated(self) -> bool:
+        return self.environment not in ("-", "current")
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -109,6 +115,7 @@ def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[Componen
         comps.append(ComponentStatus("workspaces", "per-team memory/CPU limits", "none",
                                      f"none asked in the event file; {serving.cgroups}"))
     comps.append(_sandbox_status(ctx, serving))
+    comps.append(_environment_status(facts))
     comps.append(_quota_status(ctx, serving))
     comps.append(ComponentStatus("workspaces", "idle culling",
                                  f"after {ws.idle_timeout}" if ws.idle_seconds else "off",
@@ -122,11 +129,74 @@ def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[Componen
                                  healthy=want_gpus <= inv.count))
     servers: list[ServerStatus] = []
     hub_users = serving.hub_users or {}
+    envs = dict(serving.server_envs)
     for a in accounts.wanted_accounts(ctx.config):
         state, last = hub_users.get(a.user, ("stopped", None)) if hub_users else ("unknown", None)
+        env = envs.get(a.user)
         servers.append(ServerStatus(a.user, a.kind, a.user in serving.present, state,
-                                    _ago(last), _ago(last) if state == "running" else "-"))
+                                    _ago(last), _ago(last) if state == "running" else "-",
+                                    "-" if env is None else "current" if env == facts.env_prefix else env.name))
     return comps, servers
+
+
+@dataclass
+class Restarted:
+    user: str
+    result: str  # "moved from env-...", "restarted", "not running: ..."
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def restart_servers(ctx: Context, facts: WorkspaceFacts, names_: list[str] | None) -> list[Restarted]:
+    """Stop and start team servers through the hub's API, so they run the current environment. `names_`: teams
+    or mentors as in the event file (default: every server on an older environment)."""
+    import time
+
+    ws = ctx.config.workspaces
+    hub = hub_for(ctx)
+    if ws is None or not ws.hub or facts.serving.hub_pid is None:
+        raise ProvisionError("no hub runs for this event", hint="run `datathon up` first")
+    by_name = {a.name: a.user for a in accounts.wanted_accounts(ctx.config)}
+    if names_:
+        unknown = [n for n in names_ if n not in by_name and n not in by_name.values()]
+        if unknown:
+            raise ConfigError(f"not a team or mentor of this event: {', '.join(unknown)}",
+                              hint=f"the names are: {', '.join(by_name)}")
+        users = [by_name.get(n, n) for n in names_]
+    else:
+        users = outdated_servers(facts)
+    envs = dict(facts.serving.server_envs)
+    out = []
+    for user in users:
+        if user not in envs:
+            out.append(Restarted(user, "not running: it starts on the current environment when opened"))
+            continue
+        started = time.monotonic()
+        hub.stop_server(user)
+        hub.start_server(user)
+        before = envs[user]
+        out.append(Restarted(user, f"moved from {before.name}" if before != facts.env_prefix else "restarted",
+                             time.monotonic() - started))
+    return out
+
+
+def outdated_servers(facts: WorkspaceFacts) -> list[str]:
+    """The users whose running server runs from another team environment than the current one."""
+    return sorted({user for user, env in facts.serving.server_envs if env != facts.env_prefix})
+
+
+def _environment_status(facts: WorkspaceFacts) -> ComponentStatus:
+    old = outdated_servers(facts)
+    name = "team servers on the current environment"
+    if old:
+        return ComponentStatus("workspaces", name, "restart needed",
+                               f"{', '.join(old)} still run an older environment (packages added since are missing "
+                               f"there): `datathon restart {' '.join(old)}`", healthy=False)
+    running = len(facts.serving.server_envs)
+    return ComponentStatus("workspaces", name, "all current" if running else "none running",
+                           f"{running} running on {facts.env_prefix.name if facts.env_prefix else '-'}")
 
 
 def leftovers(ctx: Context, report: TeardownReport | None = None) -> list[str]:

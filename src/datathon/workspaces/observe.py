@@ -8,6 +8,7 @@ when the plan runs (actions.py).
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
 import pwd
 from pathlib import Path
@@ -72,8 +73,11 @@ def observe(ctx: Context, endpoint: Endpoint, purpose: Purpose = "plan") -> Work
     if ws is None or purpose == "teardown":
         return WorkspaceFacts(configured=ws is not None, leftovers=left)
     env = TeamEnvironment(ws)
+    built = env.is_built()
+    extend = None if built or purpose == "status" else env.base()
     base = WorkspaceFacts(configured=True, leftovers=left, root=os.geteuid() == 0, gpus=gpus.detect(),
-                          endpoint=endpoint, env_prefix=env.prefix, env_built=env.is_built(),
+                          endpoint=endpoint, env_prefix=env.prefix, env_built=built,
+                          env_base=(extend[0], tuple(extend[1])) if extend else None,
                           cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt))
     if purpose == "status":
         return dataclasses.replace(base, serving=observe_serving(ctx, left))
@@ -147,7 +151,8 @@ def _account(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, 
     return AccountFacts(
         a.user, entry, ours=True, password=pw_state, home=observed_home,
         recorded=any(m.user == a.user and m.uid == entry.uid for m in made),
-        group_ok=unix.group_exists(a.group) and entry.gid == unix.group_gid(a.group),
+        group_ok=unix.group_exists(a.group) and entry.gid == unix.group_gid(a.group)
+        and all(unix.group_exists(g) and a.user in grp.getgrnam(g).gr_mem for g in a.extra_groups),
         tmpdir_problem=sandbox.tmpdir_problem(state, a.user, entry.uid))
 
 
@@ -206,8 +211,11 @@ def observe_serving(ctx: Context, left: Leftovers) -> Serving:
         error = "its organizer token is missing"
     want = sandbox.rlimits(ws)
     seen = []
+    envs = []
     for entry in left.users:
         for spid in sandbox.server_pids(entry.uid):
+            if (prefix := sandbox.server_environment(spid, ws.env_root)) is not None:
+                envs.append((entry.name, prefix))
             obs = sandbox.observe(spid)
             if obs is not None:
                 seen.append((entry.name, tuple(obs.problems(want, sandbox.tmpdir(ctx.state, entry.name)))))
@@ -217,4 +225,4 @@ def observe_serving(ctx: Context, left: Leftovers) -> Serving:
     return Serving(hub_pid=pid, hub_error=error, hub_users=users,
                    present=frozenset(a.user for a in accounts.wanted_accounts(ctx.config) if accounts.lookup(a.user)),
                    limits_seen=tuple(seen), quota_ok=support.ok, quota_detail=support.detail, quotas=quotas,
-                   cgroups=cgroups_note())
+                   cgroups=cgroups_note(), server_envs=tuple(envs))

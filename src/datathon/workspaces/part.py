@@ -31,6 +31,30 @@ class WorkspacesPart(Part):
     def plan(self, facts: WorkspaceFacts) -> list[Change]:
         return plan.plan(self.ctx, facts)
 
+    def restart(self, names: list[str] | None) -> list[lifecycle.Restarted]:
+        """Move team servers onto the current environment (stop and start through the hub)."""
+        return lifecycle.restart_servers(self.ctx, self.observe("status"), names)
+
+    def preflight(self) -> list[str]:
+        """The hub's ports (public, hub, proxy API): free, or held by this event's own hub and proxy."""
+        ws = self.ctx.config.workspaces
+        if ws is None or not ws.hub:
+            return []
+        from datathon.core import procs
+        from datathon.workspaces.hub import LOOPBACK, hub_for, hub_processes
+
+        ours = set(hub_processes(self.ctx.state))
+        public, hub_port, api_port = hub_for(self.ctx).ports
+        out = []
+        for port, host, what in ((public, ws.listen, "workspaces.port"), (hub_port, LOOPBACK, "the hub's own port"),
+                                 (api_port, LOOPBACK, "the hub proxy's API port")):
+            who = procs.others_on_port(port, host, ours)
+            if who:
+                fix = "set workspaces.port to a free port" if what == "workspaces.port" else \
+                    "stop it (a privileged loopback port only root can bind)"
+                out.append(f"{what} {port} on {host} is held by {', '.join(who)}: stop that program, or {fix}")
+        return out
+
     def status(self, facts: WorkspaceFacts) -> PartStatus:
         components, servers = lifecycle.workspace_status(self.ctx, facts)
         return PartStatus(components, {"workspaces": servers} if servers else {})

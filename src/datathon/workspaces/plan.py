@@ -67,12 +67,17 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
             changes.append(Change("environment", "datathon command", "update",
                                   "teams run `datathon data pull` in their terminal: copy this version",
                                   run=env.install_cli))
+    elif facts.env_base is not None:
+        base, added = facts.env_base
+        changes.append(Change("environment", str(facts.env_prefix), "create",
+                              f"a copy of {base.name} plus only {', '.join(added)} (running team servers stay on "
+                              "the old one until `datathon restart`)", run=lambda: env.build(console)))
     else:
         changes.append(Change("environment", str(facts.env_prefix), "create",
                               f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute "
                               "or two)", run=lambda: env.build(console)))
 
-    for group in sorted({a.group for a in accts}):
+    for group in sorted({a.group for a in accts} | {g for a in accts for g in a.extra_groups}):
         if group in facts.groups:
             changes.append(Change("unix group", group, "keep", "exists"))
         else:
@@ -126,7 +131,7 @@ def _account_changes(ctx: Context, facts: WorkspaceFacts, a: Account) -> list[Ch
         problems.append("home is readable by others")
     link = h.datasets == "missing"
     if not af.group_ok:
-        problems.append(f"primary group is not {a.group}")
+        problems.append(f"groups are not {', '.join([a.group, *a.extra_groups])}")
     if entry.gecos != facts.mark:
         problems.append(f"comment changed to {entry.gecos!r}")  # chfn: harmless, the record decides; put back
     if af.tmpdir_problem:

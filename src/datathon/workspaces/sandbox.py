@@ -130,6 +130,21 @@ def observe(pid: int) -> Observed | None:
     return Observed(pid, umask, tmp, _limit(limits, "Max processes"), _limit(limits, "Max data size"))
 
 
+def server_environment(pid: int, env_root: Path) -> Path | None:
+    """The team environment a server runs from (its interpreter's path on its command line): a server started
+    before a package change runs the older one until it is restarted."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    root = str(env_root).rstrip("/") + "/"
+    for arg in args:
+        text = arg.decode(errors="replace")
+        if text.startswith(root) and "/bin/" in text:
+            return Path(text.split("/bin/", 1)[0])
+    return None
+
+
 def server_pids(uid: int) -> list[int]:
     """The team's single-user servers (the process the hub spawned), by uid and command."""
     out = []
