@@ -224,15 +224,16 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
         console.print(status_table(st.components))
         if st.tables.get("logins"):
             table = Table(title="Logins", title_justify="left")
-            for col in ("kind", "name", "database user", "exists", "schemas", "connections", "schema size",
-                        "temp files", "limits"):
+            for col in ("kind", "name", "database user", "exists", "access", "schemas", "connections",
+                        "schema size", "temp files", "limits"):
                 table.add_column(col)
             for x in st.tables["logins"]:
                 size = "-" if x.schema_bytes is None else _bytes(x.schema_bytes) + (" [red]over quota[/]"
                                                                                    if x.over_quota else "")
                 temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
                 limits = f"[red]changed: {', '.join(x.drift)}[/]" if x.drift else "as the policy"
-                table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
+                access = {"open": "open", "locked": "[yellow]locked[/]"}.get(x.access, f"[red]{x.access}[/]")
+                table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", access, x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
         if st.tables.get("workspaces"):

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from datathon.core import access
+from datathon.core import roster as roles
 from datathon.core.context import Context
 from datathon.core.handout import Section
 from datathon.core.part import Part, PartStatus, Purpose
@@ -60,6 +62,7 @@ class DataFacts:
     dumps: dict[str, str]  # source name -> what a dump holds (kind, size, tables), for the plan
     # a dump this server's tools cannot read: `plan` (so `up`) stops on it; `status` and `down` need not
     unreadable: ProvisionError | None = None
+    locked: frozenset[str] = frozenset()  # the team logins an organizer locked out (core.access): kept NOLOGIN
 
 
 class DataPart(Part):
@@ -104,7 +107,8 @@ class DataPart(Part):
                 except ProvisionError as exc:
                     return DataFacts(tenancy, self.server.exists(), dumps, unreadable=exc)
         tenancy.changed_passwords = self._changed_passwords(tenancy)
-        return DataFacts(tenancy, self.server.exists(), dumps)
+        locked = frozenset(roles.login_role(self.ctx.config.event, n) for n in access.locked(self.ctx.state))
+        return DataFacts(tenancy, self.server.exists(), dumps, locked=locked)
 
     def notes(self, facts: DataFacts) -> list[str]:
         if facts.tenancy is None:
@@ -121,7 +125,8 @@ class DataPart(Part):
         from datathon.datasets.run import bulk_factory
 
         changes = plan_tenancy(self.ctx.config, facts.tenancy, secret_for=self._secret,
-                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data)
+                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data,
+                               locked=facts.locked)
         describe = (lambda src: facts.dumps.get(str(src))) if facts.dumps else None
         return changes + plan_sources(self.ctx.config, facts.tenancy, self.ctx.loaded.base_dir,
                                       bulk_factory(self.ctx, self.server), describe)
