@@ -119,6 +119,11 @@ class WorkspaceFacts:
     hub: HubFacts | None = None  # None: hub: false, or not observed (the plan stops before it)
     dataset_folder: Path | None = None
     serving: Serving = field(default_factory=Serving)
+    # access (core.access): the users an organizer locked out; the event's users whose password is locked now
+    # ("!" before the hash); and those to be locked (locked teams, removed members) that still run processes
+    want_locked: frozenset[str] = frozenset()
+    locked: frozenset[str] = frozenset()
+    busy: frozenset[str] = frozenset()
 
     def account(self, user: str) -> AccountFacts:
         return next((a for a in self.accounts if a.user == user), AccountFacts(user))

@@ -20,16 +20,17 @@ class WorkspacesPart(Part):
     # homes hold the database's certificate and logins; ~/datasets links to the store
     after = ("database server", "data", "storage")
 
-    def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint]) -> None:
+    def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint], *, drop_team_data: bool = False) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
+        self.drop_team_data = drop_team_data  # a removed member's home goes only with it (asked, as a deletion)
         self.report = TeardownReport()
 
     def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
         return observe.observe(self.ctx, self.endpoint(), purpose)
 
     def plan(self, facts: WorkspaceFacts) -> list[Change]:
-        return plan.plan(self.ctx, facts)
+        return plan.plan(self.ctx, facts, drop_team_data=self.drop_team_data)
 
     def status(self, facts: WorkspaceFacts) -> PartStatus:
         components, servers = lifecycle.workspace_status(self.ctx, facts)
