@@ -293,6 +293,73 @@ def check(
         raise typer.Exit(1)
 
 
+def _print_access(result, json_out: bool) -> None:
+    if json_out:
+        console.print_json(data=result.as_dict())
+        return
+    table = Table(title=f"{result.verb.capitalize()}: {', '.join(result.teams)}", title_justify="left")
+    for col in ("what", "target", "change"):
+        table.add_column(col)
+    for c in result.changes:
+        table.add_row(str(c.component), c.target, c.reason)
+    if result.changes:
+        console.print(table)
+    state = "locked" if result.verb == "lock" else "unlocked"
+    console.print(f"[green]{len(result.teams)} team(s) {state}[/] ({len(result.changes)} change(s)); "
+                  f"`datathon up` keeps it so, `datathon status` shows it.")
+
+
+@app.command()
+@command
+def lock(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams to lock out (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """End teams' access without deleting anything: database logins refused and sessions ended, servers
+    stopped, hub logins refused. Kept by `up` until `unlock`."""
+    from datathon.commands.access import run_access
+
+    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=True), json_out)
+
+
+@app.command()
+@command
+def unlock(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams to let in again (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """Give locked teams their access back (the same passwords)."""
+    from datathon.commands.access import run_access
+
+    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=False), json_out)
+
+
+@app.command()
+@command
+def rotate(
+    names: Annotated[list[str] | None, typer.Argument(help="teams or mentors whose passwords to change")] = None,
+    all_teams: Annotated[bool, typer.Option("--all", help="every team")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """New passwords for teams or mentors everywhere they use one; the old ones are refused at once. Prints
+    which sheets to hand out again (never a password)."""
+    from datathon.commands.rotate import run_rotate
+
+    result = run_rotate(_context(config, check_paths=False), names or [], all_teams=all_teams)
+    if json_out:
+        console.print_json(data=result.as_dict())
+        return
+    table = Table(title="Hand these out again (the old passwords no longer work)", title_justify="left")
+    for col in ("kind", "name", "logins", "handout", "server"):
+        table.add_column(col)
+    for r in result.rotated:
+        server = "restarted" if r.restarted else "-"
+        table.add_row(r.kind, r.name, str(len(r.logins)), r.handout + (" (finished an interrupted rotation)"
+                                                                        if r.resumed else ""), server)
+    console.print(table)
+    console.print(f"Handouts (0600): {result.handouts_dir}/  Roster: {result.roster}", soft_wrap=True)
+
+
 @app.command()
 @command
 def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:

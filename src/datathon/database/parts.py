@@ -188,6 +188,21 @@ class DataPart(Part):
         return [] if self.server.traits.removed_with_event else [("event roles and databases on the server",
                                                                   "verified gone")]
 
+    # -- password rotation -------------------------------------------------------------------------
+    def set_password(self, member: Member, login: str, password: str, *, locked: bool) -> None:
+        """The role's new password (as a SCRAM verifier), then every session of it ended: a session opened with
+        the old password does not outlive it. A role not made yet is left to `up`, which uses the new secret."""
+        from datathon.database.tenancy import end_sessions, password_statement
+
+        if not self.server.is_reachable():
+            raise ProvisionError("the database server is not running, so no password can be changed",
+                                 hint="run `datathon up`, then the same command again (it resumes)")
+        with self.server.connect(autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is None:
+                return
+            conn.execute(password_statement(login, lambda _: password)(conn))
+            conn.execute(end_sessions(login))
+
     # -- handouts ----------------------------------------------------------------------------------
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.database.handout import database_section, mentor_teams_section

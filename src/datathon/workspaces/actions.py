@@ -98,6 +98,28 @@ def repair_account(ctx: Context, a: Account, uid: int, endpoint: Endpoint, folde
     finish(ctx, a, endpoint, folder, paths, link)
 
 
+LOGIN_FILES = [".pgpass", ".pg_service.conf"]  # the home files that carry passwords
+
+
+def refresh_logins(ctx: Context, user: str, endpoint: Endpoint, *, restart: bool) -> None:
+    """After a rotation: the home files that carry the passwords written again, the hub's sessions of the user
+    ended (a cookie made with the old password), and its server started again when it ran, so that what the
+    team runs next has the new password."""
+    a = next(x for x in accounts.wanted_accounts(ctx.config) if x.user == user)
+    finish(ctx, a, endpoint, hub_folder(ctx), LOGIN_FILES, False)
+    end_hub_access(ctx, user)
+    hub = hub_for(ctx)
+    if restart and hub.is_running():
+        hub.restore_user(user)
+        hub.start_server(user)
+
+
+def hub_folder(ctx: Context) -> Path | None:
+    from datathon.workspaces.hub import datasets_folder
+
+    return datasets_folder(ctx)
+
+
 def drop_departed(ctx: Context, user: str) -> None:
     """A user no longer in the event file: its server stops, the user and its home go.
     ARCHIVE-FIRST: the archive verb (issue 16) runs its "archive home" change before this one."""

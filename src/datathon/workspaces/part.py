@@ -10,7 +10,7 @@ from datathon.core.handout import Section
 from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
-from datathon.workspaces import lifecycle, observe, plan
+from datathon.workspaces import actions, lifecycle, observe, plan
 from datathon.workspaces.facts import WorkspaceFacts
 from datathon.workspaces.teardown import TeardownReport, teardown_plan
 
@@ -57,6 +57,35 @@ class WorkspacesPart(Part):
             out.append((f"team environment {env.prefix}", "kept: a shared build cache, no process, no secret "
                                                           "(rm -rf it to reclaim the disk)"))
         return out
+
+    # -- password rotation -------------------------------------------------------------------------
+    def _hub(self):
+        ws = self.ctx.config.workspaces
+        if ws is None or not ws.hub:
+            return None
+        from datathon.workspaces.hub import hub_for
+
+        hub = hub_for(self.ctx)
+        return hub if hub.is_running() else None
+
+    def running_for(self, member: Member) -> bool:
+        hub = self._hub() if member.person else None
+        server = hub.server(member.login) if hub is not None else None
+        return bool(server and server.get("ready"))
+
+    def set_password(self, member: Member, login: str, password: str, *, locked: bool) -> None:
+        from datathon.workspaces import accounts
+
+        if self.ctx.config.workspaces is None or login != member.login or accounts.lookup(login) is None:
+            return  # a mentor's login for one team has no Unix user; a user not made yet is made by `up`
+        actions.set_password(self.ctx, login, locked=locked, password=password)
+
+    def refresh(self, member: Member, *, restart: bool) -> None:
+        from datathon.workspaces import accounts
+
+        if self.ctx.config.workspaces is None or not member.person or accounts.lookup(member.login) is None:
+            return
+        actions.refresh_logins(self.ctx, member.login, self.endpoint(), restart=restart)
 
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.workspaces.handout import workspace_section
