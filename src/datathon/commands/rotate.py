@@ -89,7 +89,7 @@ def _rotate_one(ctx: Context, parts: list[Part], member: Member) -> Rotated:
         access.commit(state, member.name)
     faults.point("rotate.committed")
     for part in parts:
-        part.refresh(member, restart=bool(record.get("restart")))
+        part.refresh(member, restart=bool(record.get("restart")), locked=locked)
     faults.point("rotate.refreshed")
     return Rotated(member.kind, member.name, record["logins"], f"{member.kind}-{member.name}.html",
                    bool(record.get("restart")), resumed)

@@ -101,6 +101,7 @@ class Part(ABC):
         """Make `password` the login's password here, and end what logged in with the old one. `locked`: the
         member is locked out and stays so."""
 
-    def refresh(self, member: Member, *, restart: bool) -> None:
+    def refresh(self, member: Member, *, restart: bool, locked: bool = False) -> None:
         """After the new passwords are committed: rewrite what carries them (files in the member's home), end
-        sessions that outlive a password (a hub cookie), and start again what ran (`restart`)."""
+        sessions that outlive a password (a hub cookie), and start again what ran (`restart`; never for a
+        `locked` member)."""

@@ -62,6 +62,14 @@ def end_processes(user: str) -> None:
 
 def unlock_account(ctx: Context, user: str) -> None:
     accounts.unlock_password(user)
+    restore_hub_user(ctx, user)
+
+
+def restore_hub_user(ctx: Context, user: str) -> None:
+    """Let the hub know the user again (forgetting it also took it off the hub's allowed users)."""
+    hub = hub_for(ctx)
+    if ctx.config.workspaces is not None and ctx.config.workspaces.hub and hub.is_running():
+        hub.restore_user(user)
 
 
 def finish(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, paths: list[str] | None,
@@ -101,16 +109,18 @@ def repair_account(ctx: Context, a: Account, uid: int, endpoint: Endpoint, folde
 LOGIN_FILES = [".pgpass", ".pg_service.conf"]  # the home files that carry passwords
 
 
-def refresh_logins(ctx: Context, user: str, endpoint: Endpoint, *, restart: bool) -> None:
+def refresh_logins(ctx: Context, user: str, endpoint: Endpoint, *, restart: bool, locked: bool) -> None:
     """After a rotation: the home files that carry the passwords written again, the hub's sessions of the user
     ended (a cookie made with the old password), and its server started again when it ran, so that what the
     team runs next has the new password."""
     a = next(x for x in accounts.wanted_accounts(ctx.config) if x.user == user)
     finish(ctx, a, endpoint, hub_folder(ctx), LOGIN_FILES, False)
     end_hub_access(ctx, user)
+    if locked:  # a locked team's rotation: it stays out
+        return
+    restore_hub_user(ctx, user)
     hub = hub_for(ctx)
     if restart and hub.is_running():
-        hub.restore_user(user)
         hub.start_server(user)
 
 

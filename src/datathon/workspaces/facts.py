@@ -111,6 +111,7 @@ class WorkspaceFacts:
     apt_count: int = 0
     env_prefix: Path | None = None
     env_built: bool = False
+    env_registered: bool = True  # this event is recorded as one of the environment's users
     cli_current: bool = False
     pip_count: int = 0
     groups: frozenset[str] = frozenset()  # the event's groups that exist

@@ -74,6 +74,7 @@ def observe(ctx: Context, endpoint: Endpoint, purpose: Purpose = "plan") -> Work
     env = TeamEnvironment(ws)
     base = WorkspaceFacts(configured=True, leftovers=left, root=os.geteuid() == 0, gpus=gpus.detect(),
                           endpoint=endpoint, env_prefix=env.prefix, env_built=env.is_built(),
+                          env_registered=env.uses(ctx.state.tag),
                           cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt))
     if purpose == "status":
         return dataclasses.replace(base, serving=observe_serving(ctx, left))

@@ -37,7 +37,16 @@ class WorkspacesPart(Part):
         return PartStatus(components, {"workspaces": servers} if servers else {})
 
     def teardown(self, facts: WorkspaceFacts) -> list[Change]:
-        return teardown_plan(self.ctx, facts.leftovers, self.report)
+        out = teardown_plan(self.ctx, facts.leftovers, self.report)
+        ws = self.ctx.config.workspaces
+        if ws is not None:
+            from datathon.workspaces.environment import TeamEnvironment
+
+            env, tag = TeamEnvironment(ws), self.ctx.state.tag
+            if env.uses(tag):  # the environment itself is kept: a cache other events may share
+                out.append(Change("environment", f"{env.prefix} users", "update", "this event no longer uses it",
+                                  run=lambda: env.unregister(tag)))
+        return out
 
     def leftovers(self) -> list[str]:
         return lifecycle.leftovers(self.ctx, self.report)
@@ -54,8 +63,11 @@ class WorkspacesPart(Part):
 
         env = TeamEnvironment(ws)
         if env.prefix.exists():
-            out.append((f"team environment {env.prefix}", "kept: a shared build cache, no process, no secret "
-                                                          "(rm -rf it to reclaim the disk)"))
+            others = env.other_users(self.ctx.state.tag)
+            used = f"used by {len(others)} other event(s): {', '.join(others)}" if others else \
+                "no other event records using it now"
+            out.append((f"team environment {env.prefix}", f"kept: a build cache shared by every event on this "
+                                                          f"machine with the same packages, no secret; {used}"))
         return out
 
     # -- password rotation -------------------------------------------------------------------------
@@ -80,12 +92,12 @@ class WorkspacesPart(Part):
             return  # a mentor's login for one team has no Unix user; a user not made yet is made by `up`
         actions.set_password(self.ctx, login, locked=locked, password=password)
 
-    def refresh(self, member: Member, *, restart: bool) -> None:
+    def refresh(self, member: Member, *, restart: bool, locked: bool = False) -> None:
         from datathon.workspaces import accounts
 
         if self.ctx.config.workspaces is None or not member.person or accounts.lookup(member.login) is None:
             return
-        actions.refresh_logins(self.ctx, member.login, self.endpoint(), restart=restart)
+        actions.refresh_logins(self.ctx, member.login, self.endpoint(), restart=restart, locked=locked)
 
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.workspaces.handout import workspace_section

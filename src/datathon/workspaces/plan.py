@@ -63,6 +63,11 @@ def plan(ctx: Context, facts: WorkspaceFacts, *, drop_team_data: bool = False) -
     env = TeamEnvironment(ws)  # its methods run at apply time; what it is now is in the facts
     if facts.env_built:
         changes.append(Change("environment", str(facts.env_prefix), "keep", "built for this package list"))
+        if not facts.env_registered:
+            tag, path = ctx.state.tag, ctx.loaded.path
+            changes.append(Change("environment", f"{facts.env_prefix} users", "update",
+                                  "record that this event uses it (no other event's `down` offers it for deletion)",
+                                  run=lambda: env.register(tag, path)))
         if not facts.cli_current:
             changes.append(Change("environment", "datathon command", "update",
                                   "teams run `datathon data pull` in their terminal: copy this version",
@@ -70,7 +75,8 @@ def plan(ctx: Context, facts: WorkspaceFacts, *, drop_team_data: bool = False) -
     else:
         changes.append(Change("environment", str(facts.env_prefix), "create",
                               f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute "
-                              "or two)", run=lambda: env.build(console)))
+                              "or two)", run=lambda: (env.build(console), env.register(ctx.state.tag,
+                                                                                        ctx.loaded.path))))
 
     for group in sorted({a.group for a in accts}):
         if group in facts.groups:
