@@ -124,7 +124,8 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
     report = CheckReport(
         event=ctx.config.event, started=datetime.now(UTC).isoformat(timespec="seconds"),
         config_sha256=hashlib.sha256(ctx.loaded.path.read_bytes()).hexdigest(), seconds=0.0,
-        probes=list(REGISTRY), teams=[t.name for t in chosen],
+        probes=[p for p in REGISTRY if any(p.locked == (t.name in locked) for t in chosen)],
+        teams=[t.name for t in chosen],
     )
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]checking"), BarColumn(), MofNCompleteColumn(),
