@@ -243,3 +243,13 @@ def test_up_killed_while_adding_a_team_is_finished_by_the_next(ev, step):
         assert c.execute("SELECT current_schema()").fetchone() == ("delta",)
     ev.rewrite(yaml_for(ev.port, TEAMS))
     assert cli(ev, "up", "--yes").returncode == 0
+
+
+def test_lock_killed_after_recording_is_finished_by_running_it_again(ev):
+    assert cli(ev, "lock", "beta", die_at="lock.recorded").returncode == -signal.SIGKILL
+    assert "beta" in access.locked(ev.ctx.state) and not refused(ev, "ac_beta")  # recorded, not yet applied
+    again = cli(ev, "lock", "beta", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["recorded"] == []  # nothing recorded twice
+    assert refused(ev, "ac_beta")
+    assert cli(ev, "unlock", "beta").returncode == 0 and not refused(ev, "ac_beta")

@@ -104,7 +104,8 @@ def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, E
                                      hint=f"fix this and run `datathon up` again (the parts before {part.name} "
                                           "are done)")
             new = [c for c in pp.changes if c.destructive and _key(c) not in approved]
-            if new and not approve(new, f"Remove the {len(new)} {part.name} resource(s) listed above?"):
+            if new and not approve(new, f"Apply the {len(new)} {part.name} change(s) listed above (they delete or "
+                                        "interrupt something)?"):
                 raise Aborted("declined; the parts before this one are done, nothing of it was changed")
         n = apply_changes(pp.changes, part.sql(), ctx.console, label=part.name)
         faults.point(f"up.{part.name.replace(' ', '_')}")  # e.g. up.database_server, up.data, up.workspaces

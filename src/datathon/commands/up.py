@@ -49,7 +49,7 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             print_plan(ctx.console, preview)
             what = f"Apply these {len(preview.pending)} changes"
             if preview.destructive:
-                what += f", {len(preview.destructive)} of them deleting"
+                what += f", {len(preview.destructive)} of them deleting or interrupting (a restart)"
             confirm(ctx, what + "?", yes=yes)
         elif preview.destructive:
             print_plan(ctx.console, Plan([c for c in preview.changes if c.destructive]))

@@ -69,7 +69,8 @@ def restore_hub_user(ctx: Context, user: str) -> None:
     """Let the hub know the user again (forgetting it also took it off the hub's allowed users)."""
     hub = hub_for(ctx)
     if ctx.config.workspaces is not None and ctx.config.workspaces.hub and hub.is_running():
-        hub.restore_user(user)
+        admin = any(a.admin for a in accounts.wanted_accounts(ctx.config) if a.user == user)  # mentors_are_admins
+        hub.restore_user(user, admin=admin)
 
 
 def finish(ctx: Context, a: Account, endpoint: Endpoint, folder: Path | None, paths: list[str] | None,

@@ -463,9 +463,9 @@ class Hub:
             if exc.status != 404:
                 raise
 
-    def restore_user(self, user: str) -> None:
+    def restore_user(self, user: str, *, admin: bool = False) -> None:
         try:
-            self.api("POST", f"/hub/api/users/{user}")
+            self.api("POST", f"/hub/api/users/{user}", {"admin": admin})
         except HubApiError as exc:
             if exc.status != 409:  # 409: it exists
                 raise
