@@ -253,3 +253,18 @@ def test_lock_killed_after_recording_is_finished_by_running_it_again(ev):
     assert json.loads(again.stdout)["recorded"] == []  # nothing recorded twice
     assert refused(ev, "ac_beta")
     assert cli(ev, "unlock", "beta").returncode == 0 and not refused(ev, "ac_beta")
+
+
+def test_a_shared_team_environment_names_the_other_events_that_use_it(tmp_path):
+    from datathon.config.workspaces import Workspaces
+    from datathon.workspaces.environment import TeamEnvironment
+
+    env = TeamEnvironment(Workspaces(env_root=tmp_path / "envs"))
+    mine, other, gone = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    for path in (mine, other):
+        path.write_text("event: x\n")
+    env.register("tagmine", mine)
+    env.register("tagother", other)
+    env.register("taggone", gone)  # an event whose file was deleted no longer counts
+    assert env.uses("tagmine") and env.other_users("tagmine") == [str(other)]
+    assert TeamEnvironment.recorded_uses(tmp_path / "envs", "tagmine") == [env.events_dir / "tagmine"]

@@ -148,3 +148,16 @@ def test_rotate_refuses_the_old_password_everywhere_and_restarts_the_running_ser
     assert got["ws.python"] == "pass"  # the restarted server's kernel connects with no arguments
     assert report.go, [r.as_dict() for r in report.failures]
     hub.stop_server("acw_alpha")
+
+
+def test_the_shared_environment_records_this_event_and_down_only_forgets_that(ev):
+    from datathon.engine import plan_down
+    from datathon.providers import get_provider
+    from datathon.workspaces.environment import TeamEnvironment
+
+    env = TeamEnvironment(ev.ctx.config.workspaces)
+    assert env.uses(ev.ctx.state.tag)
+    plan = plan_down(get_provider(ev.ctx).parts())  # read-only: what `down` would do
+    env_changes = [c for c in plan.pending if str(c.component) == "environment"]
+    assert [(c.action, c.reason) for c in env_changes] == [("update", "this event no longer uses it")]
+    assert not any(c.action == "drop" and str(c.component) == "environment" for c in plan.changes)

@@ -135,10 +135,10 @@ class TeamEnvironment:
         self.events_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         (self.events_dir / tag).write_text(f"{config}\n")
 
-    def unregister(self, tag: str) -> None:
-        (self.events_dir / tag).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self.events_dir.rmdir()  # only when empty
+    @staticmethod
+    def recorded_uses(env_root: Path, tag: str) -> list[Path]:
+        """Every environment under `env_root` this event is recorded as using (whatever its package list now)."""
+        return sorted(env_root.glob(f".env-*.events/{tag}"))
 
     def other_users(self, tag: str) -> list[str]:
         """The event files of other events that use it (those whose file is gone no longer count)."""

@@ -37,15 +37,16 @@ class WorkspacesPart(Part):
         return PartStatus(components, {"workspaces": servers} if servers else {})
 
     def teardown(self, facts: WorkspaceFacts) -> list[Change]:
-        out = teardown_plan(self.ctx, facts.leftovers, self.report)
-        ws = self.ctx.config.workspaces
-        if ws is not None:
-            from datathon.workspaces.environment import TeamEnvironment
+        from datathon.config.workspaces import Workspaces
+        from datathon.workspaces.environment import TeamEnvironment
 
-            env, tag = TeamEnvironment(ws), self.ctx.state.tag
-            if env.uses(tag):  # the environment itself is kept: a cache other events may share
-                out.append(Change("environment", f"{env.prefix} users", "update", "this event no longer uses it",
-                                  run=lambda: env.unregister(tag)))
+        out = teardown_plan(self.ctx, facts.leftovers, self.report)
+        # the environments themselves are kept (a cache other events may share); this event's record of using one
+        # goes, also one an earlier file's package list (or section) made
+        root = (self.ctx.config.workspaces or Workspaces()).env_root
+        for used in TeamEnvironment.recorded_uses(root, self.ctx.state.tag):
+            out.append(Change("environment", f"{used.parent.name.removesuffix('.events').lstrip('.')} users",
+                              "update", "this event no longer uses it", run=lambda p=used: _forget_use(p)))
         return out
 
     def leftovers(self) -> list[str]:
@@ -112,3 +113,11 @@ class WorkspacesPart(Part):
         from datathon.workspaces.hub import public_url
 
         return {"workspace": public_url(ws)}
+
+
+def _forget_use(record) -> None:
+    import contextlib
+
+    record.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        record.parent.rmdir()  # only when no other event uses it
