@@ -125,11 +125,46 @@ def test_a_removed_team_with_data_is_blocked_without_the_flag():
     facts.roles["ev_gone"] = role("ev_gone")
     facts.memberships.add(("ev_gone", "ev_teams"))
     facts.databases["db"].schemas["gone"] = SchemaFact("ev_gone", set(), 4)
-    (blocked,) = pending(plan(facts))
+    # its logins are refused at once (not destructive: nothing is deleted), its data waits for the flag
+    refuse, blocked = pending(plan(facts))
+    assert refuse == ("update", "role", "ev_gone", "team gone left the file: logins refused, its sessions ended")
     assert blocked[0] == "blocked" and "db.gone (4 tables)" in blocked[3]
     dropped = pending(plan(facts, drop_team_data=True))
-    assert [(a, c, t) for a, c, t, _ in dropped] == [("drop", "schema", "db.gone"), ("drop", "role", "ev_gone")]
+    assert [(a, c, t) for a, c, t, _ in dropped] == [("update", "role", "ev_gone"), ("drop", "schema", "db.gone"),
+                                                    ("drop", "role", "ev_gone")]
     assert all(c.destructive for c in plan(facts, drop_team_data=True) if c.action == "drop")
+    # once refused, with no session left: only the blocked data is said again
+    facts.roles["ev_gone"].login = False
+    assert [a for a, *_ in pending(plan(facts))] == ["blocked"]
+    # a session that got in before: ended
+    facts.sessions["ev_gone"] = 2
+    assert [a for a, *_ in pending(plan(facts))] == ["update", "blocked"]
+
+
+def test_a_locked_team_is_kept_nologin_its_sessions_ended_and_up_keeps_it():
+    facts = converged_facts()
+    (lock,) = [c for c in plan(facts, locked=frozenset({"ev_alpha"})) if c.action != "keep"]
+    assert (lock.action, lock.target) == ("update", "ev_alpha") and "locked" in lock.reason
+    assert statements(lock) == ['ALTER ROLE "ev_alpha" NOLOGIN',
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'ev_alpha' "
+                                "AND pid <> pg_backend_pid()"]
+    # locked on the server: nothing to do, and the keep says why; without the lock in state `up` lets it in again
+    facts.roles["ev_alpha"].login = False
+    changes = plan(facts, locked=frozenset({"ev_alpha"}))
+    assert pending(changes) == []
+    assert [c.reason for c in changes if c.target == "ev_alpha"] == ["locked (logins refused)"]
+    assert pending(plan(facts)) == [("update", "role", "ev_alpha", "reset attributes (nologin)")]
+    # the mentors' logins for the locked team are not touched (see plan_tenancy)
+    assert facts.roles["ev_mia__alpha"].login
+
+
+def test_a_password_changed_on_the_server_or_a_new_secret_is_set_on_the_role():
+    """A rotation (or a lost secret) changes the database role too: the old password must stop working."""
+    facts = converged_facts()
+    facts.changed_passwords = {"ev_alpha", "ev_mia__beta"}
+    assert [(c.target, c.reason) for c in plan(facts) if c.action != "keep"] == [
+        ("ev_alpha", "password changed on the server: set back to its handout's"),
+        ("ev_mia__beta", "password changed on the server: set back to its handout's")]
 
 
 def statements(change) -> list[str]:

@@ -197,13 +197,44 @@ def test_a_user_datathon_did_not_make_is_blocked(ctx):
                                             "remove that user")]
 
 
-def test_a_user_that_left_the_file_is_dropped_with_its_home(ctx):
+def test_a_user_that_left_the_file_is_locked_at_once_and_dropped_with_its_home_only_when_asked(ctx):
     f = converged(ctx)
     gone = entry("ev_gamma", 2099, f.mark)
     facts = dataclasses.replace(f, leftovers=dataclasses.replace(f.leftovers, users=(*f.leftovers.users, gone)))
-    changes = [c for c in plan(ctx, facts) if c.action != "keep"]
-    assert rows(changes) == [("drop", "unix user", "ev_gamma", "no longer in the event file; its home goes too")]
-    assert changes[0].destructive
+    lock = ("update", "unix user", "ev_gamma access", "left the event file: password logins refused (hub too), "
+            "server stopped, its hub sessions and processes ended; its home stays")
+    changes = plan(ctx, facts)
+    assert rows([c for c in changes if c.action != "keep"]) == [lock]
+    assert not any(c.destructive for c in changes)
+    assert [c.reason for c in changes if c.target == "ev_gamma"] == [
+        "no longer in the event file: kept with its home (its work); `datathon up --drop-team-data` removes it "
+        "(archive it first)"]
+    changes = [c for c in plan(ctx, facts, drop_team_data=True) if c.action != "keep"]
+    assert rows(changes) == [lock, ("drop", "unix user", "ev_gamma", "no longer in the event file; its home goes too")]
+    assert [c.destructive for c in changes] == [False, True]
+    # locked already, no process left: nothing but the kept home; a process that survived is ended
+    facts = dataclasses.replace(facts, locked=frozenset({"ev_gamma"}))
+    assert rows([c for c in plan(ctx, facts) if c.action != "keep"]) == []
+    facts = dataclasses.replace(facts, busy=frozenset({"ev_gamma"}))
+    assert rows([c for c in plan(ctx, facts) if c.action != "keep"]) == [
+        ("update", "unix user", "ev_gamma access", "left the event file: its processes ended (its password is locked)")]
+
+
+def test_a_locked_team_stays_locked_and_an_unlocked_one_is_let_in(ctx):
+    f = converged(ctx)
+    facts = dataclasses.replace(f, want_locked=frozenset({"ev_beta"}))
+    assert rows([c for c in plan(ctx, facts) if c.action != "keep"]) == [
+        ("update", "unix user", "ev_beta access", "locked by the organizers (`datathon unlock` lets it in): password "
+         "logins refused (hub too), server stopped, its hub sessions and processes ended; its home stays")]
+    # `up` after the lock: nothing undoes it (today's bug: the password was set again, which unlocked it)
+    facts = dataclasses.replace(facts, locked=frozenset({"ev_beta"}))
+    changes = plan(ctx, facts)
+    assert rows([c for c in changes if c.action != "keep"]) == []
+    assert "locked (password logins refused, no process)" in next(c.reason for c in changes if c.target == "ev_beta")
+    # the lock recorded in state is gone (unlock): the password is unlocked again
+    facts = dataclasses.replace(facts, want_locked=frozenset())
+    assert [(a, t) for a, _, t, _ in rows([c for c in plan(ctx, facts) if c.action != "keep"])] == [
+        ("update", "ev_beta access")]
 
 
 @pytest.mark.parametrize("facts, expected", [

@@ -9,6 +9,7 @@ import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from datathon.core import faults
 from datathon.core.plan import Change
 from datathon.database.server import DatabaseServer
 from datathon.errors import ProvisionError
@@ -81,6 +82,7 @@ def apply_changes(changes: Iterable[Change], server: DatabaseServer | None, cons
                                   f"{change.component} {change.target}", highlight=False, soft_wrap=True,
                                   markup=False)
                 run_change(change, conns)
+                faults.point("apply.change")  # after each change of any verb: `apply.change@N` dies after the N-th
                 progress.advance(task)
                 t = progress.tasks[0]
                 if t.elapsed:

@@ -271,8 +271,8 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
         console.print(status_table(st.components))
         if st.tables.get("logins"):
             table = Table(title="Logins", title_justify="left")
-            for col in ("kind", "name", "database user", "exists", "schemas", "connections", "schema size",
-                        "temp files", "limits"):
+            for col in ("kind", "name", "database user", "exists", "access", "schemas", "connections",
+                        "schema size", "temp files", "limits"):
                 table.add_column(col)
             for x in st.tables["logins"]:
                 size = "-" if x.schema_bytes is None else _bytes(x.schema_bytes) + (" [red]over quota[/]"
@@ -280,7 +280,8 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                 temp = "-" if x.temp_bytes is None else _bytes(x.temp_bytes)
                 limits = f"[red]changed: {', '.join(x.drift)}[/]" if x.drift else "as the policy"
                 name = f"{x.name} ({x.title})" if x.title else x.name
-                table.add_row(x.kind, name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
+                access = {"open": "open", "locked": "[yellow]locked[/]"}.get(x.access, f"[red]{x.access}[/]")
+                table.add_row(x.kind, name, x.role, "yes" if x.exists else "[red]no[/]", access, x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
         if st.tables.get("machines"):
@@ -373,6 +374,73 @@ def check(
         console.print(f"HTML: {html_path}")
     if not report.go:
         raise typer.Exit(1)
+
+
+def _print_access(result, json_out: bool) -> None:
+    if json_out:
+        console.print_json(data=result.as_dict())
+        return
+    table = Table(title=f"{result.verb.capitalize()}: {', '.join(result.teams)}", title_justify="left")
+    for col in ("what", "target", "change"):
+        table.add_column(col)
+    for c in result.changes:
+        table.add_row(str(c.component), c.target, c.reason)
+    if result.changes:
+        console.print(table)
+    state = "locked" if result.verb == "lock" else "unlocked"
+    console.print(f"[green]{len(result.teams)} team(s) {state}[/] ({len(result.changes)} change(s)); "
+                  f"`datathon up` keeps it so, `datathon status` shows it.")
+
+
+@app.command()
+@command
+def lock(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams to lock out (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """End teams' access without deleting anything: database logins refused and sessions ended, servers
+    stopped, hub logins refused. Kept by `up` until `unlock`."""
+    from datathon.commands.access import run_access
+
+    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=True), json_out)
+
+
+@app.command()
+@command
+def unlock(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams to let in again (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """Give locked teams their access back (the same passwords)."""
+    from datathon.commands.access import run_access
+
+    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=False), json_out)
+
+
+@app.command()
+@command
+def rotate(
+    names: Annotated[list[str] | None, typer.Argument(help="teams or mentors whose passwords to change")] = None,
+    all_teams: Annotated[bool, typer.Option("--all", help="every team")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False,
+) -> None:
+    """New passwords for teams or mentors everywhere they use one; the old ones are refused at once. Prints
+    which sheets to hand out again (never a password)."""
+    from datathon.commands.rotate import run_rotate
+
+    result = run_rotate(_context(config, check_paths=False), names or [], all_teams=all_teams)
+    if json_out:
+        console.print_json(data=result.as_dict())
+        return
+    table = Table(title="Hand these out again (the old passwords no longer work)", title_justify="left")
+    for col in ("kind", "name", "logins", "handout", "server"):
+        table.add_column(col)
+    for r in result.rotated:
+        server = "restarted" if r.restarted else "-"
+        table.add_row(r.kind, r.name, str(len(r.logins)), r.handout + (" (finished an interrupted rotation)"
+                                                                        if r.resumed else ""), server)
+    console.print(table)
+    console.print(f"Handouts (0600): {result.handouts_dir}/  Roster: {result.roster}", soft_wrap=True)
 
 
 @app.command()

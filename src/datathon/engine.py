@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datathon.apply import apply_changes
+from datathon.core import faults
 from datathon.core.context import Context
 from datathon.core.part import Part, PartStatus
 from datathon.core.plan import Change, Plan
@@ -110,9 +111,11 @@ def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, E
                                      hint=f"fix this and run `datathon up` again (the parts before {part.name} "
                                           "are done)")
             new = [c for c in pp.changes if c.destructive and _key(c) not in approved]
-            if new and not approve(new, f"Remove the {len(new)} {part.name} resource(s) listed above?"):
+            if new and not approve(new, f"Apply the {len(new)} {part.name} change(s) listed above (they delete or "
+                                        "interrupt something)?"):
                 raise Aborted("declined; the parts before this one are done, nothing of it was changed")
         n = apply_changes(pp.changes, part.sql(), ctx.console, label=part.name)
+        faults.point(f"up.{part.name.replace(' ', '_')}")  # e.g. up.database_server, up.data, up.workspaces
         if n and part.settles:  # what its own changes made needs more of it (grants on loaded tables)
             again = [c for c in part.plan(part.observe()) if c.mutating and not c.destructive]
             n += apply_changes(again, part.sql(), ctx.console, label=f"{part.name}: settle")
@@ -122,6 +125,19 @@ def apply_up(ctx: Context, plan: EventPlan, *, approve: Approve) -> tuple[int, E
         ran.parts.append(pp)
         ran.extend(pp.changes)
     return applied, ran
+
+
+def apply_only(ctx: Context, parts: list[Part], chosen: Callable[[Change], bool], *, label: str) -> EventPlan:
+    """Plan every part and apply only the chosen changes (never a deletion): e.g. `lock` applies its teams'
+    access changes and leaves whatever else `up` would do for `up`. Returns what was chosen."""
+    ran = EventPlan()
+    for part in ordered(parts):
+        pp = _plan_part(part)
+        mine = [c for c in pp.changes if chosen(c) and not c.destructive]
+        apply_changes(mine, part.sql(), ctx.console, label=f"{label}: {part.name}")
+        ran.parts.append(PartPlan(part, pp.facts, mine))
+        ran.extend(mine)
+    return ran
 
 
 # -- down ------------------------------------------------------------------------------------------------------

@@ -57,16 +57,17 @@ class Probe:
     description: str
     expect: Expect
     run: Callable  # (session) -> None; raises ProbeFailed / ProbeSkipped
+    locked: bool = False  # runs for a team an organizer locked out (and only for one): everything must refuse it
 
 
 REGISTRY: list[Probe] = []
 
 
-def probe(id: str, description: str, *, expect: Expect):
+def probe(id: str, description: str, *, expect: Expect, locked: bool = False):
     def register(fn: Callable) -> Callable:
         if any(p.id == id for p in REGISTRY):
             raise ValueError(f"probe id {id} registered twice")
-        REGISTRY.append(Probe(id, description, expect, fn))
+        REGISTRY.append(Probe(id, description, expect, fn, locked))
         return fn
 
     return register

@@ -25,7 +25,9 @@ def print_report(console: Console, report: CheckReport) -> None:
         for t in report.teams:
             table.add_column(t, justify="center")
         for p in report.probes:
-            table.add_row(p.id, p.expect, *(MARK[cells[(p.id, t)].outcome] for t in report.teams))
+            # a locked team runs only the probes proving it is refused, the others all but those: "·" not run
+            table.add_row(p.id, p.expect, *(MARK[cells[(p.id, t)].outcome] if (p.id, t) in cells else "[dim]·[/]"
+                                            for t in report.teams))
     else:
         table = Table(title=f"check: {len(report.probes)} probes × {len(report.teams)} teams", title_justify="left")
         for col in ("team", "pass", "fail", "skip", "failing probes"):

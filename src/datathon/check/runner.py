@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import datathon.check.database_probes  # noqa: F401  (registers the database probes)
 import datathon.check.workspace_guard_probes  # noqa: F401  (and those of the machine's walls between teams)
 import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
+import datathon.check.access_probes  # noqa: F401  (and those of locked teams and rotated passwords)
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
+from datathon.core import access
 from datathon.core.context import Context
 from datathon.database.tenancy import Login, wanted_logins
 from datathon.errors import DatathonError, StateError
@@ -113,10 +115,17 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
                                 hint=f"teams: {', '.join(t.name for t in teams)}")
     chosen = [t for t in teams if not only or t.name in only]
     creds = {t.role: Credentials(t, _password(ctx, t)) for t in chosen}
+    locked = set(access.locked(ctx.state))
+
+    def probes_for(team: Login) -> list[Probe]:
+        # a locked team: only the probes proving it is refused everywhere; the others: every probe of an open team
+        return [p for p in REGISTRY if p.locked == (team.name in locked)]
+
     report = CheckReport(
         event=ctx.config.event, started=datetime.now(UTC).isoformat(timespec="seconds"),
         config_sha256=hashlib.sha256(ctx.loaded.path.read_bytes()).hexdigest(), seconds=0.0,
-        probes=list(REGISTRY), teams=[t.name for t in chosen],
+        probes=[p for p in REGISTRY if any(p.locked == (t.name in locked) for t in chosen)],
+        teams=[t.name for t in chosen],
     )
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]checking"), BarColumn(), MofNCompleteColumn(),
@@ -127,10 +136,11 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
         me = chosen[i]
         index = teams.index(me)
         neighbour = teams[(index + 1) % len(teams)] if len(teams) > 1 else None
-        session = Session(env, creds[me.role], neighbour, [t for t in teams if t.role != me.role])
+        session = Session(env, creds[me.role], neighbour, [t for t in teams if t.role != me.role],
+                          retired=access.retired(ctx.state, me.role))
         out = []
         try:
-            for p in REGISTRY:
+            for p in probes_for(me):
                 out.append(run_probe(p, session))
                 progress.advance(task)
         finally:
@@ -138,7 +148,7 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
         return out
 
     with progress:
-        task = progress.add_task("check", total=len(chosen) * len(REGISTRY))
+        task = progress.add_task("check", total=sum(len(probes_for(t)) for t in chosen))
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_TEAMS, len(chosen) or 1)) as pool:
             for results in pool.map(run_team, range(len(chosen))):
                 report.results.extend(results)

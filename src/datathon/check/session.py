@@ -43,9 +43,11 @@ class Environment:
 
 
 class Session:
-    def __init__(self, env: Environment, me: Credentials, neighbour: Login | None, others: list[Login]) -> None:
+    def __init__(self, env: Environment, me: Credentials, neighbour: Login | None, others: list[Login], *,
+                 retired: str | None = None) -> None:
         self.env = env
         self.me = me
+        self.retired = retired  # the password this team had before its last rotation: must be refused
         self.neighbour = neighbour  # another team, for the cross-team probes
         self.others = others  # every other team
         self.evidence: list[Evidence] = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import typer
 
 from datathon.commands.plan import check_preflight, ready_provider
+from datathon.core import faults
 from datathon.core.context import Context
 from datathon.core.plan import Change, Plan
 from datathon.engine import apply_up, plan_up
@@ -49,7 +50,7 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             print_plan(ctx.console, preview)  # also with --yes: a log of `up` starts with what it will do
             what = f"Apply these {len(preview.pending)} changes"
             if preview.destructive:
-                what += f", {len(preview.destructive)} of them deleting"
+                what += f", {len(preview.destructive)} of them deleting or interrupting (a restart)"
             confirm(ctx, what + "?", yes=yes)
 
         def approve(changes: list[Change], question: str) -> bool:
@@ -58,6 +59,12 @@ def run_up(ctx: Context, *, yes: bool = False, drop_team_data: bool = False) -> 
             return True
 
         applied, ran = apply_up(ctx, preview, approve=approve)
+        # a `rotate` killed half-way: finished now that every part is up (its pending passwords win over what the
+        # plan may just have set back from the old secrets)
+        from datathon.commands.rotate import finish_pending
+
+        applied += len(finish_pending(ctx, parts))
+        faults.point("up.handouts")
         ctx.state.record("event", ctx.config.event, created=True, provider=provider.name,
                          config=str(ctx.loaded.path), last_up=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         handouts, roster = build_handouts(ctx, parts)

@@ -96,3 +96,17 @@ class Part(ABC):
     def gone(self) -> list[tuple[str, str]]:
         """After `down`: (what, how it was proven gone) lines for the report."""
         return []
+
+    # -- password rotation (commands/rotate.py runs these in order; each must be safe to run again) ----------
+    def running_for(self, member: Member) -> bool:
+        """Whether this part runs something for the member that a rotation restarts (a team's server)."""
+        return False
+
+    def set_password(self, member: Member, login: str, password: str, *, locked: bool) -> None:
+        """Make `password` the login's password here, and end what logged in with the old one. `locked`: the
+        member is locked out and stays so."""
+
+    def refresh(self, member: Member, *, restart: bool, locked: bool = False) -> None:
+        """After the new passwords are committed: rewrite what carries them (files in the member's home), end
+        sessions that outlive a password (a hub cookie), and start again what ran (`restart`; never for a
+        `locked` member)."""

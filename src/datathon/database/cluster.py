@@ -7,6 +7,7 @@ OS user and root can open; teams reach it over TCP with TLS and scram-sha-256, n
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pwd
@@ -63,6 +64,24 @@ def sized_settings(*, memory_bytes: int, max_connections: int) -> dict[str, str]
     }
 
 
+# max_connections takes effect only on a restart, which ends every team's session. So the cluster is sized with
+# room to spare (a quarter more than the logins' limits need, rounded up to a step) and never shrunk: adding a team
+# or a mentor on event day fits in the room left and changes nothing that needs a restart.
+CONNECTION_STEP = 50
+CONNECTION_SPARE = 1.25
+# Settings PostgreSQL reads only at start (context 'postmaster'); what the server says when it runs wins.
+RESTART_SETTINGS = frozenset({"listen_addresses", "port", "max_connections", "shared_buffers", "wal_level",
+                              "max_wal_senders", "unix_socket_directories", "unix_socket_permissions"})
+
+
+def sized_max_connections(needed: int, current: int | None = None) -> int:
+    """Room for `needed` connections: the current setting when it has room (no restart), else `needed` plus a
+    quarter, rounded up to a step of CONNECTION_STEP."""
+    if current is not None and current >= needed:
+        return current
+    return -(-int(needed * CONNECTION_SPARE) // CONNECTION_STEP) * CONNECTION_STEP
+
+
 def find_bin_dir(configured: Path | None) -> Path:
     if configured:
         if not (configured / "initdb").exists():
@@ -96,6 +115,11 @@ class ClusterFacts:
     pid: int | None
     memory_bytes: int  # this machine's memory, which the settings are sized from
     version: str  # the PostgreSQL major version of the server programs
+    # when it runs: the settings it reads only at start (its own list), those changed but waiting for a restart,
+    # and the client sessions a restart would end
+    restart_settings: frozenset[str] = RESTART_SETTINGS
+    pending_restart: frozenset[str] = frozenset()
+    sessions: int = 0
 
 
 def _settings_of(text: str | None) -> dict[str, str]:
@@ -186,9 +210,11 @@ class ManagedCluster(DatabaseServer):
         return ServerTraits(removed_with_event=True, controls_hba=True, os_user=self.os_user,
                             memory_bytes=machine_memory_bytes(), bin_dir=self.bin_dir)
 
-    def desired_settings(self, memory_bytes: int | None = None) -> dict[str, str]:
+    def desired_settings(self, memory_bytes: int | None = None, current_max: str | None = None) -> dict[str, str]:
+        """`current_max`: max_connections as written now (kept while it has room: see sized_max_connections)."""
         config = self.ctx.config
         limits = sum(login.policy.connection_limit for login in wanted_logins(config))
+        current = int(current_max) if current_max and current_max.isdigit() else None
         settings = {
             "listen_addresses": _quote(",".join(self.cfg.listen_addresses)),
             "port": str(self.cfg.port),
@@ -204,7 +230,7 @@ class ManagedCluster(DatabaseServer):
             "log_disconnections": "on",
             "log_line_prefix": "'%m [%p] %q%u@%d %r '",
             **sized_settings(memory_bytes=memory_bytes or machine_memory_bytes(),
-                             max_connections=max(20, limits + 10)),
+                             max_connections=sized_max_connections(max(20, limits + 10), current)),
         }
         for key, value in self.cfg.settings.items():
             if isinstance(value, bool):
@@ -212,9 +238,9 @@ class ManagedCluster(DatabaseServer):
             settings[key] = str(value) if isinstance(value, int | float) else _quote(str(value))
         return settings
 
-    def settings_text(self, memory_bytes: int | None = None) -> str:
+    def settings_text(self, memory_bytes: int | None = None, current_max: str | None = None) -> str:
         lines = ["# Written by datathon from datathon.yaml; `datathon up` overwrites it."]
-        lines += [f"{k} = {v}" for k, v in self.desired_settings(memory_bytes).items()]
+        lines += [f"{k} = {v}" for k, v in self.desired_settings(memory_bytes, current_max).items()]
         return "\n".join(lines) + "\n"
 
     def hba_text(self) -> str:
@@ -239,11 +265,26 @@ class ManagedCluster(DatabaseServer):
 
     # -- observe / plan -----------------------------------------------------------------------------
     def observe(self) -> ClusterFacts:
-        return ClusterFacts(
+        facts = ClusterFacts(
             initialised=self.initialised(),
             tls_present=self.ca_cert.exists() and (self.pgdata / "server.key").exists(),
             settings_text=self._current("datathon.conf"), hba_text=self._current("pg_hba.conf"),
             pid=self.pid(), memory_bytes=machine_memory_bytes(), version=self.bin_dir.parent.name)
+        if facts.pid is not None and facts.initialised:
+            try:
+                with self.connect(autocommit=True) as conn:
+                    facts = dataclasses.replace(
+                        facts,
+                        restart_settings=frozenset(r[0] for r in conn.execute(
+                            "SELECT name FROM pg_settings WHERE context = 'postmaster'")),
+                        pending_restart=frozenset(r[0] for r in conn.execute(
+                            "SELECT name FROM pg_settings WHERE pending_restart")),
+                        sessions=conn.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                            " AND pid <> pg_backend_pid()").fetchone()[0])
+            except ProvisionError:
+                pass  # not answering: planned from the static list; `start`/status say the rest
+        return facts
 
     def plan(self, facts: ClusterFacts) -> list[Change]:
         where = f"PostgreSQL {facts.version} in {self.pgdata}"
@@ -259,8 +300,8 @@ class ManagedCluster(DatabaseServer):
         changes: list[Change] = []
         if not facts.tls_present:
             changes.append(Change("cluster", "TLS certificate", "create", "certificate missing", run=self._write_tls))
-        desired = self.desired_settings(facts.memory_bytes)
         current = _settings_of(facts.settings_text)
+        desired = self.desired_settings(facts.memory_bytes, current.get("max_connections"))
         changed = sorted(k for k in desired.keys() | current.keys() if desired.get(k) != current.get(k))
         if changed or facts.hba_text != self.hba_text():
             what = ", ".join(changed) if changed else "pg_hba.conf"
@@ -270,6 +311,15 @@ class ManagedCluster(DatabaseServer):
         if facts.pid is None:
             changes.append(Change("cluster", "managed cluster", "start", f"stopped; data in {self.pgdata}",
                                   run=self._start))
+            return changes
+        restart = sorted(facts.pending_restart | (set(changed) & facts.restart_settings))
+        if restart:
+            # destructive: it ends every session (a team's running query, each notebook's connection), so `up`
+            # shows it and asks, even when nothing is deleted
+            changes.append(Change("cluster", "managed cluster", "restart",
+                                  f"{', '.join(restart)} take effect only on a restart, which ends the "
+                                  f"{facts.sessions} open session(s) of teams and mentors",
+                                  run=self._restart, destructive=True))
         else:
             changes.append(Change("cluster", "managed cluster", "keep",
                                   f"running (pid {facts.pid}, port {self.cfg.port})"))
@@ -361,17 +411,19 @@ class ManagedCluster(DatabaseServer):
         self._write_owned(self.pgdata / name, text.encode())
 
     def _configure(self) -> None:
-        self._write_server_file("datathon.conf", self.settings_text())
+        """Write the settings and reload them. What needs a restart waits for the plan's own restart change (shown
+        and asked for): a reload never ends a session."""
+        current = _settings_of(self._current("datathon.conf")).get("max_connections")
+        self._write_server_file("datathon.conf", self.settings_text(current_max=current))
         self._write_server_file("pg_hba.conf", self.hba_text())
         if not self.running():
             return
         self._as_server_user(["pg_ctl", "reload", "-D", str(self.pgdata), "-s"])
         time.sleep(0.2)  # the postmaster re-reads its files asynchronously after SIGHUP
-        with self.connect(autocommit=True) as conn:
-            pending = conn.execute("SELECT name FROM pg_settings WHERE pending_restart").fetchall()
-        if pending:
-            self._stop()
-            self._start()
+
+    def _restart(self) -> None:
+        self._stop()
+        self._start()
 
     def preflight(self) -> list[str]:
         """database.port on every listen address: free, or held by this cluster's own postmaster."""

@@ -63,6 +63,8 @@ class Facts:
     # logins whose password on the server is no longer the stored secret: filled in by whoever may read both
     # (the data part, from the verifiers above and the state folder); empty when nobody could tell
     changed_passwords: set[str] = field(default_factory=set)
+    # open sessions per event login (pg_stat_activity): a locked or removed login's must be ended
+    sessions: dict[str, int] = field(default_factory=dict)
 
     def members_of(self, group: str) -> list[str]:
         return sorted(m for m, g in self.memberships if g == group)
@@ -105,6 +107,9 @@ def observe(server: DatabaseServer, config: EventConfig) -> Facts:
             ):
                 if role in facts.roles:
                     facts.roles[role].verifier = verifier
+        facts.sessions = dict(conn.execute(
+            "SELECT usename, count(*) FROM pg_stat_activity WHERE starts_with(usename, %s) GROUP BY 1", (prefix,)
+        ).fetchall())
         facts.memberships = set(conn.execute(
             "SELECT m.rolname, g.rolname FROM pg_auth_members a"
             " JOIN pg_roles m ON m.oid = a.member JOIN pg_roles g ON g.oid = a.roleid"

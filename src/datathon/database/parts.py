@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from datathon.core import access
+from datathon.core import roster as roles
 from datathon.core.context import Context
 from datathon.core.handout import Section
 from datathon.core.part import Part, PartStatus, Purpose
@@ -68,6 +70,7 @@ class DataFacts:
     dumps: dict[str, str]  # source name -> what a dump holds (kind, size, tables), for the plan
     # a dump this server's tools cannot read: `plan` (so `up`) stops on it; `status` and `down` need not
     unreadable: ProvisionError | None = None
+    locked: frozenset[str] = frozenset()  # the team logins an organizer locked out (core.access): kept NOLOGIN
 
 
 class DataPart(Part):
@@ -112,7 +115,8 @@ class DataPart(Part):
                 except ProvisionError as exc:
                     return DataFacts(tenancy, self.server.exists(), dumps, unreadable=exc)
         tenancy.changed_passwords = self._changed_passwords(tenancy)
-        return DataFacts(tenancy, self.server.exists(), dumps)
+        locked = frozenset(roles.login_role(self.ctx.config.event, n) for n in access.locked(self.ctx.state))
+        return DataFacts(tenancy, self.server.exists(), dumps, locked=locked)
 
     def notes(self, facts: DataFacts) -> list[str]:
         if facts.tenancy is None:
@@ -129,7 +133,8 @@ class DataPart(Part):
         from datathon.datasets.run import bulk_factory
 
         changes = plan_tenancy(self.ctx.config, facts.tenancy, secret_for=self._secret,
-                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data)
+                               stored_secrets=self._stored(), drop_team_data=self.drop_team_data,
+                               locked=facts.locked)
         describe = (lambda src: facts.dumps.get(str(src))) if facts.dumps else None
         return changes + plan_sources(self.ctx.config, facts.tenancy, self.ctx.loaded.base_dir,
                                       bulk_factory(self.ctx, self.server), describe)
@@ -190,6 +195,21 @@ class DataPart(Part):
     def gone(self) -> list[tuple[str, str]]:
         return [] if self.server.traits.removed_with_event else [("event roles and databases on the server",
                                                                   "verified gone")]
+
+    # -- password rotation -------------------------------------------------------------------------
+    def set_password(self, member: Member, login: str, password: str, *, locked: bool) -> None:
+        """The role's new password (as a SCRAM verifier), then every session of it ended: a session opened with
+        the old password does not outlive it. A role not made yet is left to `up`, which uses the new secret."""
+        from datathon.database.tenancy import end_sessions, password_statement
+
+        if not self.server.is_reachable():
+            raise ProvisionError("the database server is not running, so no password can be changed",
+                                 hint="run `datathon up`, then the same command again (it resumes)")
+        with self.server.connect(autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is None:
+                return
+            conn.execute(password_statement(login, lambda _: password)(conn))
+            conn.execute(end_sessions(login))
 
     # -- handouts ----------------------------------------------------------------------------------
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:

@@ -28,17 +28,30 @@ class LoginStatus:
     temp_bytes: int | None = None  # temporary files its sessions hold now (None: not visible to this admin)
     over_quota: bool = False
     title: str = ""  # a team's display name
+    # "open", or "locked" (an organizer's lock, logins refused); anything else says what is wrong
+    access: str = "open"
 
     @property
     def healthy(self) -> bool:
-        return self.exists and not self.drift
+        return self.exists and not self.drift and self.access in ("open", "locked")
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
+def _access(fact, locked: bool) -> str:
+    if fact is None:
+        return "open" if not locked else "locked"
+    if locked:
+        return "locked" if not fact.login else "locked in state, but logins allowed (`datathon lock` again)"
+    return "open" if fact.login else "logins refused on the server (`datathon up` or `unlock` allows them)"
+
+
 def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatus:
+    from datathon.core import access
+
     config = ctx.config
+    locked = access.locked(ctx.state)
     result = PartStatus()
     result.tables["logins"] = []
     usage = _usage(server, config, facts)
@@ -68,7 +81,13 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
             schema_bytes=size, temp_bytes=temp if usage.temp_visible else None,
             over_quota=usage.quota is not None and size is not None and size > usage.quota,
             title=titles.get(login.name, "") if login.kind == "team" else "",
+            access=_access(facts.roles.get(login.role), login.kind == "team" and login.name in locked),
         ))
+    if held := removed_holding_data(config, facts):
+        result.components.append(ComponentStatus(
+            "database", "removed teams", "holding data",
+            "left the event file, logins refused, schemas kept: " + "; ".join(held)
+            + " (`datathon up --drop-team-data` deletes them; archive them first)"))
     missing = [d.name for d in config.databases if d.name not in facts.databases]
     result.components.append(ComponentStatus(
         "database", "event databases", "missing" if missing else "ok",
@@ -106,6 +125,25 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
             (f"over {p.disk_quota}: {', '.join(over)}" if over else f"every team's schema under {p.disk_quota}")
             + " (reported, not enforced: PostgreSQL has no per-schema quota)", healthy=not over))
     return result
+
+
+def removed_holding_data(config, facts: Facts) -> list[str]:
+    """Teams that left the file whose schema still holds tables: '<team>: db.schema (N tables), ...'."""
+    from datathon.core import roster
+    from datathon.database.tenancy import MARK
+
+    wanted = {x.role for x in wanted_logins(config)}
+    out = []
+    for role in facts.members_of(roster.teams_group(config.event)):
+        fact = facts.roles.get(role)
+        if role in wanted or fact is None or fact.comment != MARK.format(event=config.event):
+            continue
+        name = role.removeprefix(f"{config.event}_")
+        held = [f"{db}.{name} ({f.schemas[name].tables} tables)" for db, f in sorted(facts.databases.items())
+                if name in f.schemas and f.schemas[name].owner == role and f.schemas[name].tables]
+        if held:
+            out.append(f"{name}: {', '.join(held)}" + ("" if not fact.login else " (its logins still allowed)"))
+    return out
 
 
 @dataclass

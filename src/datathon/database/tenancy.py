@@ -140,9 +140,19 @@ def _group_changes(config: EventConfig, facts: Facts) -> list[Change]:
     return out
 
 
-def _login_attr_problems(fact: RoleFact, login: Login) -> list[str]:
+def end_sessions(role: str) -> sql.Composable:
+    """Ends every session of a login (NOLOGIN alone lets the open ones run on)."""
+    return sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {} "
+                   "AND pid <> pg_backend_pid()").format(sql.Literal(role))
+
+
+def refuse_logins(role: str) -> list[sql.Composable]:
+    return [sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)), end_sessions(role)]
+
+
+def _login_attr_problems(fact: RoleFact, login: Login, *, locked: bool = False) -> list[str]:
     bad = [a for a in ("superuser", "createdb", "createrole", "replication", "bypassrls") if getattr(fact, a)]
-    if not fact.login:
+    if not fact.login and not locked:
         bad.append("nologin")
     if not fact.inherit:
         bad.append("noinherit")
@@ -152,12 +162,13 @@ def _login_attr_problems(fact: RoleFact, login: Login) -> list[str]:
 
 
 def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: Callable[[str], str],
-                   stored: set[str]) -> list[Change]:
+                   stored: set[str], *, locked: bool = False) -> list[Change]:
     ident = sql.Identifier(login.role)
     mark = MARK.format(event=config.event)
     fact = facts.roles.get(login.role)
     limit = sql.Literal(login.policy.connection_limit)
-    attrs = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {}")
+    attrs = sql.SQL(("NOLOGIN" if locked else "LOGIN") + " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                    "NOBYPASSRLS INHERIT CONNECTION LIMIT {}")
     what = f"login of {login.kind} {login.name}" if login.person else \
         f"login of mentor {login.name} for team {login.team} (reads that team only)"
     if fact is None:
@@ -176,7 +187,11 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
                        "a role of that name exists and was not made by datathon for this event; "
                        "rename the team or drop that role")]
     out = []
-    bad = _login_attr_problems(fact, login)
+    if locked and (fact.login or facts.sessions.get(login.role)):
+        # the organizer's lock is wanted state: `up` keeps it (and ends a session that got in before it)
+        out.append(Change("role", login.role, "update", f"{what}: locked, so logins refused and its sessions "
+                          "ended (`datathon unlock` lets it in again)", statements=refuse_logins(login.role)))
+    bad = _login_attr_problems(fact, login, locked=locked)
     if bad:
         out.append(Change("role", login.role, "update", f"reset attributes ({', '.join(bad)})",
                           statements=[sql.SQL("ALTER ROLE {} ").format(ident) + attrs.format(limit)]))
@@ -210,7 +225,8 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
     if not facts.admin_superuser and (facts.admin, login.role) not in facts.memberships:
         out.append(Change("role", login.role, "update", "let the administrator manage it",
                           statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(ident)]))
-    return out or [Change("role", login.role, "keep", "exists with the wanted attributes and policy")]
+    return out or [Change("role", login.role, "keep", "locked (logins refused)" if locked else
+                          "exists with the wanted attributes and policy")]
 
 
 def policy_drift(fact: RoleFact, login: Login) -> list[str]:
@@ -331,13 +347,16 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
         for role in facts.members_of(group):
             fact = facts.roles.get(role)
             # only logins datathon made for this event: never an administrator or a DBA's own role
-            if role in wanted_roles or role == facts.admin or fact is None or fact.comment != MARK.format(event=e) \
-                    or not fact.login:
+            if role in wanted_roles or role == facts.admin or fact is None or fact.comment != MARK.format(event=e):
                 continue
             name = role.removeprefix(f"{e}_")
             who = f"{kind} {name}"
             if "__" in name and kind == "mentor":  # a mentor's login for one team
                 who = "the login of mentor {} for team {}".format(*name.split("__", 1))
+            if fact.login or facts.sessions.get(role):
+                # at once, whatever happens to its data (its handout, which holds the password, goes too)
+                out.append(Change("role", role, "update", f"{who} left the file: logins refused, its sessions "
+                                  "ended", statements=refuse_logins(role)))
             owned = {db: f.schemas[name] for db, f in facts.databases.items()
                      if name in f.schemas and f.schemas[name].owner == role}
             with_tables = [f"{db}.{name} ({s.tables} tables)" for db, s in owned.items() if s.tables]
@@ -346,6 +365,7 @@ def _removed_logins(config: EventConfig, facts: Facts, wanted: list[Login], *, d
                                   f"{who} left the file but its schema holds data: {', '.join(with_tables)}; "
                                   "run `datathon up --drop-team-data` to delete it (archive it first)"))
                 continue
+            # ARCHIVE-FIRST: the archive verb (issue 16) puts its "archive team <name>" change before these drops
             for db in facts.databases:
                 stmts = []
                 if db in owned:
@@ -373,8 +393,12 @@ def _granted_logins(facts: Facts, logins: list[Login]) -> list[Change]:
 
 
 def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str], str], stored_secrets: set[str],
-                 drop_team_data: bool = False) -> list[Change]:
-    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O)."""
+                 drop_team_data: bool = False, locked: frozenset[str] = frozenset()) -> list[Change]:
+    """Every change needed for the event's roles, databases, schemas and grants (pure: no I/O). `locked`: the
+    team logins an organizer locked out (core.access), kept NOLOGIN.
+
+    A lock is the team's own login only, not its mentors' logins for it: those read nothing the team could not,
+    and the organizers need them to look at a locked team's work (to judge it, or to decide on unlocking)."""
     e = config.event
     teams_g, mentors_g, owner = roles.teams_group(e), roles.mentors_group(e), roles.data_owner(e)
     logins = wanted_logins(config)
@@ -383,7 +407,7 @@ def plan_tenancy(config: EventConfig, facts: Facts, *, secret_for: Callable[[str
         changes.append(Change("role", owner, "update", "let the administrator load data as it",
                               statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))]))
     for login in logins:
-        changes += _login_changes(config, facts, login, secret_for, stored_secrets)
+        changes += _login_changes(config, facts, login, secret_for, stored_secrets, locked=login.role in locked)
     for db in config.databases:
         changes += _database_changes(config, facts, db.name)
         changes += _public_schema(config, facts, db.name)

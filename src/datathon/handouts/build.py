@@ -90,4 +90,17 @@ def build_handouts(ctx: Context, parts: list[Part]) -> tuple[list[HandoutFiles],
     for part in parts:
         for name, data in part.shared_files().items():  # e.g. the server's CA certificate
             write_private(out_dir / name, data, unless_same=True)
+    remove_departed(out_dir, {f"{f.kind}-{f.name}" for f in files})
     return files, roster_path
+
+
+def remove_departed(out_dir: Path, stems: set[str]) -> list[Path]:
+    """The sheets of members no longer in the file: they hold a password, so they go with the member."""
+    gone = []
+    for path in sorted(out_dir.glob("*")):
+        if not path.name.startswith(("team-", "mentor-")) or not path.is_file():
+            continue
+        if not any(path.name.startswith((f"{stem}.", f"{stem}-")) for stem in stems):
+            path.unlink()
+            gone.append(path)
+    return gone

@@ -63,4 +63,4 @@ class LocalProvider(Provider):
         server = self.database_server()
         # Storage and workspaces plan and tear down what an earlier file made even without their section.
         return [ServerPart(server), DataPart(self.ctx, server, drop_team_data=drop_team_data),
-                StoragePart(self.ctx, self.object_store()), WorkspacesPart(self.ctx, server.endpoint)]
+                StoragePart(self.ctx, self.object_store()), WorkspacesPart(self.ctx, server.endpoint, drop_team_data=drop_team_data)]

@@ -111,11 +111,26 @@ def _shadow_hash(user: str) -> str | None:
 
 def password_fingerprint(user: str, password: str) -> str | None:
     """Changes when the user's password hash changes (someone ran passwd) or the secret does; never reveals
-    either. Stored in state.json after we set the password, compared on the next `up`."""
+    either. Stored in state.json after we set the password, compared on the next `up`. A lock (`usermod -L`
+    puts a "!" before the hash) does not change it: whether the user is locked is observed on its own."""
     h = _shadow_hash(user)
     if h is None:
         return None
-    return hashlib.sha256(f"{h}\0{password}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{h.removeprefix('!')}\0{password}".encode()).hexdigest()[:24]
+
+
+def password_locked(user: str) -> bool:
+    """Password logins refused: the hash in /etc/shadow starts with "!" (PAM, so the hub, refuses it)."""
+    h = _shadow_hash(user)
+    return h is not None and h.startswith("!")
+
+
+def lock_password(user: str) -> None:
+    unix.run(["usermod", "--lock", user], what=f"locking the password of {user}")
+
+
+def unlock_password(user: str) -> None:
+    unix.run(["usermod", "--unlock", user], what=f"unlocking the password of {user}")
 
 
 def processes_of(uid: int) -> list[int]:

@@ -142,6 +142,34 @@ class TeamEnvironment:
     def bin(self) -> Path:
         return self.prefix / "bin"
 
+    # -- which events use it: one is shared by every event of this machine with the same package list, so one
+    # event's `down` must never offer it for deletion while another uses it
+    @property
+    def events_dir(self) -> Path:
+        return self.ws.env_root / f".env-{self.digest}.events"
+
+    def uses(self, tag: str) -> bool:
+        return (self.events_dir / tag).exists()
+
+    def register(self, tag: str, config: Path) -> None:
+        self.events_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        (self.events_dir / tag).write_text(f"{config}\n")
+
+    @staticmethod
+    def recorded_uses(env_root: Path, tag: str) -> list[Path]:
+        """Every environment under `env_root` this event is recorded as using (whatever its package list now)."""
+        return sorted(env_root.glob(f".env-*.events/{tag}"))
+
+    def other_users(self, tag: str) -> list[str]:
+        """The event files of other events that use it (those whose file is gone no longer count)."""
+        out = []
+        with contextlib.suppress(OSError):
+            for entry in sorted(self.events_dir.iterdir()):
+                config = entry.read_text().strip()
+                if entry.name != tag and Path(config).exists():
+                    out.append(config)
+        return out
+
     @property
     def proxy(self) -> Path:
         return self.prefix / "node" / "node_modules" / ".bin" / "configurable-http-proxy"

@@ -115,6 +115,7 @@ class WorkspaceFacts:
     env_built: bool = False
     # not built yet, but a built one differs only by fewer pip packages: (its prefix, the packages to add)
     env_base: tuple[Path, tuple[str, ...]] | None = None
+    env_registered: bool = True  # this event is recorded as one of the environment's users
     cli_current: bool = False
     pip_count: int = 0
     groups: frozenset[str] = frozenset()  # the event's groups that exist
@@ -123,6 +124,11 @@ class WorkspaceFacts:
     hub: HubFacts | None = None  # None: hub: false, or not observed (the plan stops before it)
     dataset_folder: Path | None = None
     serving: Serving = field(default_factory=Serving)
+    # access (core.access): the users an organizer locked out; the event's users whose password is locked now
+    # ("!" before the hash); and those to be locked (locked teams, removed members) that still run processes
+    want_locked: frozenset[str] = frozenset()
+    locked: frozenset[str] = frozenset()
+    busy: frozenset[str] = frozenset()
 
     def account(self, user: str) -> AccountFacts:
         return next((a for a in self.accounts if a.user == user), AccountFacts(user))

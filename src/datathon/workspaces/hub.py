@@ -454,6 +454,22 @@ class Hub:
             with contextlib.suppress(OSError, HubApiError):
                 self.api("DELETE", f"/hub/api/users/{user}/tokens/{made['id']}")
 
+    def forget_user(self, user: str) -> None:
+        """Remove the user from the hub's database (its server must be stopped): every cookie, API token and
+        OAuth token it had dies with it. It is made again when it next logs in (or by `restore_user`)."""
+        try:
+            self.api("DELETE", f"/hub/api/users/{user}")
+        except HubApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def restore_user(self, user: str, *, admin: bool = False) -> None:
+        try:
+            self.api("POST", f"/hub/api/users/{user}", {"admin": admin})
+        except HubApiError as exc:
+            if exc.status != 409:  # 409: it exists
+                raise
+
     def stop_server(self, user: str, *, timeout: float = 60.0) -> None:
         try:
             self.api("DELETE", f"/hub/api/users/{user}/server")

@@ -127,6 +127,13 @@ def workspace_status(ctx: Context, facts: WorkspaceFacts) -> tuple[list[Componen
                                  inv.summary + ("; assigned per team by CUDA_VISIBLE_DEVICES (advisory: device files "
                                                 "are shared, not walled off)" if want_gpus else ""),
                                  healthy=want_gpus <= inv.count))
+    wanted = {a.user for a in accounts.wanted_accounts(ctx.config)}
+    departed = [e for e in facts.leftovers.users if e.name not in wanted]
+    if departed:
+        comps.append(ComponentStatus("workspaces", "removed members", "homes kept",
+                                     "left the event file, password locked: " + ", ".join(
+                                         f"{e.name} ({e.home})" for e in departed)
+                                     + " (`datathon up --drop-team-data` removes them; archive them first)"))
     servers: list[ServerStatus] = []
     hub_users = serving.hub_users or {}
     envs = dict(serving.server_envs)

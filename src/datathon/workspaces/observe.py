@@ -13,7 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
-from datathon.core import procs, unix
+from datathon.core import access, procs, unix
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
 from datathon.core.fsutil import kind_of, untrusted_ancestor
@@ -78,6 +78,7 @@ def observe(ctx: Context, endpoint: Endpoint, purpose: Purpose = "plan") -> Work
     base = WorkspaceFacts(configured=True, leftovers=left, root=os.geteuid() == 0, gpus=gpus.detect(),
                           endpoint=endpoint, env_prefix=env.prefix, env_built=built,
                           env_base=(extend[0], tuple(extend[1])) if extend else None,
+                          env_registered=env.uses(ctx.state.tag),
                           cli_current=env.cli_current(), pip_count=len(env.pip), apt_count=len(env.apt))
     if purpose == "status":
         return dataclasses.replace(base, serving=observe_serving(ctx, left))
@@ -99,8 +100,14 @@ def observe(ctx: Context, endpoint: Endpoint, purpose: Purpose = "plan") -> Work
     made = record.made(ctx.state)
     observed = tuple(_account(ctx, a, endpoint, folder, fingerprints, made) for a in accts)
     event = config.event
+    teams = {t.name for t in config.team_list}
+    want_locked = frozenset(names.unix_user(event, n) for n in access.locked(ctx.state) if n in teams)
+    wanted = {a.user for a in accts}
+    to_lock = [e for e in left.users if e.name in want_locked or e.name not in wanted]
     return dataclasses.replace(
-        base, apt_missing=tuple(missing_apt(env.apt)), mark=mark, accounts=observed, dataset_folder=folder,
+        base, want_locked=want_locked, locked=frozenset(e.name for e in left.users if accounts.password_locked(e.name)),
+        busy=frozenset(e.name for e in to_lock if accounts.processes_of(e.uid)),
+        apt_missing=tuple(missing_apt(env.apt)), mark=mark, accounts=observed, dataset_folder=folder,
         groups=frozenset(g for g in (names.teams_group(event), names.mentors_group(event)) if unix.group_exists(g)),
         hub=_hub(ctx, hub_for(ctx), accts, endpoint, left) if ws.hub else None)
 

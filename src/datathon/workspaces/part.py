@@ -10,7 +10,7 @@ from datathon.core.handout import Section
 from datathon.core.part import Part, PartStatus, Purpose
 from datathon.core.plan import Change
 from datathon.core.roster import Member
-from datathon.workspaces import lifecycle, observe, plan
+from datathon.workspaces import actions, lifecycle, observe, plan
 from datathon.workspaces.facts import WorkspaceFacts
 from datathon.workspaces.teardown import TeardownReport, teardown_plan
 
@@ -20,16 +20,17 @@ class WorkspacesPart(Part):
     # homes hold the database's certificate and logins; ~/datasets links to the store
     after = ("database server", "data", "storage")
 
-    def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint]) -> None:
+    def __init__(self, ctx: Context, endpoint: Callable[[], Endpoint], *, drop_team_data: bool = False) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
+        self.drop_team_data = drop_team_data  # a removed member's home goes only with it (asked, as a deletion)
         self.report = TeardownReport()
 
     def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
         return observe.observe(self.ctx, self.endpoint(), purpose)
 
     def plan(self, facts: WorkspaceFacts) -> list[Change]:
-        return plan.plan(self.ctx, facts)
+        return plan.plan(self.ctx, facts, drop_team_data=self.drop_team_data)
 
     def restart(self, names: list[str] | None) -> list[lifecycle.Restarted]:
         """Move team servers onto the current environment (stop and start through the hub)."""
@@ -60,7 +61,17 @@ class WorkspacesPart(Part):
         return PartStatus(components, {"workspaces": servers} if servers else {})
 
     def teardown(self, facts: WorkspaceFacts) -> list[Change]:
-        return teardown_plan(self.ctx, facts.leftovers, self.report)
+        from datathon.config.workspaces import Workspaces
+        from datathon.workspaces.environment import TeamEnvironment
+
+        out = teardown_plan(self.ctx, facts.leftovers, self.report)
+        # the environments themselves are kept (a cache other events may share); this event's record of using one
+        # goes, also one an earlier file's package list (or section) made
+        root = (self.ctx.config.workspaces or Workspaces()).env_root
+        for used in TeamEnvironment.recorded_uses(root, self.ctx.state.tag):
+            out.append(Change("environment", f"{used.parent.name.removesuffix('.events').lstrip('.')} users",
+                              "update", "this event no longer uses it", run=lambda p=used: _forget_use(p)))
+        return out
 
     def leftovers(self) -> list[str]:
         return lifecycle.leftovers(self.ctx, self.report)
@@ -77,9 +88,41 @@ class WorkspacesPart(Part):
 
         env = TeamEnvironment(ws)
         if env.prefix.exists():
-            out.append((f"team environment {env.prefix}", "kept: a shared build cache, no process, no secret "
-                                                          "(rm -rf it to reclaim the disk)"))
+            others = env.other_users(self.ctx.state.tag)
+            used = f"used by {len(others)} other event(s): {', '.join(others)}" if others else \
+                "no other event records using it now"
+            out.append((f"team environment {env.prefix}", f"kept: a build cache shared by every event on this "
+                                                          f"machine with the same packages, no secret; {used}"))
         return out
+
+    # -- password rotation -------------------------------------------------------------------------
+    def _hub(self):
+        ws = self.ctx.config.workspaces
+        if ws is None or not ws.hub:
+            return None
+        from datathon.workspaces.hub import hub_for
+
+        hub = hub_for(self.ctx)
+        return hub if hub.is_running() else None
+
+    def running_for(self, member: Member) -> bool:
+        hub = self._hub() if member.person else None
+        server = hub.server(member.login) if hub is not None else None
+        return bool(server and server.get("ready"))
+
+    def set_password(self, member: Member, login: str, password: str, *, locked: bool) -> None:
+        from datathon.workspaces import accounts
+
+        if self.ctx.config.workspaces is None or login != member.login or accounts.lookup(login) is None:
+            return  # a mentor's login for one team has no Unix user; a user not made yet is made by `up`
+        actions.set_password(self.ctx, login, locked=locked, password=password)
+
+    def refresh(self, member: Member, *, restart: bool, locked: bool = False) -> None:
+        from datathon.workspaces import accounts
+
+        if self.ctx.config.workspaces is None or not member.person or accounts.lookup(member.login) is None:
+            return
+        actions.refresh_logins(self.ctx, member.login, self.endpoint(), restart=restart, locked=locked)
 
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:
         from datathon.workspaces.handout import workspace_section
@@ -94,3 +137,11 @@ class WorkspacesPart(Part):
         from datathon.workspaces.hub import public_url
 
         return {"workspace": public_url(ws)}
+
+
+def _forget_use(record) -> None:
+    import contextlib
+
+    record.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        record.parent.rmdir()  # only when no other event uses it

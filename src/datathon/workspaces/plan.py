@@ -28,7 +28,7 @@ def plan_workspaces(ctx: Context, endpoint: Endpoint) -> list[Change]:
     return plan(ctx, observe(ctx, endpoint))
 
 
-def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
+def plan(ctx: Context, facts: WorkspaceFacts, *, drop_team_data: bool = False) -> list[Change]:
     config, ws = ctx.config, ctx.config.workspaces
     if ws is None:
         # With no `workspaces:` section, what an earlier one made goes (asked first: homes go with their users).
@@ -63,6 +63,11 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
     env = TeamEnvironment(ws)  # its methods run at apply time; what it is now is in the facts
     if facts.env_built:
         changes.append(Change("environment", str(facts.env_prefix), "keep", "built for this package list"))
+        if not facts.env_registered:
+            tag, path = ctx.state.tag, ctx.loaded.path
+            changes.append(Change("environment", f"{facts.env_prefix} users", "update",
+                                  "record that this event uses it (no other event's `down` offers it for deletion)",
+                                  run=lambda: env.register(tag, path)))
         if not facts.cli_current:
             changes.append(Change("environment", "datathon command", "update",
                                   "teams run `datathon data pull` in their terminal: copy this version",
@@ -75,7 +80,8 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
     else:
         changes.append(Change("environment", str(facts.env_prefix), "create",
                               f"JupyterLab, Python and R kernels, {facts.pip_count} pip packages (takes a minute "
-                              "or two)", run=lambda: env.build(console)))
+                              "or two)", run=lambda: (env.build(console), env.register(ctx.state.tag,
+                                                                                        ctx.loaded.path))))
 
     for group in sorted({a.group for a in accts} | {g for a in accts for g in a.extra_groups}):
         if group in facts.groups:
@@ -90,11 +96,37 @@ def plan(ctx: Context, facts: WorkspaceFacts) -> list[Change]:
     wanted = {a.user for a in accts}
     for entry in facts.leftovers.users:
         if entry.name not in wanted:
-            changes.append(Change("unix user", entry.name, "drop", "no longer in the event file; its home goes too",
-                                  run=lambda u=entry.name: actions.drop_departed(ctx, u), destructive=True))
+            changes += _departed_changes(ctx, facts, entry.name, drop_team_data=drop_team_data)
 
     changes += _hub_changes(ctx, facts, accts)
     return changes
+
+
+def _access_changes(ctx: Context, facts: WorkspaceFacts, user: str, *, why: str) -> list[Change]:
+    """A user whose access must end (locked, or removed from the file): password locked, server stopped, hub
+    sessions and processes ended. Nothing of its files is touched."""
+    if user not in facts.locked:
+        return [Change("unix user", f"{user} access", "update", f"{why}: password logins refused (hub too), server "
+                       "stopped, its hub sessions and processes ended; its home stays",
+                       run=lambda: actions.lock_account(ctx, user))]
+    if user in facts.busy:
+        return [Change("unix user", f"{user} access", "update", f"{why}: its processes ended (its password is "
+                       "locked)", run=lambda: (actions.end_hub_access(ctx, user), actions.end_processes(user)))]
+    return []
+
+
+def _departed_changes(ctx: Context, facts: WorkspaceFacts, user: str, *, drop_team_data: bool) -> list[Change]:
+    """A member that left the file: its access ends at once; its home (the team's work) is deleted only with
+    --drop-team-data, and then as a destructive change that `up` asks about."""
+    out = _access_changes(ctx, facts, user, why="left the event file")
+    if drop_team_data:
+        # ARCHIVE-FIRST: the archive verb (issue 16) puts its "archive home" change before this drop
+        out.append(Change("unix user", user, "drop", "no longer in the event file; its home goes too",
+                          run=lambda: actions.drop_departed(ctx, user), destructive=True))
+    else:
+        out.append(Change("unix user", user, "keep", "no longer in the event file: kept with its home (its work); "
+                                                     "`datathon up --drop-team-data` removes it (archive it first)"))
+    return out
 
 
 def describe(f: StaleFile) -> str:
@@ -115,11 +147,17 @@ def _account_changes(ctx: Context, facts: WorkspaceFacts, a: Account) -> list[Ch
                        f"a Unix user {a.user} exists that datathon did not make for this event file (no record of "
                        f"it in {ctx.state.state_file}); rename the {a.kind}, or remove that user")]
     out: list[Change] = []
+    locked = a.user in facts.want_locked
     if af.password != "current":
         why = "differs from the team's secret" if af.password == "differs" else \
             "its secret file is missing: a new one is made and set"
         out.append(Change("unix user", f"{a.user} password", "update", why,
-                          run=lambda: actions.set_password(ctx, a.user)))
+                          run=lambda: actions.set_password(ctx, a.user, locked=locked)))
+    if locked:
+        out += _access_changes(ctx, facts, a.user, why="locked by the organizers (`datathon unlock` lets it in)")
+    elif a.user in facts.locked:
+        out.append(Change("unix user", f"{a.user} access", "update", "its password is locked and the team is not: "
+                          "unlocked (`datathon lock` keeps a team out)", run=lambda: actions.unlock_account(ctx, a.user)))
     entry, h = af.entry, af.home
     assert h is not None  # observed for every user of ours
     a = dataclasses.replace(a, home=entry.home)  # the home the user has, wherever it is
@@ -146,7 +184,9 @@ def _account_changes(ctx: Context, facts: WorkspaceFacts, a: Account) -> list[Ch
                           run=lambda: actions.repair_account(ctx, a, entry.uid, endpoint, folder, paths, link,
                                                              bool(problems))))
     if not out:
-        out.append(Change("unix user", a.user, "keep", f"{a.kind} {a.name}: password, home and files as wanted"))
+        out.append(Change("unix user", a.user, "keep", f"{a.kind} {a.name}: " + (
+            "locked (password logins refused, no process), home and files kept" if locked else
+            "password, home and files as wanted")))
     return out
 
 
