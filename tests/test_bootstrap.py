@@ -245,3 +245,21 @@ def test_render_refuses_bad_input(machine):
         render_user_data(machine.ev.ctx.config, "nobody")
     with pytest.raises(ConfigError, match="OpenSSH public key"):
         render_user_data(machine.ev.ctx.config, TEAM, authorized_key="ssh-ed25519 AAAA x\nssh-rsa BBBB y")
+
+
+def test_generalize_keeps_the_environment_and_a_new_team_boots_from_it(machine):
+    """What `image build` does before making the image: the builder's team goes, the environment stays; the
+    next machine's bootstrap then reuses the environment (no pip) and comes up answering."""
+    gen = subprocess.run(["bash", str(machine.prefix / "user-data.sh"), "generalize"], capture_output=True,
+                         text=True, timeout=120)
+    assert gen.returncode == 0, gen.stdout + gen.stderr
+    assert accounts.lookup(USER) is None and not (machine.layout.home_root / USER).exists()
+    assert "removed Unix user" in gen.stdout and "unmounted" in gen.stdout
+    envs = list(machine.layout.env_root.glob("env-*/.datathon-env.json"))
+    assert len(envs) == 1
+    again = _bootstrap(machine.prefix / "user-data.sh")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "ok: team environment" in again.stdout and f"created Unix user {USER}" in again.stdout
+    assert "JupyterLab answers on" in again.stdout
+    bad = subprocess.run(["bash", str(machine.prefix / "user-data.sh"), "bogus"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown argument bogus" in bad.stdout

@@ -57,7 +57,15 @@ def machine_environment(ws: Workspaces) -> tuple[list[str], list[str], str]:
 
 
 def default_endpoint(config: EventConfig) -> Endpoint:
+    """Where the event file says teams connect (the provider passes the server's own endpoint when it has it):
+    an external server's public_host or the host of its admin_dsn, else the managed cluster's address."""
     db = config.database
+    if db.server == "external" and db.admin_dsn:
+        import psycopg.conninfo
+
+        params = psycopg.conninfo.conninfo_to_dict(db.admin_dsn)
+        return Endpoint(host=db.public_host or str(params.get("host") or "localhost"),
+                        port=int(params.get("port") or 5432), sslmode=db.sslmode)
     host = db.public_host or {"*": "localhost"}.get(db.listen_addresses[0], db.listen_addresses[0])
     return Endpoint(host=host, port=db.port, sslmode=db.sslmode)
 
@@ -117,9 +125,13 @@ def render_user_data(config: EventConfig, team: str, *, endpoint: Endpoint | Non
     return "\n".join(head) + "\n" + body
 
 
-def script_digest(user_data: str) -> str:
-    """Names a bootstrap (e.g. in an image's tag): the same script, the same digest."""
-    return hashlib.sha256(user_data.encode()).hexdigest()[:16]
+def image_digest(config: EventConfig) -> str:
+    """What a golden image holds, as a digest for its tag: the bootstrap's body and the team environment's
+    packages (not the team's settings, which every machine's own user data brings). The same digest, the same
+    image: a second `image build` reuses it."""
+    apt, _, spec = machine_environment(config.workspaces or Workspaces())
+    body = resources.files(__package__).joinpath("workspace.sh").read_text()
+    return hashlib.sha256(json.dumps({"body": body, "apt": apt, "spec": spec}).encode()).hexdigest()[:16]
 
 
 # EC2 takes at most 16 KB of user data before base64; cloud-init unpacks gzip itself, so the script travels gzipped.

@@ -224,4 +224,45 @@ main() {
   log "done: $CHANGES change(s)"
 }
 
-if [ "${DT_SOURCE_ONLY:-0}" != 1 ]; then main "$@"; fi
+# `generalize`: what a golden image must not carry (the builder's team user, home, token, services, cloud-init's
+# record of this instance) is removed; the packages and the team environment stay. Then the image is made.
+generalize() {
+  [ "$(id -u)" = 0 ] || die "run as root"
+  local pidfile="$STATE/jupyterlab-$DT_USER.pid" pid unit
+  if [ -d /run/systemd/system ]; then
+    for unit in datathon-jupyterlab datathon-bootstrap; do
+      if [ -f "/etc/systemd/system/$unit.service" ]; then
+        systemctl disable -q --now "$unit.service" || true; rm -f "/etc/systemd/system/$unit.service"
+        changed "removed $unit.service"
+      fi
+    done
+    systemctl daemon-reload
+  fi
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    [ "$(stat -c %U "/proc/$pid" 2>/dev/null || true)" = "$DT_USER" ] && kill "$pid" 2>/dev/null || true
+    rm -f "$pidfile"; changed "stopped JupyterLab"
+  fi
+  if id -u "$DT_USER" >/dev/null 2>&1; then
+    pkill -KILL -u "$DT_USER" 2>/dev/null || true
+    for _ in $(seq 1 50); do pgrep -u "$DT_USER" >/dev/null || break; sleep 0.1; done
+    userdel --remove "$DT_USER" 2>/dev/null || userdel "$DT_USER"
+    rm -rf "${HOME_DIR:?}"; changed "removed Unix user $DT_USER and its home"
+  fi
+  if [ -e "$LIB/jupyterlab-$DT_USER" ] || [ -e "$LIB/bootstrap.sh" ]; then
+    rm -f "$LIB/jupyterlab-$DT_USER" "$LIB/bootstrap.sh"; changed "removed $LIB's runner and bootstrap"
+  fi
+  if findmnt -rn --mountpoint "$DT_SCRATCH" >/dev/null 2>&1; then umount "$DT_SCRATCH"; changed "unmounted $DT_SCRATCH"; fi
+  if command -v cloud-init >/dev/null && [ "$DT_SERVICE" = auto ]; then
+    cloud-init clean --logs; changed "cloud-init clean (the next instance runs its own user data)"
+  fi
+  log "generalized: $CHANGES change(s)"
+}
+
+if [ "${DT_SOURCE_ONLY:-0}" != 1 ]; then
+  case "${1:-}" in
+    "") main ;;
+    generalize) generalize ;;
+    *) die "unknown argument ${1}: none (bootstrap) or generalize (before making an image)" ;;
+  esac
+fi
