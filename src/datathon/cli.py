@@ -102,11 +102,12 @@ def init(
     event: Annotated[str, typer.Option(help="short event identifier")] = "datathon",
     teams: Annotated[int, typer.Option(help="number of teams")] = 10,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    provider: Annotated[str, typer.Option(help="local (this server) or aws (a machine per team)")] = "local",
 ) -> None:
     """Write a commented starter event file."""
     from datathon.commands.init import write_starter
 
-    path = write_starter(config, event=event, teams=teams, force=force)
+    path = write_starter(config, event=event, teams=teams, force=force, provider=provider)
     console.print(f"wrote {path}; edit it, then run `datathon validate -c {path}` and `datathon plan -c {path}`")
 
 
@@ -235,6 +236,14 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                 table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
+        if st.tables.get("machines"):
+            table = Table(title="Machines", title_justify="left")
+            for col in ("team", "machine", "state", "address", "type", "uptime", "cost so far"):
+                table.add_column(col)
+            for m in st.tables["machines"]:
+                table.add_row(m.team, m.instance, m.state if m.healthy else f"[red]{m.state}[/]", m.address, m.type,
+                              m.uptime, m.cost)
+            console.print(table)
         if st.tables.get("workspaces"):
             table = Table(title="Workspaces", title_justify="left")
             for col in ("kind", "user", "Unix user", "server", "last activity"):
@@ -294,16 +303,76 @@ def check(
 
 @app.command()
 @command
-def down(config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False) -> None:
+def down(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    yes: YesOpt = False,
+    delete_images: Annotated[bool, typer.Option(help="also the machine images the event made (AWS)")] = False,
+) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config, check_paths=False), yes=yes)
+    result = run_down(_context(config, check_paths=False), yes=yes, delete_images=delete_images)
     table = Table(title="Teardown", title_justify="left")
     table.add_column("what")
     table.add_column("result")
     for what, res in result.checked:
         table.add_row(what, f"[green]{res}[/]")
+    console.print(table)
+
+
+TeamArg = Annotated[str | None, typer.Argument(help="one team (default: every team)")]
+
+
+def _print_machines(rows, json_out: bool) -> None:
+    if json_out:
+        console.print_json(data=[r.as_dict() for r in rows])
+        return
+    table = Table(title="Machines", title_justify="left")
+    for col in ("team", "machine", "state", "address"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.team, r.instance, r.state, r.address)
+    console.print(table)
+
+
+@app.command()
+@command
+def stop(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False,
+         json_out: JsonOpt = False) -> None:
+    """Stop the team machines (all, or one team's) for the night: /scratch is erased, homes are kept."""
+    from datathon.commands.machines import run_stop
+
+    _print_machines(run_stop(_context(config, check_paths=False), team, yes=yes), json_out)
+
+
+@app.command()
+@command
+def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Start the team machines again (all, or one team's); they get new addresses: rerun `datathon handouts`."""
+    from datathon.commands.machines import run_start
+
+    _print_machines(run_start(_context(config, check_paths=False), team), json_out)
+
+
+state_app = typer.Typer(help="The local state folder.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("recover")
+@command
+def state_recover(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Rebuild the local state from what the provider finds by tags (AWS)."""
+    from datathon.commands.state import run_recover
+
+    rows = run_recover(_context(config, check_paths=False))
+    if json_out:
+        console.print_json(data=[{"what": w, "found": f} for w, f in rows])
+        return
+    table = Table(title="Recovered from tags", title_justify="left")
+    table.add_column("what")
+    table.add_column("found")
+    for w, f in rows:
+        table.add_row(w, f)
     console.print(table)
 
 

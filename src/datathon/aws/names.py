@@ -7,6 +7,7 @@ EVENT_TAG = "datathon:event"  # the same key the storage part tags its bucket wi
 TEAM_TAG = "datathon:team"
 PROFILE_TAG = "datathon:profile"
 BATCH_TAG = "datathon:batch"  # what one RunInstances launched: the user data's hash, so only a twin is adopted
+SSH_KEY_TAG = "datathon:ssh-key"  # a team's public key, for machines launched in a batch (no EC2 key of their own)
 KIND_TAG = "datathon:kind"  # vpc, subnet, route-table, gateway, endpoint, sg-workspaces, sg-database, role ...
 
 

@@ -19,8 +19,8 @@ class DownResult:
     checked: list[tuple[str, str]] = field(default_factory=list)  # (what, "gone") proof lines
 
 
-def run_down(ctx: Context, *, yes: bool = False) -> DownResult:
-    parts = get_provider(ctx).parts()
+def run_down(ctx: Context, *, yes: bool = False, delete_images: bool = False) -> DownResult:
+    parts = get_provider(ctx).parts(delete_images=delete_images)
     with ctx.state.lock():
         # In the reverse order of making: team servers hold database connections, and nothing of a team may
         # outlive it, so the workspaces go first.

@@ -12,6 +12,7 @@ from functools import cached_property
 
 from datathon.aws.session import AwsSession
 from datathon.core.part import Part
+from datathon.core.roster import login_role
 from datathon.database.parts import DataPart, ServerPart
 from datathon.database.server import DatabaseServer
 from datathon.providers.base import Provider
@@ -57,9 +58,114 @@ class AwsProvider(Provider):
                            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role")
         return True, ""
 
-    def parts(self, *, drop_team_data: bool = False) -> list[Part]:
+    # -- the AWS parts ------------------------------------------------------------------------------------------
+    def wanted(self) -> list[tuple[str, str, object]]:
+        """(team, profile name, profile) for every team."""
+        out = []
+        for t in self.ctx.config.team_list:
+            p = self.aws.profile_of(t.name, t.gpu_count)
+            out.append((t.name, p, self.aws.profiles[p]))
+        return out
+
+    def _read_policies(self) -> dict[str, dict]:
+        storage = self.ctx.config.storage
+        if storage is None or storage.backend != "s3":
+            return {}
+        from datathon.storage.policies import read_policy, read_policy_name
+
+        return {read_policy_name(self.ctx.config.event): read_policy(storage.bucket, storage.prefix,
+                                                                     region=storage.region)}
+
+    def aws_parts(self, *, delete_images: bool = False) -> list[Part]:
+        from datathon.aws import pricing
+        from datathon.aws.account import AccountPart
+        from datathon.aws.iam import IamPart
+        from datathon.aws.images import ImagesPart
+        from datathon.aws.keys import KeysPart, public_of
+        from datathon.aws.machines import MachinesPart
+        from datathon.aws.names import key_name
+        from datathon.aws.network import NetworkPart
+
+        cfg, s, event = self.aws, self.session, self.ctx.config.event
+        wanted = self.wanted()
+        dates = self.ctx.config.dates
+        account = AccountPart(s, event, wanted=wanted, days=dates.days if dates else None,
+                              delete_images=delete_images)
+        network = NetworkPart(s, event, vpc=cfg.vpc, vpc_cidr=cfg.vpc_cidr, ssh_from=cfg.ssh_from)
+        iam = IamPart(s, event, inline=self._read_policies())
+        keys = KeysPart(s, event, teams=[t for t, *_ in wanted], keys_dir=self.ctx.state.secrets_dir)
+        machines = MachinesPart(s, event, wanted=wanted, user_data=self.user_data,
+                                boot_timeout=cfg.boot_timeout_seconds, record=self.ctx.state.record,
+                                price=lambda t, h: pricing.cost_so_far(t, h, region=cfg.region))
+
+        def public_key(team: str) -> str | None:
+            pem = keys.private_key(team)
+            return public_of(pem, key_name(event, team)).decode() if pem else None
+
+        machines.public_key, machines.private_key, machines.ssh_user = public_key, keys.private_key, cfg.ssh_user
+        endpoint = self.database_server().endpoint()
+        machines.database = (endpoint.host, endpoint.port, tuple(d.name for d in self.ctx.config.databases),
+                             self.ctx.config.database.sslmode)
+        return [account, network, iam, keys, machines, ImagesPart(s, event, delete=delete_images)]
+
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
         from datathon.storage.part import StoragePart
 
         server = self.database_server()
-        return [ServerPart(server), DataPart(self.ctx, server, drop_team_data=drop_team_data),
-                StoragePart(self.ctx, self.object_store())]
+        return [*self.aws_parts(delete_images=delete_images), ServerPart(server),
+                DataPart(self.ctx, server, drop_team_data=drop_team_data), StoragePart(self.ctx, self.object_store())]
+
+    def machines(self):
+        return self._by_name(self.aws_parts())["aws machines"]
+
+    @staticmethod
+    def _by_name(parts: list[Part]) -> dict[str, Part]:
+        return {p.name: p for p in parts}
+
+    def recover(self) -> list[tuple[str, str]]:
+        """What the tags say the event has, written into state.json; what only this machine held (a team's
+        private key) is named as missing: `up` makes a new key pair for that team."""
+        from datathon.aws.names import database_sg, key_name, workspace_sg
+
+        parts = self._by_name(self.aws_parts())
+        state, rows = self.ctx.state, []
+        account = parts["aws account"].observe("status")
+        if account.identity_error or not account.region_known:
+            from datathon.errors import ProvisionError
+
+            raise ProvisionError(f"cannot read the account: {account.identity_error or account.region_error}",
+                                 hint="check the credentials and aws.region")
+        net = parts["aws network"].observe("status")
+        if net.vpc_id:
+            state.record("vpc", net.vpc_id, created=net.vpc_made, region=self.aws.region)
+            rows.append((f"vpc {net.vpc_id}", "made by datathon" if net.vpc_made else "default VPC"))
+        for name in (workspace_sg(self.ctx.config.event), database_sg(self.ctx.config.event)):
+            g = net.groups.get(name)
+            if g and g.ours:
+                state.record("security group", name, created=True, id=g.id)
+                rows.append((f"security group {name}", g.id))
+        if net.endpoint:
+            state.record("endpoint", net.endpoint[0], created=True)
+            rows.append((f"S3 endpoint {net.endpoint[0]}", "tagged"))
+        iam = parts["aws iam"].observe("status")
+        if iam.role and iam.ours:
+            state.record("iam role", parts["aws iam"].role, created=True, instance_profile=iam.profile)
+            rows.append((f"iam role {parts['aws iam'].role}", "tagged"))
+        keys = parts["aws keys"].observe("status")
+        for team, *_ in self.wanted():
+            name = key_name(self.ctx.config.event, team)
+            if name in keys.in_aws:
+                state.record("key pair", name, created=True, team=team)
+                rows.append((f"key pair {name}", "private key in the state folder" if team in keys.local else
+                             "[red]private key missing[/]: `datathon up` replaces the key pair"))
+        for i in parts["aws machines"].instances():
+            if i.team:
+                state.record("machine", i.team, created=True, instance=i.id, type=i.type, public_ip=i.public_ip,
+                             private_ip=i.private_ip, region=self.aws.region)
+                rows.append((f"machine {i.team}", f"{i.id} {i.state} {i.public_ip or ''}".strip()))
+        state.record("event", self.ctx.config.event, created=True, provider=self.name,
+                     config=str(self.ctx.loaded.path))
+        return rows
+
+    def login(self, team: str) -> str:
+        return login_role(self.ctx.config.event, team)
