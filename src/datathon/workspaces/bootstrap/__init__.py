@@ -31,6 +31,9 @@ SCRATCH_README = ("This disk is the machine's instance store: fast, large, and E
                   "stopped (or fails).\nKeep only copies here; anything you need to keep goes in your home folder "
                   "or the database.")
 LAB_SETTINGS = {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}}
+# The instance tag that carries a team's public key on machines launched in a batch (aws/names.SSH_KEY_TAG; parts
+# do not import each other, a test keeps the two equal).
+KEY_TAG = "datathon:ssh-key"
 SOURCE_LINE = '[ -f "$HOME/.datathon/env.sh" ] && . "$HOME/.datathon/env.sh"  # datathon: database settings'
 
 
@@ -116,7 +119,8 @@ def render_user_data(config: EventConfig, team: str, *, endpoint: Endpoint | Non
         "DT_APT": " ".join(apt), "DT_PIP": "\n".join(pip), "DT_ENV_SPEC": spec,
         "DT_ENV_DIGEST": hashlib.sha256(spec.encode()).hexdigest()[:12],
         "DT_LAB_SETTINGS": json.dumps(LAB_SETTINGS), "DT_SOURCE_LINE": SOURCE_LINE,
-        "DT_AUTHORIZED_KEY": (authorized_key or "").strip(), "DT_FILES": files,
+        "DT_AUTHORIZED_KEY": (authorized_key or "").strip(), "DT_KEY_TAG": KEY_TAG,
+        "DT_IMAGE_DIGEST": image_digest(config), "DT_FILES": files,
     }
     head = ["#!/bin/bash", f"# datathon workspace bootstrap: event {config.event}, team {team}. No secrets here.",
             *(f"{k}={shlex.quote(v)}" for k, v in settings.items()),

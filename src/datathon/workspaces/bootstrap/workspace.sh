@@ -103,14 +103,18 @@ step_home() {
     changed "made a JupyterLab token"; fi
 }
 
-# The team's SSH key: the public half (no secret) from the settings, else the EC2 key pair's from IMDSv2.
+# The team's SSH key, a public half (no secret): from the settings, else from IMDSv2: the instance's tag (machines
+# launched in a batch carry their team's key there), else the EC2 key pair's.
+imds() {
+  local tok
+  tok=$(curl -fsS -m 2 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token 2>/dev/null) || return 1
+  curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $tok" "http://169.254.169.254/latest/meta-data/$1" 2>/dev/null
+}
 step_ssh() {
-  local key=$DT_AUTHORIZED_KEY tok
-  if [ -z "$key" ]; then
-    tok=$(curl -fsS -m 2 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token 2>/dev/null || true)
-    [ -n "$tok" ] && key=$(curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $tok" \
-      http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key 2>/dev/null || true)
-  fi
+  local key=$DT_AUTHORIZED_KEY
+  [ -n "$key" ] || key=$(imds "tags/instance/$DT_KEY_TAG" || true)
+  [ -n "$key" ] || key=$(imds public-keys/0/openssh-key || true)
+  case "$key" in ssh-*) ;; *) key="" ;; esac
   if [ -z "$key" ]; then ok "no SSH key given and none in the instance metadata"; return; fi
   if as_user grep -qxF "$key" "$HOME_DIR/.ssh/authorized_keys" 2>/dev/null; then ok "~/.ssh/authorized_keys"; return; fi
   as_user sh -c 'umask 077; mkdir -p "$1/.ssh" && cat >>"$1/.ssh/authorized_keys"' sh "$HOME_DIR" <<<"$key"
@@ -221,6 +225,8 @@ main() {
   step_scratch
   step_runner
   step_service
+  # For `image build`, which waits for this: the bootstrap (of this image digest) finished.
+  [ "$(cat "$STATE/bootstrap-done" 2>/dev/null || true)" = "$DT_IMAGE_DIGEST" ] || echo "$DT_IMAGE_DIGEST" >"$STATE/bootstrap-done"
   log "done: $CHANGES change(s)"
 }
 
