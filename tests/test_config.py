@@ -267,3 +267,9 @@ def test_aws_section_valid_and_defaults(tmp_path):
     assert _aws_problems(tmp_path, {**data, "aws": {"ssh_from": ["0.0.0.0/0"], "ssh_from_anywhere": True}}) == ""
     local = {**data, "provider": "local", "teams": {"count": 2}, "aws": {}}
     assert "only for provider: aws" in _aws_problems(tmp_path, local)
+
+
+def test_event_dates_are_checked(tmp_path):
+    out = _aws_problems(tmp_path, {**AWS_BASE, "aws": {}, "dates": {"start": "2026-05-04", "end": "2026-05-02"}})
+    assert "end 2026-05-02 is before start 2026-05-04" in out and "datathon.yaml:" in out
+    assert "dates.start" in _aws_problems(tmp_path, {**AWS_BASE, "aws": {}, "dates": {"start": "May", "end": "x"}})

@@ -348,7 +348,7 @@ def stop(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt =
 @app.command()
 @command
 def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
-    """Start the team machines again (all, or one team's); they get new addresses: rerun `datathon handouts`."""
+    """Start the team machines again (all, or one team's); the handouts get their new addresses."""
     from datathon.commands.machines import run_start
 
     _print_machines(run_start(_context(config, check_paths=False), team), json_out)

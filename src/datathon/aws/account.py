@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datathon.aws import names, pricing, quotas
-from datathon.aws.base import GONE, AwsPart
+from datathon.aws.base import AwsPart
 from datathon.aws.session import AwsSession
 from datathon.config.aws import MachineProfile
-from datathon.core.aws import error_code, retry
+from datathon.core.aws import error_code, fail, retry
 from datathon.core.part import PartStatus, Purpose
 from datathon.core.plan import Change, Component
 from datathon.core.status import ComponentStatus
@@ -61,6 +61,11 @@ class AccountPart(AwsPart):
 
     # -- observe ------------------------------------------------------------------------------------------------
     def observe(self, purpose: Purpose = "plan") -> AccountFacts:
+        f = self._observe(purpose)
+        self.session.blocked = f.identity_error or f.region_error
+        return f
+
+    def _observe(self, purpose: Purpose) -> AccountFacts:
         f = AccountFacts()
         region = self.session.region
         try:
@@ -117,7 +122,7 @@ class AccountPart(AwsPart):
                 if error_code(exc) in ("InvalidInstanceType", "InvalidParameterValue"):
                     f.types[t] = None
                     continue
-                raise
+                raise fail(exc, f"reading instance type {t}") from exc
             if not got:
                 f.types[t] = None
                 continue
@@ -178,6 +183,10 @@ class AccountPart(AwsPart):
         lines += [f"  {what}: ${usd:,.3f}/hour" for what, usd in e.lines]
         if self.days is None:
             lines.append("  add dates: {start: ..., end: ...} to the event file for the event's total")
+        if all(f.types.get(s.instance_type) for _, _, s in self.wanted):
+            lines += [f"quota {c.target}: {c.reason}" for c in quotas.plan_quotas(self._need(f), f.quotas,
+                                                                              self.session.region)
+                      if c.reason.startswith("unknown")]
         return lines
 
     # -- status, teardown -----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from datathon.aws.names import EVENT_TAG
 from datathon.aws.session import AwsSession
-from datathon.core.aws import call, error_code, retry
+from datathon.core.aws import call, error_code, fail, retry
 from datathon.core.part import Part
 
 T = TypeVar("T")
@@ -18,9 +18,20 @@ GONE = frozenset({"terminated", "shutting-down"})
 
 
 class AwsPart(Part):
+    """An AWS part. Its observe() sees nothing (None) and its plan, status and teardown say nothing while the
+    account part has found that datathon cannot act here (the one reason is said once, by that part)."""
+
     def __init__(self, session: AwsSession, event: str) -> None:
         self.session = session
         self.event = event
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("name") == "aws account":
+            return
+        for method in ("observe", "plan", "status", "teardown", "leftovers"):
+            if method in cls.__dict__:
+                setattr(cls, method, _gated(cls.__dict__[method], method))
 
     @property
     def ec2(self):
@@ -33,16 +44,16 @@ class AwsPart(Part):
     def call(self, what: str, fn: Callable[[], T]) -> T:
         return call(what, fn)
 
-    def maybe(self, fn: Callable[[], T], *missing: str) -> T | None:
+    def maybe(self, fn: Callable[[], T], *missing: str, what: str = "reading from AWS") -> T | None:
         """A read that may find nothing: None for the listed error codes, a clear error for any other."""
         try:
-            return retry(fn, what="read")
+            return retry(fn, what=what)
         except ClientError as exc:
             if error_code(exc) in missing:
                 return None
-            raise
-        except BotoCoreError:
-            raise
+            raise fail(exc, what) from exc
+        except BotoCoreError as exc:
+            raise fail(exc, what) from exc
 
     def event_filter(self, **more: str) -> list[dict]:
         out = [{"Name": f"tag:{EVENT_TAG}", "Values": [self.event]}]
@@ -57,3 +68,19 @@ class AwsPart(Part):
                 out += page.get(key, [])
             return out
         return self.call(what, run)
+
+
+def _gated(fn, method: str):
+    import functools
+
+    from datathon.core.part import PartStatus
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if self.session.blocked:
+            return {"observe": None, "plan": [], "teardown": [], "leftovers": [], "status": PartStatus()}[method]
+        if method in ("plan", "status", "teardown") and args and args[0] is None:
+            return {"plan": [], "teardown": [], "status": PartStatus()}[method]
+        return fn(self, *args, **kwargs)
+
+    return wrapper

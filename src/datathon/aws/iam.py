@@ -47,7 +47,7 @@ class IamPart(AwsPart):
 
     def observe(self, purpose: Purpose = "plan") -> IamFacts:
         iam, role, f = self.iam, self.role, IamFacts()
-        got = self.maybe(lambda: iam.get_role(RoleName=role), "NoSuchEntity")
+        got = self.maybe(lambda: iam.get_role(RoleName=role), "NoSuchEntity", what=f"reading role {role}")
         if got:
             f.role = True
             tags = names.tag_dict(self.call("reading the role's tags", lambda: iam.list_role_tags(RoleName=role))[
@@ -60,7 +60,8 @@ class IamPart(AwsPart):
                 f.inline[pname] = json.loads(unquote(doc)) if isinstance(doc, str) else doc
             f.attached = {p["PolicyArn"] for p in self.call("listing attached policies", lambda: iam
                           .list_attached_role_policies(RoleName=role))["AttachedPolicies"]}
-        prof = self.maybe(lambda: iam.get_instance_profile(InstanceProfileName=role), "NoSuchEntity")
+        prof = self.maybe(lambda: iam.get_instance_profile(InstanceProfileName=role), "NoSuchEntity",
+                          what=f"reading instance profile {role}")
         if prof:
             f.profile = True
             f.profile_roles = [r["RoleName"] for r in prof["InstanceProfile"].get("Roles", [])]
@@ -133,7 +134,8 @@ class IamPart(AwsPart):
 
     def _create_profile(self) -> None:
         iam, role = self.iam, self.role
-        prof = self.maybe(lambda: iam.get_instance_profile(InstanceProfileName=role), "NoSuchEntity")
+        prof = self.maybe(lambda: iam.get_instance_profile(InstanceProfileName=role), "NoSuchEntity",
+                          what=f"reading instance profile {role}")
         if prof is None:
             self.call(f"creating instance profile {role}", lambda: iam.create_instance_profile(
                 InstanceProfileName=role, Tags=names.tags(self.event, "instance-profile")))
@@ -142,8 +144,8 @@ class IamPart(AwsPart):
             roles = [r["RoleName"] for r in prof["InstanceProfile"].get("Roles", [])]
         for other in roles:
             if other != role:
-                self.call("taking a role out of the instance profile", lambda o=other: iam.remove_role_from_instance_profile(
-                    InstanceProfileName=role, RoleName=o))
+                self.call("taking a role out of the instance profile", lambda o=other: iam
+                          .remove_role_from_instance_profile(InstanceProfileName=role, RoleName=o))
         if role not in roles:
             self.call(f"putting role {role} in its instance profile", lambda: iam.add_role_to_instance_profile(
                 InstanceProfileName=role, RoleName=role))
@@ -168,7 +170,8 @@ class IamPart(AwsPart):
             for r in f.profile_roles:
                 self.call("emptying the instance profile", lambda r=r: iam.remove_role_from_instance_profile(
                     InstanceProfileName=role, RoleName=r))
-            self.call(f"deleting instance profile {role}", lambda: iam.delete_instance_profile(InstanceProfileName=role))
+            self.call(f"deleting instance profile {role}",
+                      lambda: iam.delete_instance_profile(InstanceProfileName=role))
         if f.role:
             for arn in f.attached:
                 self.call(f"detaching {arn}", lambda a=arn: iam.detach_role_policy(RoleName=role, PolicyArn=a))

@@ -94,8 +94,9 @@ class KeysPart(AwsPart):
         wanted = {names.key_name(self.event, t) for t in self.teams}
         for name, k in sorted(f.in_aws.items()):
             if k["ours"] and name not in wanted:
-                out.append(Change(Component.KEY_PAIR, name, "drop", "its team left the event file", destructive=True,
-                                  run=lambda n=name: self._delete(n)))
+                out.append(Change(Component.KEY_PAIR, name, "drop", "its team left the event file (its private "
+                                  "key goes too)", destructive=True,
+                                  run=lambda n=name, t=k["team"]: self._delete(n, team=t)))
         return out
 
     def _create(self, team: str) -> None:
@@ -112,8 +113,10 @@ class KeysPart(AwsPart):
         self._delete(names.key_name(self.event, team))
         self._create(team)
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str, *, team: str | None = None) -> None:
         self.call(f"deleting key pair {name}", lambda: self.ec2.delete_key_pair(KeyName=name))
+        if team and team not in self.teams and "/" not in team:  # a team that left: nothing may log in as it
+            self.key_file(team).unlink(missing_ok=True)
 
     def status(self, f: KeyFacts) -> PartStatus:
         missing = [t for t in self.teams if names.key_name(self.event, t) not in f.in_aws or t not in f.local]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from botocore.exceptions import ClientError, WaiterError
 
@@ -46,6 +47,7 @@ class Instance:
     launched: datetime | None
     index: int = 0
     status_ok: bool | None = None  # the status checks (None: not asked)
+    kind: str = "machine"  # datathon:kind; another kind of the event's instances (the image builder) is not a team's
 
 
 @dataclass
@@ -72,12 +74,13 @@ class Wanted:
     team: str
     profile: str
     spec: MachineProfile
-    user_data: str
+    user_data: str | bytes
 
     @property
     def batch(self) -> str:
         """Teams that may share one RunInstances: the same profile and the same user data."""
-        return hashlib.sha256(f"{self.profile}\0{self.user_data}".encode()).hexdigest()[:16]
+        data = self.user_data.encode() if isinstance(self.user_data, str) else self.user_data
+        return hashlib.sha256(self.profile.encode() + b"\0" + data).hexdigest()[:16]
 
 
 @dataclass
@@ -109,7 +112,7 @@ class MachinesPart(AwsPart):
     after = ("aws network", "aws iam", "aws keys")
 
     def __init__(self, session: AwsSession, event: str, *, wanted: list[tuple[str, str, MachineProfile]],
-                 user_data: Callable[[str], str], boot_timeout: int, record: Callable[..., object],
+                 user_data: Callable[[str], str | bytes], boot_timeout: int, record: Callable[..., object],
                  price: Callable[[str, float], float | None]) -> None:
         super().__init__(session, event)
         self._wanted = wanted
@@ -122,9 +125,10 @@ class MachinesPart(AwsPart):
         self.ssh_user = "ubuntu"
         self.database: tuple[str | None, int, tuple[str, ...], str] = (None, 5432, (), "require")
         self._seen: dict[str, Instance] | None = None
-        self._launched: dict[str, list[str]] = {}  # batch -> instance ids launched by this run
+        self._launch_cache: dict[str, object] = {}
+        self._pending: list[str] = []  # launched (or adopted) by this run, not waited for yet
 
-    @property
+    @cached_property
     def wanted(self) -> list[Wanted]:
         return [Wanted(t, p, spec, self._user_data(t)) for t, p, spec in self._wanted]
 
@@ -151,9 +155,11 @@ class MachinesPart(AwsPart):
             f.subnets, f.security_group = self._network()
         return f
 
-    def instances(self) -> list[Instance]:
+    def instances(self, ids: list[str] | None = None) -> list[Instance]:
+        """The event's machines that are not terminated (or only those of `ids`)."""
+        extra = {"InstanceIds": ids} if ids else {}
         reservations = self.pages(self.ec2, "describe_instances", "Reservations", "listing the event's machines",
-                                  Filters=self.event_filter())
+                                  Filters=self.event_filter(), **extra)
         out = []
         for r in reservations:
             for i in r["Instances"]:
@@ -163,7 +169,7 @@ class MachinesPart(AwsPart):
                 out.append(Instance(i["InstanceId"], tags.get(names.TEAM_TAG), tags.get(names.PROFILE_TAG),
                                     tags.get(names.BATCH_TAG), i["State"]["Name"], i["InstanceType"],
                                     i.get("PublicIpAddress"), i.get("PrivateIpAddress"), i.get("LaunchTime"),
-                                    i.get("AmiLaunchIndex", 0)))
+                                    i.get("AmiLaunchIndex", 0), kind=tags.get(names.KIND_TAG, "machine")))
         return sorted(out, key=lambda i: (i.team or "~", i.launched or datetime.min.replace(tzinfo=UTC), i.index))
 
     def find_image(self, spec: MachineProfile) -> Image | None:
@@ -199,6 +205,7 @@ class MachinesPart(AwsPart):
         out: list[Change] = []
         wanted = self.wanted
         by_batch: dict[str, list[Wanted]] = {}
+        f = MachineFacts([i for i in f.instances if i.kind == "machine"], f.images, f.subnets, f.security_group, f.now)
         spare = [i for i in f.instances if i.team is None]  # launched by an `up` killed before it tagged them
         for w in wanted:
             mine = f.of_team(w.team)
@@ -219,7 +226,8 @@ class MachinesPart(AwsPart):
             if twin is not None:
                 spare.remove(twin)
                 out.append(Change(Component.MACHINE, name, "update", f"{twin.id} was launched for the event by an "
-                                  "interrupted up: it becomes this team's", run=lambda i=twin, t=w.team: self._adopt(i, t)))
+                                  "interrupted up: it becomes this team's",
+                                  run=lambda i=twin, t=w.team: self._adopt(i, t)))
                 continue
             by_batch.setdefault(w.batch, []).append(w)
         for batch, ws in by_batch.items():
@@ -237,6 +245,12 @@ class MachinesPart(AwsPart):
                                   f"{spec.root_volume.type} encrypted, IMDSv2" + (", spot" if spec.spot else "")
                                   + (f", from {image.id}" if image else "") + f"; {len(ws)} in one launch",
                                   run=launch.run))
+        # Every launch of the run goes first; the last one then waits for all of them together (status checks
+        # take minutes: waiting launch by launch would take that much per team).
+        made = [c for c in out if c.action in ("create", "update") and c.run is not None]
+        if made:
+            last = made[-1].run
+            made[-1].run = lambda: (last(), self._wait_pending())
         teams = {w.team for w in wanted}
         for i in f.instances:
             if i.team is not None and i.team not in teams:
@@ -251,7 +265,12 @@ class MachinesPart(AwsPart):
     # -- apply -----------------------------------------------------------------------------------------------
     def _adopt(self, i: Instance, team: str) -> None:
         self._tag_team(i.id, team)
-        self._wait([i.id])
+        self._pending.append(i.id)
+
+    def _wait_pending(self) -> None:
+        ids, self._pending = self._pending, []
+        if ids:
+            self._wait(ids)
 
     def _tag_team(self, iid: str, team: str) -> None:
         tags = [{"Key": names.TEAM_TAG, "Value": team}, {"Key": "Name", "Value": names.machine_name(self.event, team)}]
@@ -259,12 +278,18 @@ class MachinesPart(AwsPart):
         if key:  # a batch boots without an EC2 key: the bootstrap installs this one (read from the tags)
             tags.append({"Key": names.SSH_KEY_TAG, "Value": key})
         self.call(f"tagging {iid} for team {team}", lambda: self.ec2.create_tags(Resources=[iid], Tags=tags))
+        faults.point("aws.tagged")
 
     def launch(self, ws: list[Wanted]) -> list[str]:
         """One RunInstances for teams of one profile and user data; then each instance gets its team."""
         f = MachineFacts()
-        f.subnets, f.security_group = self._network()
-        image = self.find_image(ws[0].spec)
+        # the network and images are looked up once per run at apply time (the parts before this one are done)
+        if "network" not in self._launch_cache:
+            self._launch_cache["network"] = self._network()
+        f.subnets, f.security_group = self._launch_cache["network"]
+        if ws[0].profile not in self._launch_cache:
+            self._launch_cache[ws[0].profile] = self.find_image(ws[0].spec)
+        image = self._launch_cache[ws[0].profile]
         if image is None or not f.subnets or f.security_group is None:
             raise ProvisionError(f"cannot launch the machines of profile {ws[0].profile}: "
                                  + ("no image" if image is None else "the network is not there"),
@@ -300,8 +325,7 @@ class MachinesPart(AwsPart):
         if len(ws) > 1:
             for iid, w in zip(ids, ws, strict=True):
                 self._tag_team(iid, w.team)
-                faults.point("aws.tagged")
-        self._wait(ids)
+        self._pending += ids
         return ids
 
     def _run_instances(self, args: dict, ws: list[Wanted]) -> list[dict]:
@@ -333,8 +357,8 @@ class MachinesPart(AwsPart):
                                  f"{self.boot_timeout // 60} min: {exc}",
                                  hint="see the EC2 console (system log) for them; `datathon up` again waits "
                                       "anew, `datathon down` removes them") from None
-        for i in self.instances():
-            if i.id in ids and i.team:
+        for i in self.instances(ids):
+            if i.team:
                 self.record("machine", i.team, created=True, instance=i.id, type=i.type, public_ip=i.public_ip,
                             private_ip=i.private_ip, region=self.session.region)
 

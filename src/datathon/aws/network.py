@@ -6,15 +6,20 @@ tables (free; S3 traffic stays inside AWS)."""
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
 
 from datathon.aws import names
 from datathon.aws.base import AwsPart
 from datathon.aws.session import AwsSession
 from datathon.core import faults
+from datathon.core.aws import error_code
 from datathon.core.part import PartStatus, Purpose
 from datathon.core.plan import Change, Component
 from datathon.core.status import ComponentStatus
+from datathon.errors import ProvisionError
 
 
 @dataclass(frozen=True)
@@ -339,29 +344,52 @@ class NetworkPart(AwsPart):
             g = f.groups.get(name)
             if g and g.ours:
                 out.append(Change(Component.SECURITY_GROUP, f"{name} {g.id}", "drop", "the event ends",
-                                  destructive=True, run=lambda gid=g.id, n=name: self.call(
-                                      f"deleting security group {n}", lambda: ec2.delete_security_group(GroupId=gid))))
+                                  destructive=True, run=lambda gid=g.id, n=name: self._delete_group(gid, n)))
         if f.vpc_made:
             out.append(Change(Component.NETWORK, f"vpc {f.vpc_id}", "drop", "made by datathon for the event",
                               destructive=True, run=lambda: self._delete_vpc(f.vpc_id)))
         return out
 
+    def _delete_group(self, gid: str, name: str, *, bound: float = 180) -> None:
+        """A group still held by a just-terminated machine's network interface (EC2 releases it a little after
+        the machine reads `terminated`) answers DependencyViolation: that one answer is waited out, within a
+        bound; any other error is reported at once."""
+        deadline = time.monotonic() + bound
+        while True:
+            try:
+                self.call(f"deleting security group {name}", lambda: self.ec2.delete_security_group(GroupId=gid))
+                return
+            except ProvisionError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, ClientError) and error_code(cause) == "DependencyViolation"
+                        and time.monotonic() < deadline):
+                    raise
+                time.sleep(5)
+
     def _delete_vpc(self, vpc: str) -> None:
         ec2 = self.ec2
+        tables = self.call("listing route tables", lambda: ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"])
+        for t in tables:
+            for a in t.get("Associations", []):
+                if not a.get("Main") and a.get("RouteTableAssociationId"):
+                    self.call("unrouting a subnet", lambda a=a: ec2.disassociate_route_table(
+                        AssociationId=a["RouteTableAssociationId"]))
         for s in self.call("listing subnets", lambda: ec2.describe_subnets(
                 Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]):
             self.call(f"deleting subnet {s['SubnetId']}", lambda s=s: ec2.delete_subnet(SubnetId=s["SubnetId"]))
-        for t in self.call("listing route tables", lambda: ec2.describe_route_tables(
-                Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]):
+        for t in tables:
             if not any(a.get("Main") for a in t.get("Associations", [])):
-                self.call("deleting the route table", lambda t=t: ec2.delete_route_table(RouteTableId=t["RouteTableId"]))
+                self.call("deleting the route table",
+                          lambda t=t: ec2.delete_route_table(RouteTableId=t["RouteTableId"]))
         for g in self.call("finding the internet gateway", lambda: ec2.describe_internet_gateways(
                 Filters=self.event_filter())["InternetGateways"]):
             gid = g["InternetGatewayId"]
             for a in g.get("Attachments", []):
                 self.call("detaching the internet gateway", lambda gid=gid, a=a: ec2.detach_internet_gateway(
                     InternetGatewayId=gid, VpcId=a["VpcId"]))
-            self.call("deleting the internet gateway", lambda gid=gid: ec2.delete_internet_gateway(InternetGatewayId=gid))
+            self.call("deleting the internet gateway",
+                      lambda gid=gid: ec2.delete_internet_gateway(InternetGatewayId=gid))
         self.call("deleting the VPC", lambda: ec2.delete_vpc(VpcId=vpc))
 
     def leftovers(self) -> list[str]:

@@ -1,9 +1,12 @@
 """Service Quotas the team machines need: each EC2 instance family counts against one vCPU quota per region. Pure
 functions of facts, so a plan is the same whether AWS answered or not.
 
-Quota codes and names: AWS Service Quotas console, service `ec2` (read 2026-12-02 from the Service Quotas
-documentation and /work/shared/reference/aws.md); EC2 counts running On-Demand instances in vCPUs per family
-class, and spot requests apart."""
+Where the codes come from (2026-12-02): L-DB2E81BA (G and VT), L-1216C47A (Standard) and L-3819A6DF (G and VT
+spot) from the project's AWS reference notes (shared/reference/aws.md), checked against the Service Quotas
+console's EC2 list as the author knows it; the others (P, Inf, Trn, F, X, DL, and the other spot codes) were
+written from that same memory of the console and are not verified here: the plan names the code, and where AWS
+answers, its own value is what counts. EC2 counts running On-Demand instances in vCPUs per family class, and
+spot requests apart."""
 
 from __future__ import annotations
 

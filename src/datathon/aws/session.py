@@ -26,6 +26,10 @@ class AwsSession:
         self.profile = profile
         self.calls: Counter[str] = Counter()  # "ec2.RunInstances" -> times made
         self._clients: dict[str, object] = {}
+        # Set by the account part when datathon cannot act in this account and region (refused credentials, an
+        # unknown region): the other AWS parts then observe and plan nothing, so the one clear reason is all
+        # that is said.
+        self.blocked = ""
 
     @cached_property
     def boto(self) -> boto3.session.Session:
@@ -46,7 +50,5 @@ class AwsSession:
         return {k: n for k, n in self.calls.items() if mutating(k.split(".", 1)[1])}
 
     def has_credentials(self) -> bool:
-        try:
-            return self.boto.get_credentials() is not None
-        except Exception:  # a broken profile: botocore says which when a call is made
-            return False
+        """Whether boto3's chain finds credentials (a named profile that does not exist raises ProfileNotFound)."""
+        return self.boto.get_credentials() is not None

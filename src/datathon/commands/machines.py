@@ -9,6 +9,7 @@ from datathon.commands.plan import ready_provider
 from datathon.commands.up import confirm
 from datathon.core.context import Context
 from datathon.errors import ProvisionError
+from datathon.handouts import build_handouts
 
 SCRATCH_WARNING = ("stopping erases /scratch (the local NVMe disk of GPU machines) on every machine stopped; "
                    "the home folders and the root volume are kept")
@@ -49,6 +50,11 @@ def run_stop(ctx: Context, team: str | None, *, yes: bool = False) -> list[Machi
 
 
 def run_start(ctx: Context, team: str | None) -> list[MachineState]:
+    """Start them; a started machine has a new public address, so the handouts and roster are written again."""
+    provider = ready_provider(ctx)
     m = _machines(ctx)
     with ctx.state.lock():
-        return _rows(m.start(team))
+        rows = _rows(m.start(team))
+        if ctx.state.exists():
+            build_handouts(ctx, provider.parts())
+        return rows

@@ -72,8 +72,9 @@ def fail(exc: Exception, what: str) -> ProvisionError:
                                                                                         "see the log for details")
         return ProvisionError(f"{what}: {code}: {msg}", hint=hint)
     if isinstance(exc, TRANSIENT_ERRORS):
-        return ProvisionError(f"{what}: cannot reach the store: {exc}",
-                              hint="check storage.endpoint_url / the network, then run the command again")
+        return ProvisionError(f"{what}: cannot reach the service: {exc}",
+                              hint="check the network (and storage.endpoint_url or AWS_ENDPOINT_URL if set), then "
+                                   "run the command again")
     return ProvisionError(f"{what}: {exc}", hint="run the command again; see the log for details")
 
 

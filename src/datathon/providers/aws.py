@@ -8,6 +8,7 @@ with (the workspace bootstrap), the database's address for the handouts."""
 
 from __future__ import annotations
 
+import difflib
 from functools import cached_property
 
 from datathon.aws.session import AwsSession
@@ -46,16 +47,34 @@ class AwsProvider(Provider):
 
         return get_store(self.ctx)
 
-    def user_data(self, team: str) -> str:
-        """What a team's machine runs at first boot: the same workspace bootstrap the local provider uses."""
-        from datathon.workspaces.bootstrap import render_user_data
+    def user_data(self, team: str) -> bytes:
+        """What a team's machine runs at first boot: the same workspace bootstrap the local provider uses (gzipped:
+        EC2 takes 16 KB), with the database where this provider says it is."""
+        from datathon.workspaces.bootstrap import render_user_data, user_data_bytes
 
-        return render_user_data(self.ctx.config, team)
+        script = render_user_data(self.ctx.config, team, endpoint=self.database_server().endpoint())
+        return user_data_bytes(script)
 
     def check_credentials(self) -> tuple[bool, str]:
-        if not self.session.has_credentials():
+        """Before any part is planned, without a call: credentials found, and a region EC2 has (botocore's own
+        list). Refused credentials and a region not enabled for the account are the account part's blocked
+        changes (they need a call)."""
+        from botocore.exceptions import ProfileNotFound
+
+        from datathon.core.aws import partition
+
+        try:
+            found = self.session.has_credentials()
+            known = self.session.boto.get_available_regions("ec2", partition_name=partition(self.aws.region))
+        except ProfileNotFound as exc:
+            return False, f"{exc}: check aws.profile (or AWS_PROFILE) against ~/.aws/config"
+        if not found:
             return False, ("no AWS credentials were found: set AWS_PROFILE (or aws.profile in the event file), or "
                            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role")
+        if known and self.aws.region not in known:
+            near = difflib.get_close_matches(self.aws.region, known, n=1)
+            return False, (f"aws.region {self.aws.region!r} is not an EC2 region"
+                           + (f"; did you mean {near[0]!r}?" if near else "") + " (fix it in the event file)")
         return True, ""
 
     # -- the AWS parts ------------------------------------------------------------------------------------------
@@ -184,7 +203,7 @@ class AwsProvider(Provider):
             if name in keys.in_aws:
                 state.record("key pair", name, created=True, team=team)
                 rows.append((f"key pair {name}", "private key in the state folder" if team in keys.local else
-                             "[red]private key missing[/]: `datathon up` replaces the key pair"))
+                             "private key missing: `datathon up` replaces the key pair"))
         for i in parts["aws machines"].instances():
             if i.team:
                 state.record("machine", i.team, created=True, instance=i.id, type=i.type, public_ip=i.public_ip,
