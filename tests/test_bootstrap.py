@@ -95,6 +95,7 @@ def machine(tmp_path_factory):
     keys = prefix / "keys"
     keys.mkdir(mode=0o700)
     key = keys / "team"
+    sshd_dir = None
     try:
         ev.up()
         endpoint = ev.server.endpoint()
@@ -107,10 +108,11 @@ def machine(tmp_path_factory):
             yield Machine(ev, folder, prefix, layout, script, first, endpoint, key, None, no_loop)
             return
         port = free_port()
-        (prefix / "sshd").mkdir(mode=0o700)
-        # root may log in with the team's key, as an image's admin user may (`image build` generalizes as it)
-        (prefix / "sshd" / "authorized_keys_root").write_text(Path(f"{key}.pub").read_text())
-        with private_sshd(prefix / "sshd", port):
+        # root may log in with the team's key, as an image's admin user may (`image build` generalizes as it).
+        # sshd checks every folder above a key file outside the home: none may be world-writable like /var/tmp.
+        sshd_dir = Path(tempfile.mkdtemp(prefix="datathon-bs-sshd-", dir="/run"))
+        (sshd_dir / "authorized_keys_root").write_text(Path(f"{key}.pub").read_text())
+        with private_sshd(sshd_dir, port):
             target = ssh.SshTarget("127.0.0.1", port, USER, key, prefix / "known_hosts")
             # The secret arrives after boot, over SSH with the team's key: never in the user data.
             assert deliver_pgpass(target, endpoint, USER, ev.password(USER)) is True
@@ -119,6 +121,8 @@ def machine(tmp_path_factory):
     finally:
         try:
             _cleanup(prefix, layout, device)
+            if sshd_dir is not None:
+                shutil.rmtree(sshd_dir, ignore_errors=True)
         finally:
             ev.close()
 
@@ -318,7 +322,7 @@ def test_image_build_on_moto(machine, monkeypatch):
     # The team's key pair is the one the machine knows (the keys part imports the public half of what it finds).
     write_private(ctx.state.secrets_dir / f"aws-key-{TEAM}.pem", machine.key.read_bytes())
     reach = lambda ip: ("127.0.0.1", machine.target.port)  # noqa: E731 - the builder "is" this machine
-    with moto_server() as url:
+    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
         for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": url}.items():
             monkeypatch.setenv(k, v)
         first = run_image_build(ctx, yes=True, layout=machine.layout, reach=reach)
@@ -329,6 +333,9 @@ def test_image_build_on_moto(machine, monkeypatch):
         [image] = ec2.describe_images(Owners=["self"])["Images"]
         tags = {t["Key"]: t["Value"] for t in image["Tags"]}
         assert image["ImageId"] == first.image and tags[IMAGE_TAG] == first.digest and tags["datathon:event"] == "bs"
+        snaps = [b["Ebs"]["SnapshotId"] for b in image["BlockDeviceMappings"] if "Ebs" in b]
+        assert snaps and all(ec2.describe_snapshots(SnapshotIds=snaps)["Snapshots"][i].get("Tags")
+                             for i in range(len(snaps)))
         # The builder booted with the bootstrap of the first team (gzipped), and is gone.
         builder = ec2.describe_instances(InstanceIds=[first.builder])["Reservations"][0]["Instances"][0]
         assert builder["State"]["Name"] == "terminated"

@@ -132,9 +132,16 @@ class ImageBuilder:
         tags = {IMAGE_TAG: digest, "Name": name}
         iid = call(f"making image {name} from {builder.id}", lambda: self.ec2.create_image(
             InstanceId=builder.id, Name=name, Description=description[:255],
-            TagSpecifications=[*names.spec("image", self.event, "image", **tags),
-                               *names.spec("snapshot", self.event, "image", **tags)])["ImageId"])
-        return self.wait_available(EventImage(iid, name, "pending", digest))
+            TagSpecifications=names.spec("image", self.event, "image", **tags))["ImageId"])
+        image = self.wait_available(EventImage(iid, name, "pending", digest))
+        # Its snapshots carry the event too (tagged once they exist: `down` lists what is left by tag).
+        got = call(f"reading image {iid}", lambda: self.ec2.describe_images(ImageIds=[iid])["Images"])
+        snaps = [b["Ebs"]["SnapshotId"] for i in got for b in i.get("BlockDeviceMappings", [])
+                 if b.get("Ebs", {}).get("SnapshotId")]
+        if snaps:
+            call(f"tagging the snapshots of {iid}", lambda: self.ec2.create_tags(
+                Resources=snaps, Tags=names.tags(self.event, "image", **tags)))
+        return image
 
     def wait_available(self, image: EventImage) -> EventImage:
         deadline = time.monotonic() + self.timeout

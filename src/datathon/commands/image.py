@@ -111,7 +111,7 @@ def run_image_build(ctx: Context, *, yes: bool = False, profile: str | None = No
 
 
 def _record(ctx: Context, image, base: str, profile: str) -> None:
-    ctx.state.record("image", image.id, created=True, name=image.name, digest=image.digest, base_image=base,
+    ctx.state.record("image", image.id, created=True, image_name=image.name, digest=image.digest, base_image=base,
                      profile=profile)
 
 
