@@ -356,3 +356,23 @@ def test_image_build_on_moto(machine, monkeypatch):
                                                                  "Values": ["image-builder"]}])["Reservations"]
                     for i in r["Instances"]]
         assert len(builders) == 1
+
+
+def test_the_key_tag_is_the_one_the_machines_carry():
+    from datathon.aws.names import SSH_KEY_TAG
+    from datathon.workspaces.bootstrap import KEY_TAG
+
+    assert KEY_TAG == SSH_KEY_TAG
+
+
+def test_an_external_server_is_the_default_endpoint(tmp_path):
+    import yaml
+
+    from conftest import make_context
+
+    data = {"event": "bsx", "teams": [{"name": TEAM}], "databases": [{"name": "bsxdb"}],
+            "database": {"server": "external", "admin_dsn": "host=db.example.org port=6432 user=admin dbname=postgres"}}
+    ctx = make_context(tmp_path, yaml.safe_dump(data))
+    files = _files_in(render_user_data(ctx.config, TEAM))
+    assert b"host=db.example.org\nport=6432\n" in files[".pg_service.conf"]
+    assert b"export PGHOST=db.example.org\nexport PGPORT=6432\n" in files[".datathon/env.sh"]
