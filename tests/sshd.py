@@ -35,8 +35,11 @@ def private_sshd(folder: Path, port: int):
     config = folder / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {folder / 'sshd.pid'}\n"
-        "AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PubkeyAuthentication yes\nUsePAM yes\nPermitRootLogin no\nAllowTcpForwarding yes\nX11Forwarding no\n"
+        f"AuthorizedKeysFile .ssh/authorized_keys {folder}/authorized_keys_%u\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nUsePAM yes\nAllowTcpForwarding yes\nX11Forwarding no\n"
+        # root only with a key the test wrote into this folder (as an image's admin user with sudo would be)
+        f"PermitRootLogin {'prohibit-password' if (folder / 'authorized_keys_root').exists() else 'no'}\n"
         "StrictModes yes\nLogLevel VERBOSE\n")
     log = folder / "sshd.log"
     proc = subprocess.Popen([str(SSHD), "-D", "-f", str(config), "-E", str(log)])

@@ -51,6 +51,7 @@ def _loop_device(image: Path) -> tuple[str, str]:
 @dataclass
 class Machine:
     ev: Event
+    folder: Path
     prefix: Path
     layout: Layout
     script: str
@@ -94,6 +95,7 @@ def machine(tmp_path_factory):
     keys = prefix / "keys"
     keys.mkdir(mode=0o700)
     key = keys / "team"
+    sshd_dir = None
     try:
         ev.up()
         endpoint = ev.server.endpoint()
@@ -103,18 +105,24 @@ def machine(tmp_path_factory):
         first = _bootstrap(prefix / "user-data.sh")
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         if sshd_missing():
-            yield Machine(ev, prefix, layout, script, first, endpoint, key, None, no_loop)
+            yield Machine(ev, folder, prefix, layout, script, first, endpoint, key, None, no_loop)
             return
         port = free_port()
-        with private_sshd(prefix / "sshd", port):
+        # root may log in with the team's key, as an image's admin user may (`image build` generalizes as it).
+        # sshd checks every folder above a key file outside the home: none may be world-writable like /var/tmp.
+        sshd_dir = Path(tempfile.mkdtemp(prefix="datathon-bs-sshd-", dir="/run"))
+        (sshd_dir / "authorized_keys_root").write_text(Path(f"{key}.pub").read_text())
+        with private_sshd(sshd_dir, port):
             target = ssh.SshTarget("127.0.0.1", port, USER, key, prefix / "known_hosts")
             # The secret arrives after boot, over SSH with the team's key: never in the user data.
             assert deliver_pgpass(target, endpoint, USER, ev.password(USER)) is True
             assert deliver_pgpass(target, endpoint, USER, ev.password(USER)) is False  # the same: not rewritten
-            yield Machine(ev, prefix, layout, script, first, endpoint, key, target, no_loop)
+            yield Machine(ev, folder, prefix, layout, script, first, endpoint, key, target, no_loop)
     finally:
         try:
             _cleanup(prefix, layout, device)
+            if sshd_dir is not None:
+                shutil.rmtree(sshd_dir, ignore_errors=True)
         finally:
             ev.close()
 
@@ -245,3 +253,126 @@ def test_render_refuses_bad_input(machine):
         render_user_data(machine.ev.ctx.config, "nobody")
     with pytest.raises(ConfigError, match="OpenSSH public key"):
         render_user_data(machine.ev.ctx.config, TEAM, authorized_key="ssh-ed25519 AAAA x\nssh-rsa BBBB y")
+
+
+def test_generalize_keeps_the_environment_and_a_new_team_boots_from_it(machine):
+    """What `image build` does before making the image: the builder's team goes, the environment stays; the
+    next machine's bootstrap then reuses the environment (no pip) and comes up answering."""
+    gen = subprocess.run(["bash", str(machine.prefix / "user-data.sh"), "generalize"], capture_output=True,
+                         text=True, timeout=120)
+    assert gen.returncode == 0, gen.stdout + gen.stderr
+    assert accounts.lookup(USER) is None and not (machine.layout.home_root / USER).exists()
+    assert "removed Unix user" in gen.stdout and "unmounted" in gen.stdout
+    envs = list(machine.layout.env_root.glob("env-*/.datathon-env.json"))
+    assert len(envs) == 1
+    again = _bootstrap(machine.prefix / "user-data.sh")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "ok: team environment" in again.stdout and f"created Unix user {USER}" in again.stdout
+    assert "JupyterLab answers on" in again.stdout
+    bad = subprocess.run(["bash", str(machine.prefix / "user-data.sh"), "bogus"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown argument bogus" in bad.stdout
+
+
+# -- datathon image build, on a moto server: the builder instance is moto's, the machine it stands for is the one
+# the bootstrap made here, reached over the private sshd --------------------------------------------------------
+
+def _aws_context(machine: Machine):
+    """The same event (its state folder: the team's password and key) as provider aws, its database the managed
+    cluster reached as an external server."""
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    from conftest import event_data
+    from datathon.config import load_config
+    from datathon.core.context import Context
+    from datathon.core.state import StateStore
+
+    local = machine.ev.ctx
+    data = event_data(event="bs", port=machine.endpoint.port, teams=[{"name": TEAM}])
+    data["provider"] = "aws"
+    server = machine.ev.server  # its admin logs in on the socket; teams over TCP
+    data["database"] = {"server": "external", "sslmode": "require", "public_host": "127.0.0.1",
+                        "admin_dsn": f"host={server.socket_dir} port={machine.endpoint.port} user=datathon "
+                                     "dbname=postgres",
+                        "admin_password_file": str(local.state.secret_path("admin"))}
+    data["aws"] = {"region": "us-east-1", "ssh_from": ["203.0.113.0/24"], "boot_timeout": "2min", "ssh_user": "root",
+                   "profiles": {"cpu": {"instance_type": "m5.large", "image": "Deep Learning AMI Ubuntu*"},
+                                "gpu": {"instance_type": "g4dn.xlarge", "image": "Deep Learning AMI Ubuntu*",
+                                        "gpu": True}}}
+    path = machine.folder / "aws.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load_config(path, check_paths=False)
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event),
+                   console=Console(file=io.StringIO(), width=200))
+
+
+def test_image_build_on_moto(machine, monkeypatch):
+    if machine.target is None:
+        pytest.skip(sshd_missing())
+    import boto3
+
+    from datathon.aws.builder import IMAGE_TAG
+    from datathon.commands.image import run_image_build
+    from datathon.core.state import write_private
+    from moto_server import CREDENTIALS, moto_server
+
+    ctx = _aws_context(machine)
+    # The team's key pair is the one the machine knows (the keys part imports the public half of what it finds).
+    write_private(ctx.state.secrets_dir / f"aws-key-{TEAM}.pem", machine.key.read_bytes())
+    reach = lambda ip: ("127.0.0.1", machine.target.port)  # noqa: E731 - the builder "is" this machine
+    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
+        for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": url}.items():
+            monkeypatch.setenv(k, v)
+        first = run_image_build(ctx, yes=True, layout=machine.layout, reach=reach)
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+        assert not first.reused and first.builder
+        assert {r.probe: r.outcome for r in first.probes} == {p.id: "skip" if p.id == "vm.scratch" and machine.no_loop
+                                                             else "pass" for p in MACHINE_PROBES}
+        [image] = ec2.describe_images(Owners=["self"])["Images"]
+        tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+        assert image["ImageId"] == first.image and tags[IMAGE_TAG] == first.digest and tags["datathon:event"] == "bs"
+        snaps = [b["Ebs"]["SnapshotId"] for b in image["BlockDeviceMappings"] if "Ebs" in b]
+        assert snaps and all(ec2.describe_snapshots(SnapshotIds=snaps)["Snapshots"][i].get("Tags")
+                             for i in range(len(snaps)))
+        # The builder booted with the bootstrap of the first team (gzipped), and is gone.
+        builder = ec2.describe_instances(InstanceIds=[first.builder])["Reservations"][0]["Instances"][0]
+        assert builder["State"]["Name"] == "terminated"
+        sent = ec2.describe_instance_attribute(InstanceId=first.builder, Attribute="userData")["UserData"]["Value"]
+        import gzip
+
+        script = gzip.decompress(base64.b64decode(sent)).decode()
+        assert script.startswith("#!/bin/bash") and f"DT_TEAM={TEAM}" in script
+        # Generalized: the builder's team user is gone, its environment stays.
+        assert accounts.lookup(USER) is None
+        rec = ctx.state.load()["resources"][f"image/{first.image}"]
+        assert rec["attrs"]["digest"] == first.digest
+
+        second = run_image_build(ctx, yes=True, layout=machine.layout, reach=reach)
+        assert second.reused and second.image == first.image and second.builder is None
+        assert len(ec2.describe_images(Owners=["self"])["Images"]) == 1
+        builders = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:datathon:kind",
+                                                                 "Values": ["image-builder"]}])["Reservations"]
+                    for i in r["Instances"]]
+        assert len(builders) == 1
+
+
+def test_the_key_tag_is_the_one_the_machines_carry():
+    from datathon.aws.names import SSH_KEY_TAG
+    from datathon.workspaces.bootstrap import KEY_TAG
+
+    assert KEY_TAG == SSH_KEY_TAG
+
+
+def test_an_external_server_is_the_default_endpoint(tmp_path):
+    import yaml
+
+    from conftest import make_context
+
+    data = {"event": "bsx", "teams": [{"name": TEAM}], "databases": [{"name": "bsxdb"}],
+            "database": {"server": "external", "admin_dsn": "host=db.example.org port=6432 user=admin dbname=postgres"}}
+    ctx = make_context(tmp_path, yaml.safe_dump(data))
+    files = _files_in(render_user_data(ctx.config, TEAM))
+    assert b"host=db.example.org\nport=6432\n" in files[".pg_service.conf"]
+    assert b"export PGHOST=db.example.org\nexport PGPORT=6432\n" in files[".datathon/env.sh"]

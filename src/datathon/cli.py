@@ -500,6 +500,33 @@ def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: Js
     _print_machines(run_start(_context(config, check_paths=False), team), json_out)
 
 
+image_app = typer.Typer(help="The golden image of the team machines (AWS).", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+@command
+def image_build(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    profile: Annotated[str | None, typer.Option(help="the machine profile whose base image to build on "
+                                                     "(default: aws.cpu_profile)")] = None,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Boot one builder with the workspace bootstrap, run the workspace probes on it, save it as the event's
+    image (reused while the bootstrap and base image stay the same)."""
+    from datathon.commands.image import run_image_build
+
+    result = run_image_build(_context(config, check_paths=False), yes=yes, profile=profile)
+    if json_out:
+        console.print_json(data=result.as_dict())
+        return
+    how = "reused (the same bootstrap and base image)" if result.reused else f"made from builder {result.builder}"
+    console.print(f"image [bold]{result.image}[/] {result.name}: {how}, in {result.seconds:.0f}s")
+    for r in result.probes:
+        console.print(f"  {r.outcome:4} {r.probe}: {r.description}" + (f" ({r.detail})" if r.detail else ""))
+
+
 state_app = typer.Typer(help="The local state folder.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 

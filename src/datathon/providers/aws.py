@@ -189,6 +189,33 @@ class AwsProvider(Provider):
     def machines(self):
         return self._by_name(self.aws_parts())["aws machines"]
 
+    def golden_image(self, profile: str | None = None):
+        """The image builder of `datathon image build`, on the machines' network, role and keys; before it, every
+        part `up` brings up but the machines (and the images themselves)."""
+        from datathon.aws.builder import ImageBuilder, ImageKit
+        from datathon.aws.names import key_name, role_name
+        from datathon.errors import ConfigError
+
+        name = profile or self.aws.cpu_profile
+        if name not in self.aws.profiles:
+            raise ConfigError(f"no machine profile {name!r}", hint=f"profiles: {', '.join(sorted(self.aws.profiles))}")
+        parts = self.parts()
+        by = self._by_name(parts)
+        machines, keys = by["aws machines"], by["aws keys"]
+        event = self.ctx.config.event
+
+        def network() -> tuple[str | None, str | None]:
+            subnets, group = machines._network()
+            return (subnets[0] if subnets else None), group
+
+        return ImageKit(
+            builder=ImageBuilder(self.session, event, timeout=self.aws.boot_timeout_seconds),
+            prerequisites=[p for p in parts if p.name not in ("aws machines", "aws images")],
+            profile_name=name, profile=self.aws.profiles[name], find_base=machines.find_image, network=network,
+            endpoint=self.database_server().endpoint(), public_key=machines.public_key, key_file=keys.key_file,
+            key_name=lambda team: key_name(event, team), ssh_user=self.aws.ssh_user,
+            instance_profile=role_name(event))
+
     @staticmethod
     def _by_name(parts: list[Part]) -> dict[str, Part]:
         return {p.name: p for p in parts}

@@ -47,6 +47,10 @@ class Provider(ABC):
         """The team machines, for `datathon stop/start` (None: this provider runs no machine per team)."""
         return None
 
+    def golden_image(self, profile: str | None = None):
+        """What `datathon image build` needs (None: this provider makes no machine images)."""
+        return None
+
     def recover(self) -> list[tuple[str, str]]:
         """Rebuild the local state from what the provider finds (by tags): (what, found) rows."""
         from datathon.errors import ProvisionError

@@ -31,6 +31,9 @@ SCRATCH_README = ("This disk is the machine's instance store: fast, large, and E
                   "stopped (or fails).\nKeep only copies here; anything you need to keep goes in your home folder "
                   "or the database.")
 LAB_SETTINGS = {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}}
+# The instance tag that carries a team's public key on machines launched in a batch (aws/names.SSH_KEY_TAG; parts
+# do not import each other, a test keeps the two equal).
+KEY_TAG = "datathon:ssh-key"
 SOURCE_LINE = '[ -f "$HOME/.datathon/env.sh" ] && . "$HOME/.datathon/env.sh"  # datathon: database settings'
 
 
@@ -57,7 +60,15 @@ def machine_environment(ws: Workspaces) -> tuple[list[str], list[str], str]:
 
 
 def default_endpoint(config: EventConfig) -> Endpoint:
+    """Where the event file says teams connect (the provider passes the server's own endpoint when it has it):
+    an external server's public_host or the host of its admin_dsn, else the managed cluster's address."""
     db = config.database
+    if db.server == "external" and db.admin_dsn:
+        import psycopg.conninfo
+
+        params = psycopg.conninfo.conninfo_to_dict(db.admin_dsn)
+        return Endpoint(host=db.public_host or str(params.get("host") or "localhost"),
+                        port=int(params.get("port") or 5432), sslmode=db.sslmode)
     host = db.public_host or {"*": "localhost"}.get(db.listen_addresses[0], db.listen_addresses[0])
     return Endpoint(host=host, port=db.port, sslmode=db.sslmode)
 
@@ -108,7 +119,8 @@ def render_user_data(config: EventConfig, team: str, *, endpoint: Endpoint | Non
         "DT_APT": " ".join(apt), "DT_PIP": "\n".join(pip), "DT_ENV_SPEC": spec,
         "DT_ENV_DIGEST": hashlib.sha256(spec.encode()).hexdigest()[:12],
         "DT_LAB_SETTINGS": json.dumps(LAB_SETTINGS), "DT_SOURCE_LINE": SOURCE_LINE,
-        "DT_AUTHORIZED_KEY": (authorized_key or "").strip(), "DT_FILES": files,
+        "DT_AUTHORIZED_KEY": (authorized_key or "").strip(), "DT_KEY_TAG": KEY_TAG,
+        "DT_IMAGE_DIGEST": image_digest(config), "DT_FILES": files,
     }
     head = ["#!/bin/bash", f"# datathon workspace bootstrap: event {config.event}, team {team}. No secrets here.",
             *(f"{k}={shlex.quote(v)}" for k, v in settings.items()),
@@ -117,9 +129,13 @@ def render_user_data(config: EventConfig, team: str, *, endpoint: Endpoint | Non
     return "\n".join(head) + "\n" + body
 
 
-def script_digest(user_data: str) -> str:
-    """Names a bootstrap (e.g. in an image's tag): the same script, the same digest."""
-    return hashlib.sha256(user_data.encode()).hexdigest()[:16]
+def image_digest(config: EventConfig) -> str:
+    """What a golden image holds, as a digest for its tag: the bootstrap's body and the team environment's
+    packages (not the team's settings, which every machine's own user data brings). The same digest, the same
+    image: a second `image build` reuses it."""
+    apt, _, spec = machine_environment(config.workspaces or Workspaces())
+    body = resources.files(__package__).joinpath("workspace.sh").read_text()
+    return hashlib.sha256(json.dumps({"body": body, "apt": apt, "spec": spec}).encode()).hexdigest()[:16]
 
 
 # EC2 takes at most 16 KB of user data before base64; cloud-init unpacks gzip itself, so the script travels gzipped.

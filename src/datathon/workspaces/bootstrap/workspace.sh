@@ -103,14 +103,18 @@ step_home() {
     changed "made a JupyterLab token"; fi
 }
 
-# The team's SSH key: the public half (no secret) from the settings, else the EC2 key pair's from IMDSv2.
+# The team's SSH key, a public half (no secret): from the settings, else from IMDSv2: the instance's tag (machines
+# launched in a batch carry their team's key there), else the EC2 key pair's.
+imds() {
+  local tok
+  tok=$(curl -fsS -m 2 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token 2>/dev/null) || return 1
+  curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $tok" "http://169.254.169.254/latest/meta-data/$1" 2>/dev/null
+}
 step_ssh() {
-  local key=$DT_AUTHORIZED_KEY tok
-  if [ -z "$key" ]; then
-    tok=$(curl -fsS -m 2 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token 2>/dev/null || true)
-    [ -n "$tok" ] && key=$(curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $tok" \
-      http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key 2>/dev/null || true)
-  fi
+  local key=$DT_AUTHORIZED_KEY
+  [ -n "$key" ] || key=$(imds "tags/instance/$DT_KEY_TAG" || true)
+  [ -n "$key" ] || key=$(imds public-keys/0/openssh-key || true)
+  case "$key" in ssh-*) ;; *) key="" ;; esac
   if [ -z "$key" ]; then ok "no SSH key given and none in the instance metadata"; return; fi
   if as_user grep -qxF "$key" "$HOME_DIR/.ssh/authorized_keys" 2>/dev/null; then ok "~/.ssh/authorized_keys"; return; fi
   as_user sh -c 'umask 077; mkdir -p "$1/.ssh" && cat >>"$1/.ssh/authorized_keys"' sh "$HOME_DIR" <<<"$key"
@@ -221,7 +225,50 @@ main() {
   step_scratch
   step_runner
   step_service
+  # For `image build`, which waits for this: the bootstrap (of this image digest) finished.
+  [ "$(cat "$STATE/bootstrap-done" 2>/dev/null || true)" = "$DT_IMAGE_DIGEST" ] || echo "$DT_IMAGE_DIGEST" >"$STATE/bootstrap-done"
   log "done: $CHANGES change(s)"
 }
 
-if [ "${DT_SOURCE_ONLY:-0}" != 1 ]; then main "$@"; fi
+# `generalize`: what a golden image must not carry (the builder's team user, home, token, services, cloud-init's
+# record of this instance) is removed; the packages and the team environment stay. Then the image is made.
+generalize() {
+  [ "$(id -u)" = 0 ] || die "run as root"
+  local pidfile="$STATE/jupyterlab-$DT_USER.pid" pid unit
+  if [ -d /run/systemd/system ]; then
+    for unit in datathon-jupyterlab datathon-bootstrap; do
+      if [ -f "/etc/systemd/system/$unit.service" ]; then
+        systemctl disable -q --now "$unit.service" || true; rm -f "/etc/systemd/system/$unit.service"
+        changed "removed $unit.service"
+      fi
+    done
+    systemctl daemon-reload
+  fi
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    [ "$(stat -c %U "/proc/$pid" 2>/dev/null || true)" = "$DT_USER" ] && kill "$pid" 2>/dev/null || true
+    rm -f "$pidfile"; changed "stopped JupyterLab"
+  fi
+  if id -u "$DT_USER" >/dev/null 2>&1; then
+    pkill -KILL -u "$DT_USER" 2>/dev/null || true
+    for _ in $(seq 1 50); do pgrep -u "$DT_USER" >/dev/null || break; sleep 0.1; done
+    userdel --remove "$DT_USER" 2>/dev/null || userdel "$DT_USER"
+    rm -rf "${HOME_DIR:?}"; changed "removed Unix user $DT_USER and its home"
+  fi
+  if [ -e "$LIB/jupyterlab-$DT_USER" ] || [ -e "$LIB/bootstrap.sh" ]; then
+    rm -f "$LIB/jupyterlab-$DT_USER" "$LIB/bootstrap.sh"; changed "removed $LIB's runner and bootstrap"
+  fi
+  if findmnt -rn --mountpoint "$DT_SCRATCH" >/dev/null 2>&1; then umount "$DT_SCRATCH"; changed "unmounted $DT_SCRATCH"; fi
+  if command -v cloud-init >/dev/null && [ "$DT_SERVICE" = auto ]; then
+    cloud-init clean --logs; changed "cloud-init clean (the next instance runs its own user data)"
+  fi
+  log "generalized: $CHANGES change(s)"
+}
+
+if [ "${DT_SOURCE_ONLY:-0}" != 1 ]; then
+  case "${1:-}" in
+    "") main ;;
+    generalize) generalize ;;
+    *) die "unknown argument ${1}: none (bootstrap) or generalize (before making an image)" ;;
+  esac
+fi
