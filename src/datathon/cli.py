@@ -92,10 +92,11 @@ def command(fn):
     return wrapper
 
 
-def _context(config: Path, *, check_paths: bool = True, quiet: bool = False) -> Context:
+def _context(config: Path, *, check_paths: bool = True, quiet: bool = False, json_out: bool = False) -> Context:
+    """`json_out`: stdout carries only the JSON, so the command's own lines (plan, progress) go to stderr."""
     loaded = load_config(config, check_paths=check_paths)
-    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event),
-                   console=Console(quiet=True) if quiet else console)
+    out = Console(quiet=True) if quiet else err_console if json_out else console
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=out)
 
 
 @app.command()
@@ -153,7 +154,7 @@ def plan(
     from datathon.commands.plan import plan_event
     from datathon.ui import print_plan
 
-    ctx = _context(config)
+    ctx = _context(config, json_out=json_out)
     p = plan_event(ctx, drop_team_data=drop_team_data)
     if json_out:
         console.print_json(data={"changes": [c.as_dict() for c in p.changes], "notes": p.notes,
@@ -264,7 +265,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
     from datathon.commands.status import run_status
     from datathon.ui import status_table
 
-    st = run_status(_context(config, check_paths=False))
+    st = run_status(_context(config, json_out=json_out, check_paths=False))
     if json_out:
         console.print_json(data=st.as_dict())
     else:
@@ -315,7 +316,7 @@ def restart(
     """Stop and start team servers so they run the current team environment (after a package change)."""
     from datathon.commands.restart import run_restart
 
-    done = run_restart(_context(config, check_paths=False), teams)
+    done = run_restart(_context(config, json_out=json_out, check_paths=False), teams)
     if json_out:
         console.print_json(data={"restarted": [r.as_dict() for r in done]})
         return
@@ -336,7 +337,7 @@ def handouts(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> N
     """Write every team's handout (HTML, Markdown, pgAdmin servers.json) and the organizer roster."""
     from datathon.commands.handouts import write_handouts
 
-    ctx = _context(config)
+    ctx = _context(config, json_out=json_out)
     files, roster = write_handouts(ctx)
     if json_out:
         console.print_json(data={"roster": str(roster), "handouts": [
@@ -402,7 +403,7 @@ def lock(
     stopped, hub logins refused. Kept by `up` until `unlock`."""
     from datathon.commands.access import run_access
 
-    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=True), json_out)
+    _print_access(run_access(_context(config, json_out=json_out, check_paths=False), teams or [], lock=True), json_out)
 
 
 @app.command()
@@ -414,7 +415,7 @@ def unlock(
     """Give locked teams their access back (the same passwords)."""
     from datathon.commands.access import run_access
 
-    _print_access(run_access(_context(config, check_paths=False), teams or [], lock=False), json_out)
+    _print_access(run_access(_context(config, json_out=json_out, check_paths=False), teams or [], lock=False), json_out)
 
 
 @app.command()
@@ -428,7 +429,7 @@ def rotate(
     which sheets to hand out again (never a password)."""
     from datathon.commands.rotate import run_rotate
 
-    result = run_rotate(_context(config, check_paths=False), names or [], all_teams=all_teams)
+    result = run_rotate(_context(config, json_out=json_out, check_paths=False), names or [], all_teams=all_teams)
     if json_out:
         console.print_json(data=result.as_dict())
         return
@@ -488,7 +489,7 @@ def stop(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt =
     """Stop the team machines (all, or one team's) for the night: /scratch is erased, homes are kept."""
     from datathon.commands.machines import run_stop
 
-    _print_machines(run_stop(_context(config, check_paths=False), team, yes=yes), json_out)
+    _print_machines(run_stop(_context(config, json_out=json_out, check_paths=False), team, yes=yes), json_out)
 
 
 @app.command()
@@ -497,7 +498,7 @@ def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: Js
     """Start the team machines again (all, or one team's); the handouts get their new addresses."""
     from datathon.commands.machines import run_start
 
-    _print_machines(run_start(_context(config, check_paths=False), team), json_out)
+    _print_machines(run_start(_context(config, json_out=json_out, check_paths=False), team), json_out)
 
 
 image_app = typer.Typer(help="The golden image of the team machines (AWS).", no_args_is_help=True)
@@ -517,7 +518,7 @@ def image_build(
     image (reused while the bootstrap and base image stay the same)."""
     from datathon.commands.image import run_image_build
 
-    result = run_image_build(_context(config, check_paths=False), yes=yes, profile=profile)
+    result = run_image_build(_context(config, json_out=json_out, check_paths=False), yes=yes, profile=profile)
     if json_out:
         console.print_json(data=result.as_dict())
         return
@@ -537,7 +538,7 @@ def state_recover(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False)
     """Rebuild the local state from what the provider finds by tags (AWS)."""
     from datathon.commands.state import run_recover
 
-    rows = run_recover(_context(config, check_paths=False))
+    rows = run_recover(_context(config, json_out=json_out, check_paths=False))
     if json_out:
         console.print_json(data=[{"what": w, "found": f} for w, f in rows])
         return
@@ -605,7 +606,7 @@ def data_push(
     from datathon.commands.data import push
     from datathon.storage.sync import human
 
-    store, results = push(_context(config), dataset)
+    store, results = push(_context(config, json_out=json_out), dataset)
     if json_out:
         console.print_json(data={"location": store.location, "datasets": [r.as_dict() for r in results]})
         return
@@ -629,7 +630,7 @@ def data_verify(
     """Compare the store with each dataset's manifest; list what is missing or different. Exits 1 if anything is."""
     from datathon.commands.data import verify
 
-    store, results = verify(_context(config, check_paths=False), dataset, deep=deep, console=console)
+    store, results = verify(_context(config, json_out=json_out, check_paths=False), dataset, deep=deep, console=console)
     if json_out:
         console.print_json(data={"location": store.location, "ok": all(r.ok for r in results),
                                  "datasets": [r.as_dict() for r in results]})
@@ -671,7 +672,7 @@ def data_pull(
     from datathon.commands.data import pull
     from datathon.storage.sync import human
 
-    ctx = None if from_ else _context(config, check_paths=False)
+    ctx = None if from_ else _context(config, json_out=json_out, check_paths=False)
     store, r = pull(ctx, dataset, to, prefix=prefix, pattern=manifest_filter, from_=from_, region=region,
                     endpoint_url=endpoint_url, concurrency=concurrency, console=console)
     if json_out:
