@@ -207,14 +207,14 @@ def test_down_removes_everything_and_proves_it(make_event):
     ev.up()
     server = ev.server
     pid, home, port = server.pid(), server.home, ev.ctx.config.database.port
-    result = run_down(ev.ctx, yes=True)
+    result = run_down(ev.ctx, yes=True, no_archive=True)
     assert result.removed >= 1
     assert not home.exists() and not ev.ctx.state.root.exists()
     assert not process_alive(pid)  # gone (or a zombie waiting for init to reap it)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     assert server.leftovers() == []
-    assert run_down(ev.ctx, yes=True).removed == 0  # a second down finds nothing to do
+    assert run_down(ev.ctx, yes=True, no_archive=True).removed == 0  # a second down finds nothing to do
 
 
 def test_down_asks_before_deleting(make_event, monkeypatch):
@@ -222,7 +222,7 @@ def test_down_asks_before_deleting(make_event, monkeypatch):
     ev.up()
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(Aborted):
-        run_down(ev.ctx, yes=False)
+        run_down(ev.ctx, yes=False, no_archive=True)
     assert ev.server.running()
 
 
