@@ -121,7 +121,7 @@ def test_a_team_cannot_make_the_archive_run_its_code_as_the_administrator(make_e
             END $$""")
         c.execute("CREATE TABLE t (id int CHECK (grab()), v text)")
         c.execute("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g")
-        c.execute("CREATE FUNCTION t_text(t) RETURNS text LANGUAGE sql AS $$ SELECT grab()::text $$")
+        c.execute("CREATE FUNCTION t_text(t) RETURNS text LANGUAGE sql AS $$ SELECT alpha.grab()::text $$")
         c.execute("CREATE CAST (t AS text) WITH FUNCTION t_text(t)")
         c.execute("CREATE VIEW v AS SELECT grab() AS g FROM t")
         c.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
