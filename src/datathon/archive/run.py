@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import secrets
 import shutil
 import time
@@ -173,7 +174,8 @@ def archive_event(config: EventConfig, state: StateStore, parts: list[Part], out
     mf.teams_dir(out).mkdir(exist_ok=True, mode=0o700)
     mf.clean_partials(out)
     summaries: list[TeamSummary] = []
-    workers = jobs or max(1, min(len(chosen), 8))
+    # pg_dump, tar and zstd each keep a core busy: more teams at once than cores only queue
+    workers = jobs or max(1, min(len(chosen), os.cpu_count() or 2))
     with Steps(console, "archive", len(chosen)) as steps, ThreadPoolExecutor(max_workers=workers) as pool:
         def one(member: Member) -> TeamSummary:
             t0 = time.monotonic()
@@ -236,7 +238,7 @@ def verify_archive(config: EventConfig, state: StateStore, parts: list[Part], ou
                              hint="verify restores as each team's own login: run it in the event that archived them")
     results: list[TeamSummary] = []
     with Steps(console, "verify", len(man["teams"])) as steps, \
-            ThreadPoolExecutor(max_workers=jobs or max(1, min(len(man["teams"]), 4))) as pool:
+            ThreadPoolExecutor(max_workers=jobs or max(1, min(len(man["teams"]), os.cpu_count() or 2))) as pool:
         def one(name: str) -> TeamSummary:
             t0 = time.monotonic()
             entry = man["teams"][name]

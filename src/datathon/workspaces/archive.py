@@ -162,6 +162,16 @@ def environment_report(acct: Account, python: Path) -> dict[str, str]:
     return out
 
 
+# Where a team's own packages and start-up files live: without any of them, its pip freeze and sessionInfo are
+# the team environment's, the same for every such team (worked out once per archive run).
+PERSONAL = [".local/lib", ".local/bin", "R", ".Rprofile", ".Renviron", ".config/R", ".config/pip", ".pip",
+            ".pydistutils.cfg", ".condarc"]
+
+
+def has_personal_packages(home: Path) -> bool:
+    return any(os.path.lexists(home / p) for p in PERSONAL)
+
+
 def newer_files(home: Path, since: float, *, skip_datasets_link: bool, limit: int = 3) -> list[str]:
     """Paths in the home changed after `since` (ctime: a team can set a file's mtime back, not its ctime),
     walked as root without following any link. Folders count too: deleting a file changes its folder."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class WorkspacesPart(Part):
         self.ctx = ctx
         self.endpoint = endpoint
         self.report = TeardownReport()
+        self._env_lock = threading.Lock()  # archive: teams in parallel share one report of the environment
+        self._env_reports: dict[Path, dict[str, str]] = {}
 
     def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
         return observe.observe(self.ctx, self.endpoint(), purpose)
@@ -103,13 +106,24 @@ class WorkspacesPart(Part):
         faults.point("archive.home_packed")
         entries = archive.list_archive(home)
         env = TeamEnvironment(self.ctx.config.workspaces)
-        for name, text in archive.environment_report(acct, env.bin / "python").items():
+        for name, text in self._environment_report(acct, env.bin / "python").items():
             (dest / name).write_text(text)
         notebooks = sorted(p for p, e in entries.items() if p.endswith(".ipynb") and e["type"] == "file"
                            and "/.ipynb_checkpoints/" not in f"/{p}")
         (dest / "notebooks.txt").write_text("".join(f"{p}\n" for p in notebooks))
         return {"home": home.name, "entries": entries, "notebooks": notebooks,
                 "environment": {"id": env.digest, "prefix": str(env.prefix), "packages": env.pip}}
+
+    def _environment_report(self, acct, python: Path) -> dict[str, str]:
+        """Per team when it installed packages of its own; otherwise the environment's, worked out once."""
+        from datathon.workspaces import archive
+
+        if archive.has_personal_packages(acct.home):
+            return archive.environment_report(acct, python)
+        with self._env_lock:
+            if python not in self._env_reports:
+                self._env_reports[python] = archive.environment_report(acct, python)
+            return self._env_reports[python]
 
     def verify_archive(self, member: Member, src: Path, record: dict) -> list[str]:
         from datathon.errors import ProvisionError
