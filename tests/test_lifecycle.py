@@ -158,7 +158,8 @@ def test_secrets_are_private_and_never_printed(make_event, tmp_path):
     for path in [*state.secrets_dir.iterdir(), *state.handouts_dir.iterdir(), state.state_file]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(state.secrets_dir.stat().st_mode) == 0o700
-    server_log = ev.server.log_file.read_text()
+    server_log = "".join(p.read_text() for p in ev.server.log_files() if p.exists())  # start-up log and collector's
+    assert "connection authorized" in server_log
     log = (cfg.parent / ".datathon" / "datathon.log").read_text()
     for value in secrets.values():
         assert value not in outputs and value not in log and value not in server_log
