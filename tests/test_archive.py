@@ -259,3 +259,27 @@ def test_audit_export_lists_connections_with_tls_and_refusals(make_event, tmp_pa
     assert export.returncode == 0, export.stderr
     assert any(e["login"] == "ar7_alpha" and e["event"] == "connect" for e in json.loads(export.stdout))
     assert shutil.which("zstd")  # the archive's compressor on this machine (gzip otherwise)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('2026-12-02 07:06:49.872 UTC [811] x_alpha@xdb 10.0.0.7(51234) LOG:  connection authorized: user=x_alpha '
+     'database=xdb application_name=psql SSL enabled (protocol=TLSv1.3, cipher=TLS_AES_256_GCM_SHA384, bits=256)',
+     ("connect", "x_alpha", "xdb", "10.0.0.7:51234", "TLSv1.3 TLS_AES_256_GCM_SHA384")),
+    ('2026-12-02 07:06:49.872 UTC [812] x_alpha@xdb 10.0.0.7(51235) FATAL:  no pg_hba.conf entry for host '
+     '"10.0.0.7", user "x_alpha", database "xdb", no encryption',
+     ("refused", "x_alpha", "xdb", "10.0.0.7:51235", "")),
+    ('2026-12-02 07:06:49.872 UTC [813] x_beta@xdb 10.0.0.7(51236) FATAL:  too many connections for role "x_beta"',
+     ("refused", "x_beta", "xdb", "10.0.0.7:51236", "")),
+    ('2026-12-02 07:06:49.872 UTC [814] x_beta@xdb 10.0.0.7(51237) FATAL:  role "x_beta" is not permitted to '
+     'log in', ("refused", "x_beta", "xdb", "10.0.0.7:51237", "")),
+    ('2026-12-02 09:06:49.872 CET [815] datathon@postgres [local] LOG:  connection authorized: user=datathon '
+     'database=postgres application_name=datathon', ("connect", "datathon", "postgres", "[local]", "no")),
+])
+def test_every_kind_of_server_log_line_becomes_one_audit_event(line, expected):
+    """The lines PostgreSQL 15 writes for the events the audit reports (refusals are hard to provoke all at
+    once on a live server; connections and wrong passwords are covered live above)."""
+    from datathon.database.audit import parse_lines
+
+    (event,) = parse_lines([line, "2026-12-02 07:06:49.872 UTC [9] LOG:  checkpoint starting: time"])
+    assert (event.event, event.login, event.database, event.client, event.tls) == expected
+    assert event.time.endswith("+00:00") and (event.time.startswith("2026-12-02T08:06") if "CET" in line else True)

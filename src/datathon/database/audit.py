@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from datathon.core.audit import AuditEvent
 from datathon.database.server import DatabaseServer
@@ -29,10 +30,15 @@ REFUSED = re.compile(r'(password authentication failed for user "(?P<u1>[^"]+)"'
 
 
 def _time(ts: str, tz: str) -> datetime:
+    """The prefix's time in its zone (UTC since datathon sets log_timezone; a log written before may carry a zone
+    name such as CET; an abbreviation no zone database knows is taken as this machine's local time)."""
     when = datetime.fromisoformat(ts)
-    if tz not in ("UTC", "GMT", "+00", "Z"):  # a log written before log_timezone was UTC: local time
+    if tz in ("UTC", "GMT", "+00", "Z"):
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    except (ZoneInfoNotFoundError, ValueError):
         return when.astimezone(UTC)
-    return when.replace(tzinfo=UTC)
 
 
 def _client(raw: str | None) -> str:
