@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,11 +124,18 @@ def dump_schema(server: DatabaseServer, database: str, schema: str, dest: Path) 
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute(SESSION)
         snapshot = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-        _run([_tool(server, "pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--no-subscriptions",
-              "--no-publications", f"--snapshot={snapshot}", "--lock-wait-timeout=60000",
-              f"--schema={_pattern(schema)}", f"--file={dest}", database],
-             server.cli_env(database), f"pg_dump of schema {schema} in database {database}", writes=dest)
-        sums = table_sums(conn, schema)
+        # pg_dump (compressing on this side) and the checksums (scanning on the server's) run at once, both
+        # in the exported snapshot
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            dumping = pool.submit(
+                _run, [_tool(server, "pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+                       "--no-subscriptions", "--no-publications", f"--snapshot={snapshot}",
+                       "--lock-wait-timeout=60000", f"--schema={_pattern(schema)}", f"--file={dest}", database],
+                server.cli_env(database), f"pg_dump of schema {schema} in database {database}", writes=dest)
+            try:
+                sums = table_sums(conn, schema)
+            finally:
+                dumping.result()
         conn.rollback()
     return {"schema": schema, "present": True, "fingerprint": before,
             "tables": {t: s.as_dict() for t, s in sums.items()}}
