@@ -248,7 +248,7 @@ class DataPart(Part):
                              "not have", hint=f"add database {db} to the event file and run `datathon up`")
 
     def work_since(self, member: Member, record: dict, since: float) -> list[str]:
-        from datathon.database.archive import fingerprint
+        from datathon.database.archive import fingerprint, schema_objects
 
         if not self.server.is_reachable():
             if not self.server.exists():
@@ -258,11 +258,12 @@ class DataPart(Part):
         out = []
         for db in self.ctx.config.databases:
             rec = record.get("databases", {}).get(db.name)
-            now = fingerprint(self.server, db.name, member.name)
-            if rec is None:
-                if now is not None:
+            if rec is None:  # an empty schema is no work; anything in it is
+                if schema_objects(self.server, db.name, member.name):
                     out.append(f"schema {db.name}.{member.name} is not in the archive")
-            elif now != rec.get("fingerprint"):
+                continue
+            now = fingerprint(self.server, db.name, member.name)
+            if now != rec.get("fingerprint"):
                 out.append(f"schema {db.name}.{member.name} changed (tables, rows or functions)")
         return out
 
