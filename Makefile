@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # PostgreSQL; Debian's python3 for the team environment; zstd for .sql.zst dumps; R with its Jupyter kernel and
 # database drivers.
 APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev zstd \
-	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql
+	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql openssh-client openssh-server
 PYTEST_ARGS ?=
 
 .PHONY: setup system venv demo demo-down test lint bench bench-load bench-push bench-restore clean

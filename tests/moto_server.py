@@ -23,12 +23,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(timeout: float = 30) -> Iterator[str]:
-    """Start `moto_server` on a free port, yield its URL, always stop it."""
+def moto_server(timeout: float = 30, *, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start `moto_server` on a free port, yield its URL, always stop it. `env`: more of the server's settings
+    (MOTO_IAM_LOAD_MANAGED_POLICIES=true: AWS managed policies such as AmazonSSMManagedInstanceCore exist)."""
     port = _free_port()
     exe = Path(sys.executable).with_name("moto_server")
     proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS})
+                            stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

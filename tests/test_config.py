@@ -81,7 +81,7 @@ policy:
     found = problems(tmp_path, text)
     joined = "\n".join(found)
     assert ":1:" in joined and "event name 'Bad-Name'" in joined
-    assert ":2:" in joined and "unknown provider 'gcp'; valid: local" in joined
+    assert ":2:" in joined and "unknown provider 'gcp'; valid: aws, local" in joined
     assert ":5:" in joined and "team name 'Alpha!'" in joined
     assert ":9:" in joined and "'public' is reserved" in joined
     assert ":11:" in joined and "missing.sql" in joined and "not found" in joined
@@ -209,3 +209,67 @@ def test_every_provider_the_file_may_name_has_a_class():
     from datathon.providers import PROVIDERS
 
     assert set(PROVIDERS) == PROVIDER_NAMES
+
+
+# -- provider aws -----------------------------------------------------------------------------------------------
+
+AWS_BASE = {"event": "aw_cfg", "provider": "aws", "teams": {"count": 2},
+            "database": {"server": "external", "admin_dsn": "postgresql://admin@db.example.org/postgres"},
+            "databases": [{"name": "awdb"}]}
+
+
+def _aws_problems(tmp_path, data: dict) -> str:
+    import yaml
+
+    from datathon.config import load_config
+    from datathon.errors import ConfigError
+
+    path = tmp_path / "datathon.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return "\n".join([str(exc), *exc.problems])
+    return ""
+
+
+@pytest.mark.parametrize("aws, database, expect", [
+    ({"ssh_from": ["0.0.0.0/0"]}, None, "lets the whole internet try SSH"),  # the whole internet, not asked for
+    ({"region": "europe"}, None, "is not an AWS region name"),
+    ({"profiles": {"cpu": {"instance_type": "big"}}}, None, "is not an EC2 instance type"),
+    ({"profiles": {"cpu": {"instance_type": "m5.large", "image": "ami-12"}}}, None, "is not an AMI id"),
+    ({"gpu_profile": "cpu"}, None, "is not a GPU profile"),
+    ({"team_profiles": {"team01": "huge"}}, None, "is not one of the profiles"),
+    ({"team_profiles": {"nobody": "cpu"}}, None, "names teams that are not in teams: nobody"),
+    ({"vpc": "mine"}, None, "aws.vpc"),
+    ({"boot_timeout": "5s"}, None, "at least a minute"),
+    ({}, {"server": "managed"}, "use database.server: rds"),
+    (None, None, "provider aws needs an aws: section"),
+])
+def test_aws_section_is_checked_before_any_call_with_file_and_line(tmp_path, aws, database, expect):
+    data = {**AWS_BASE, **({"aws": aws} if aws is not None else {})}
+    if database is not None:
+        data["database"] = database
+    out = _aws_problems(tmp_path, data)
+    assert expect in out, out
+    assert "datathon.yaml:" in out  # file:line
+
+
+def test_aws_section_valid_and_defaults(tmp_path):
+    from datathon.config import load_config
+
+    data = {**AWS_BASE, "teams": [{"name": "alpha", "gpus": 1}, {"name": "beta"}, {"name": "gamma"}],
+            "aws": {"ssh_from": ["203.0.113.7/32"], "team_profiles": {"gamma": "gpu"}}}
+    assert _aws_problems(tmp_path, data) == ""
+    cfg = load_config(tmp_path / "datathon.yaml").config
+    assert [cfg.aws.profile_of(t.name, t.gpu_count) for t in cfg.team_list] == ["gpu", "cpu", "gpu"]
+    assert cfg.aws.profiles["gpu"].instance_type == "g4dn.12xlarge" and cfg.aws.profiles["gpu"].image_id is None
+    assert _aws_problems(tmp_path, {**data, "aws": {"ssh_from": ["0.0.0.0/0"], "ssh_from_anywhere": True}}) == ""
+    local = {**data, "provider": "local", "teams": {"count": 2}, "aws": {}}
+    assert "only for provider: aws" in _aws_problems(tmp_path, local)
+
+
+def test_event_dates_are_checked(tmp_path):
+    out = _aws_problems(tmp_path, {**AWS_BASE, "aws": {}, "dates": {"start": "2026-05-04", "end": "2026-05-02"}})
+    assert "end 2026-05-02 is before start 2026-05-04" in out and "datathon.yaml:" in out
+    assert "dates.start" in _aws_problems(tmp_path, {**AWS_BASE, "aws": {}, "dates": {"start": "May", "end": "x"}})

@@ -102,11 +102,12 @@ def init(
     event: Annotated[str, typer.Option(help="short event identifier")] = "datathon",
     teams: Annotated[int, typer.Option(help="number of teams")] = 10,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    provider: Annotated[str, typer.Option(help="local (this server) or aws (a machine per team)")] = "local",
 ) -> None:
     """Write a commented starter event file."""
     from datathon.commands.init import write_starter
 
-    path = write_starter(config, event=event, teams=teams, force=force)
+    path = write_starter(config, event=event, teams=teams, force=force, provider=provider)
     console.print(f"wrote {path}; edit it, then run `datathon validate -c {path}` and `datathon plan -c {path}`")
 
 
@@ -166,6 +167,29 @@ def up(
     else:
         console.print(f"[green]Done[/]: {plan_summary(result.plan)} in {result.seconds:.1f}s.")
     _print_where(ctx, result)
+
+
+scale_app = typer.Typer(help="Resize what the event runs on (RDS: the instance class and storage).",
+                        no_args_is_help=True)
+app.add_typer(scale_app, name="scale")
+
+
+@scale_app.command("database")
+@command
+def scale_database(
+    instance_class: Annotated[str | None, typer.Option("--class", help="e.g. db.r6g.2xlarge")] = None,
+    storage_gb: Annotated[int | None, typer.Option(help="grow the storage to this many GB (it cannot shrink)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    yes: YesOpt = False,
+) -> None:
+    """Resize the database server now: the plan shows the price difference and asks (a class change is an
+    outage of a few minutes). Kept by later `up`s until a later scale step of the file."""
+    from datathon.commands.scale import run_scale
+    from datathon.ui import plan_summary
+
+    ctx = _context(config)
+    result = run_scale(ctx, instance_class=instance_class, storage_gb=storage_gb, yes=yes)
+    console.print(f"[green]Done[/]: {plan_summary(result.plan)} in {result.seconds:.1f}s.")
 
 
 def _print_where(ctx: Context, result) -> None:
@@ -235,6 +259,14 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
                 table.add_row(x.kind, x.name, x.role, "yes" if x.exists else "[red]no[/]", x.schemas,
                               str(x.connections), size, temp, limits)
             console.print(table)
+        if st.tables.get("machines"):
+            table = Table(title="Machines", title_justify="left")
+            for col in ("team", "machine", "state", "address", "type", "uptime", "cost so far"):
+                table.add_column(col)
+            for m in st.tables["machines"]:
+                table.add_row(m.team, m.instance, m.state if m.healthy else f"[red]{m.state}[/]", m.address, m.type,
+                              m.uptime, m.cost)
+            console.print(table)
         if st.tables.get("workspaces"):
             table = Table(title="Workspaces", title_justify="left")
             for col in ("kind", "user", "Unix user", "server", "last activity"):
@@ -299,12 +331,14 @@ def down(
     yes: YesOpt = False,
     no_archive: Annotated[bool, typer.Option("--no-archive", help="delete teams' work that no verified archive "
                                              "holds")] = False,
+    delete_images: Annotated[bool, typer.Option(help="also the machine images the event made (AWS)")] = False,
 ) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone. Refuses while a team has
     work newer than the last verified archive (see `datathon archive`)."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config, check_paths=False), yes=yes, no_archive=no_archive)
+    result = run_down(_context(config, check_paths=False), yes=yes, no_archive=no_archive,
+                      delete_images=delete_images)
     table = Table(title="Teardown", title_justify="left")
     table.add_column("what")
     table.add_column("result")
@@ -417,6 +451,62 @@ def audit_export(
         table.add_row(x.login, x.team, str(x.connections), str(x.refused), f"{x.seconds:.0f}s", str(x.hub_logins),
                       str(x.servers_started), x.first[:19], x.last[:19])
     shown.print(table)
+
+
+TeamArg = Annotated[str | None, typer.Argument(help="one team (default: every team)")]
+
+
+def _print_machines(rows, json_out: bool) -> None:
+    if json_out:
+        console.print_json(data=[r.as_dict() for r in rows])
+        return
+    table = Table(title="Machines", title_justify="left")
+    for col in ("team", "machine", "state", "address"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.team, r.instance, r.state, r.address)
+    console.print(table)
+
+
+@app.command()
+@command
+def stop(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, yes: YesOpt = False,
+         json_out: JsonOpt = False) -> None:
+    """Stop the team machines (all, or one team's) for the night: /scratch is erased, homes are kept."""
+    from datathon.commands.machines import run_stop
+
+    _print_machines(run_stop(_context(config, check_paths=False), team, yes=yes), json_out)
+
+
+@app.command()
+@command
+def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Start the team machines again (all, or one team's); the handouts get their new addresses."""
+    from datathon.commands.machines import run_start
+
+    _print_machines(run_start(_context(config, check_paths=False), team), json_out)
+
+
+state_app = typer.Typer(help="The local state folder.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("recover")
+@command
+def state_recover(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
+    """Rebuild the local state from what the provider finds by tags (AWS)."""
+    from datathon.commands.state import run_recover
+
+    rows = run_recover(_context(config, check_paths=False))
+    if json_out:
+        console.print_json(data=[{"what": w, "found": f} for w, f in rows])
+        return
+    table = Table(title="Recovered from tags", title_justify="left")
+    table.add_column("what")
+    table.add_column("found")
+    for w, f in rows:
+        table.add_row(w, f)
+    console.print(table)
 
 
 data_app = typer.Typer(help="Clinical datasets: synthesize, load; imaging datasets: push, verify, pull.",

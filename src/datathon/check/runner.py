@@ -87,7 +87,7 @@ def _environment(ctx: Context) -> Environment:
     for x in wanted_logins(ctx.config):
         if x.kind == "mentor_team":
             mentor_logins.setdefault(x.team, []).append(Credentials(x, _password(ctx, x)))
-    env = Environment(config=ctx.config, endpoint=server.endpoint(), managed=server.traits.controls_hba,
+    env = Environment(config=ctx.config, endpoint=server.reach(), managed=server.traits.controls_hba,
                       shared_tables=shared, mentor_logins=mentor_logins)
     if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
         from datathon.workspaces.hub import datasets_folder, hub_for

@@ -65,11 +65,11 @@ class Session:
              sslmode: str | None = None) -> psycopg.Connection:
         creds = creds or self.me
         ep = self.env.endpoint
+        kw = ep.connect_kwargs()
+        kw["sslmode"] = sslmode or ("require" if ep.sslmode in ("disable", "prefer") else ep.sslmode)
         return psycopg.connect(
-            host=ep.host, port=ep.port, dbname=db or self.databases[0], user=creds.login.role,
+            **kw, dbname=db or self.databases[0], user=creds.login.role,
             password=password if password is not None else creds.password,
-            sslmode=sslmode or ("require" if ep.sslmode in ("disable", "prefer") else ep.sslmode),
-            sslrootcert=str(ep.ca_cert) if ep.ca_cert else None,
             autocommit=True, connect_timeout=10, application_name="datathon check",
         )
 

@@ -90,16 +90,23 @@ def _first_shared(s: Session) -> str | None:
     return None
 
 
-def _expect_own_work(s: Session, r: Execution, language: str) -> None:
-    """The kernel printed: its database user, its schema, rows read from shared data, rows it wrote and read."""
+def own_work_problem(r: Execution, role: str, schema: str, language: str) -> str | None:
+    """The kernel printed: its database user, its schema, rows read from shared data, rows it wrote and read.
+    None when it did, else what went wrong (shared with the machine probes, which run the same cells)."""
     if not r.ok:
-        raise ProbeFailed(f"{language}: {r.error}")
-    me, schema, _, m = (r.stdout.split() + ["", "", "", ""])[:4]
-    if me != s.me.login.role or schema != s.team or m != "2":
-        raise ProbeFailed(f"{language} ran as {me!r} in schema {schema!r} and read {m} rows back")
+        return f"{language}: {r.error}"
+    me, seen, _, m = (r.stdout.split() + ["", "", "", ""])[:4]
+    if me != role or seen != schema or m != "2":
+        return f"{language} ran as {me!r} in schema {seen!r} and read {m} rows back"
+    return None
 
 
-def _table_name() -> str:
+def _expect_own_work(s: Session, r: Execution, language: str) -> None:
+    if problem := own_work_problem(r, s.me.login.role, s.team, language):
+        raise ProbeFailed(problem)
+
+
+def table_name() -> str:
     return f"datathon_probe_{secrets.token_hex(4)}"
 
 
@@ -119,9 +126,14 @@ def hub_login(s: Session) -> None:
 @probe("ws.python", "Python kernel: reads shared data, writes its own schema (no arguments to connect)",
        expect="works")
 def python_kernel(s: Session) -> None:
-    target, table = _first_shared(s), _table_name()
+    code = python_code(_first_shared(s), table_name())
+    _expect_own_work(s, _run(s, "python3", code, what="query and write"), "Python")
+
+
+def python_code(target: str | None, table: str) -> str:
+    """A cell that connects with no arguments, reads `target` (a quoted shared table), writes and reads `table`."""
     read = f"SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 10) t" if target else "SELECT 1"
-    code = (
+    return (
         "import psycopg\n"
         "with psycopg.connect() as conn:\n"
         "    me, schema = conn.execute('SELECT current_user, current_schema()').fetchone()\n"
@@ -132,14 +144,18 @@ def python_kernel(s: Session) -> None:
         f"    conn.execute('DROP TABLE {table}')\n"
         "print(me, schema, n, m)"
     )
-    _expect_own_work(s, _run(s, "python3", code, what="query and write"), "Python")
 
 
 @probe("ws.r", "R kernel: reads shared data, writes its own schema (DBI, no arguments to connect)", expect="works")
 def r_kernel(s: Session) -> None:
-    target, table = _first_shared(s), _table_name()
+    code = r_code(_first_shared(s), table_name())
+    _expect_own_work(s, _run(s, "ir", code, what="query and write"), "R")
+
+
+def r_code(target: str | None, table: str) -> str:
+    """The R (DBI) twin of python_code."""
     read = f"SELECT count(*) AS n FROM (SELECT 1 FROM {target} LIMIT 10) t" if target else "SELECT 1 AS n"
-    code = (
+    return (
         "suppressMessages(library(DBI))\n"
         "con <- dbConnect(RPostgreSQL::PostgreSQL())\n"
         "who <- dbGetQuery(con, 'SELECT current_user AS u, current_schema() AS s')\n"
@@ -150,7 +166,6 @@ def r_kernel(s: Session) -> None:
         "invisible(dbDisconnect(con))\n"
         "cat(who$u, who$s, n, m, '\\n')"
     )
-    _expect_own_work(s, _run(s, "ir", code, what="query and write"), "R")
 
 
 @probe("ws.datasets.read", "reads a file under ~/datasets", expect="works")
@@ -172,7 +187,7 @@ def datasets_read(s: Session) -> None:
 def datasets_write(s: Session) -> None:
     if s.env.datasets is None:
         raise ProbeSkipped("the event has no dataset folder on this server")
-    name = _table_name()
+    name = table_name()
     code = (
         "import os\n"
         f"p = os.path.join(os.path.expanduser('~/datasets'), {name!r})\n"

@@ -52,8 +52,8 @@ def audit_folder(ctx: Context) -> Path:
     return Path(recorded) if recorded else default_out(ctx.loaded.base_dir, ctx.config.event)
 
 
-def run_down(ctx: Context, *, yes: bool = False, no_archive: bool = False) -> DownResult:
-    parts = get_provider(ctx).parts()
+def run_down(ctx: Context, *, yes: bool = False, no_archive: bool = False, delete_images: bool = False) -> DownResult:
+    parts = get_provider(ctx).parts(delete_images=delete_images)
     exported: list[tuple[str, str]] = []
     with ctx.state.lock():
         # In the reverse order of making: team servers hold database connections, and nothing of a team may

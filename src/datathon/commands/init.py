@@ -7,12 +7,17 @@ from datathon.config.models import check_identifier
 from datathon.errors import ConfigError
 
 
-def starter_text(*, event: str, teams: int, title: str | None = None) -> str:
-    template = files("datathon.config").joinpath("starter.yaml").read_text()
+STARTERS = {"local": "starter.yaml", "aws": "starter-aws.yaml"}
+
+
+def starter_text(*, event: str, teams: int, title: str | None = None, provider: str = "local") -> str:
+    template = files("datathon.config").joinpath(STARTERS[provider]).read_text()
     return template.format(event=event, teams=teams, title=title or f"{event} datathon")
 
 
-def write_starter(path: Path, *, event: str, teams: int, force: bool) -> Path:
+def write_starter(path: Path, *, event: str, teams: int, force: bool, provider: str = "local") -> Path:
+    if provider not in STARTERS:
+        raise ConfigError(f"--provider {provider!r}: valid: {', '.join(sorted(STARTERS))}")
     try:
         check_identifier(event, what="event name", max_len=20)
     except ValueError as exc:
@@ -21,5 +26,5 @@ def write_starter(path: Path, *, event: str, teams: int, force: bool) -> Path:
         raise ConfigError("--teams must be at least 1")
     if path.exists() and not force:
         raise ConfigError(f"{path} exists already; nothing was written", hint="pass --force to overwrite it")
-    path.write_text(starter_text(event=event, teams=teams))
+    path.write_text(starter_text(event=event, teams=teams, provider=provider))
     return path

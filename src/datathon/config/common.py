@@ -14,9 +14,10 @@ RESERVED_NAMES = {"public", "information_schema", "teams", "mentors", "data", "a
 DURATION_RE = re.compile(r"^\d+\s*(us|ms|s|min|h|d)?$")
 MEMORY_RE = re.compile(r"^-?\d+\s*(B|kB|MB|GB|TB)?$")
 GUC_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+SSH_TARGET_RE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d+))?$")
 # The providers an event file may name. The classes behind them are registered in datathon.providers (config
 # imports no behaviour); a test keeps the two lists equal.
-PROVIDER_NAMES: set[str] = {"local"}
+PROVIDER_NAMES: set[str] = {"local", "aws"}
 
 
 def check_identifier(value: str, *, what: str, max_len: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -28,6 +29,8 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     check_identifier,
     existing_path,
 )
+from datathon.config.aws import AwsConfig
+from datathon.config.rds import RdsSettings
 from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
 
@@ -265,12 +268,65 @@ class DumpSource(Strict):
         return []
 
 
-SOURCE_TAGS = {"src:sql", "src:dataset", "src:csv", "src:pg_dump"}
+class ServerSource(Strict):
+    """A PostgreSQL server that already holds the data (the organizer's machine with MIMIC-IV and eICU): its
+    schemas dumped in directory format with parallel jobs, then restored with parallel jobs like a pg_dump source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    pg_server: str = Field(description="libpq connection string of the source database, without a password")
+    from_schemas: list[str] = Field(alias="schemas", min_length=1, description="the schemas to copy")
+    password_file: Path | None = Field(default=None, description="else ~/.pgpass or PGPASSWORD")
+    jobs: int | None = Field(default=None, ge=1, le=64, description="parallel dump and restore jobs")
+
+    @field_validator("pg_server")
+    @classmethod
+    def _dsn(cls, v: str) -> str:
+        import psycopg.conninfo
+
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(v)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"not a valid connection string: {exc}") from None
+        if "password" in params:
+            raise ValueError("holds a password; keep secrets out of datathon.yaml: use password_file or ~/.pgpass")
+        if not params.get("dbname"):
+            raise ValueError("names no database: add dbname=... (the database that holds the schemas)")
+        return v
+
+    @field_validator("from_schemas")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_identifier(s, what="schema name", max_len=63)
+        return v
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else existing_path(v, info, what="password file", folder=False)
+
+    label: ClassVar[str] = "pg_server"
+
+    @property
+    def location(self) -> Path:
+        """What the source is called where it is recorded as loaded: server and database, never a password."""
+        import psycopg.conninfo
+
+        p = psycopg.conninfo.conninfo_to_dict(self.pg_server)
+        return Path(f"{p.get('host') or 'localhost'}:{p.get('port') or 5432}/{p['dbname']}")
+
+    @property
+    def schemas(self) -> list[str]:
+        return list(self.from_schemas)
+
+
+SOURCE_TAGS = {"src:sql", "src:dataset", "src:csv", "src:pg_dump", "src:pg_server"}
 
 
 def _source_kind(value: object) -> str:
     if isinstance(value, dict):
-        for key in ("dataset", "csv", "pg_dump"):
+        for key in ("dataset", "csv", "pg_dump", "pg_server"):
             if key in value:
                 return f"src:{key}"
     return "src:sql"
@@ -278,7 +334,8 @@ def _source_kind(value: object) -> str:
 
 Source = Annotated[
     Annotated[SqlSource, Tag("src:sql")] | Annotated[DatasetSource, Tag("src:dataset")]
-    | Annotated[CsvSource, Tag("src:csv")] | Annotated[DumpSource, Tag("src:pg_dump")],
+    | Annotated[CsvSource, Tag("src:csv")] | Annotated[DumpSource, Tag("src:pg_dump")]
+    | Annotated[ServerSource, Tag("src:pg_server")],
     Discriminator(_source_kind),
 ]
 
@@ -286,7 +343,7 @@ Source = Annotated[
 class Database(Strict):
     name: str
     shared_schemas: list[str] = Field(default=[], description="schemas every team and mentor may read")
-    sources: list[Source] = Field(default=[], description="run in order: sql, dataset, csv, pg_dump")
+    sources: list[Source] = Field(default=[], description="run in order: sql, dataset, csv, pg_dump, pg_server")
 
     @field_validator("name")
     @classmethod
@@ -310,8 +367,26 @@ class Database(Strict):
         return list(dict.fromkeys([*self.shared_schemas, *(s for src in self.sources for s in src.schemas)]))
 
 
+class DatabaseTunnel(Strict):
+    """Reach the server through an SSH jump host (RDS in a VPC, a server behind a bastion)."""
+
+    ssh: str = Field(description="user@host or user@host:port of the jump host")
+    identity_file: Path = Field(description="the private key that logs in to the jump host (mode 0600)")
+    known_hosts: Path | None = Field(
+        default=None, description="the jump host's key, checked strictly; default: the first key seen is pinned")
+
+    @field_validator("ssh")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        from datathon.config.common import SSH_TARGET_RE
+
+        if not SSH_TARGET_RE.match(v):
+            raise ValueError(f"{v!r} is not user@host or user@host:port (e.g. ubuntu@bastion.example.org)")
+        return v
+
+
 class DatabaseServer(Strict):
-    server: Literal["managed", "external"] = "managed"
+    server: Literal["managed", "external", "rds"] = "managed"
     listen_addresses: list[str] = ["127.0.0.1"]
     port: int = Field(default=54320, ge=1024, le=65535)
     allow_from: list[str] = Field(
@@ -326,6 +401,11 @@ class DatabaseServer(Strict):
     admin_dsn: str | None = Field(default=None, description="external server: admin connection, no password")
     admin_password_file: Path | None = None
     sslmode: Literal["require", "verify-ca", "verify-full", "prefer", "disable"] = "require"
+    ca_file: Path | None = Field(
+        default=None, description="external server: the CA bundle its certificate is checked against (RDS: the "
+        "region's bundle); given to teams too")
+    tunnel: DatabaseTunnel | None = Field(default=None, description="external server: reach it through SSH")
+    rds: RdsSettings | None = Field(default=None, description="server: rds (provider aws): the RDS instance")
 
     @field_validator("listen_addresses")
     @classmethod
@@ -369,9 +449,35 @@ class DatabaseServer(Strict):
                     "admin_dsn holds a password; keep secrets out of datathon.yaml: "
                     "use admin_password_file, ~/.pgpass or PGPASSWORD"
                 )
-        elif self.admin_dsn:
-            raise ValueError("admin_dsn is only for server: external")
+            if self.tunnel is not None and str(_dsn_host(self.admin_dsn)).startswith("/"):
+                raise ValueError("a tunnel reaches a server by host name: admin_dsn's host is a socket folder")
+            if self.sslmode in ("verify-ca", "verify-full") and self.ca_file is None:
+                raise ValueError(f"sslmode {self.sslmode} checks the server's certificate: give ca_file "
+                                 "(for RDS, the region's CA bundle from AWS)")
+        elif self.server == "rds":
+            if self.admin_dsn:
+                raise ValueError("admin_dsn is only for server: external (datathon makes the RDS instance and its "
+                                 "master login)")
+            if self.tunnel is None:
+                raise ValueError("an RDS instance is never public: give tunnel: {ssh: user@jump-host, "
+                                 "identity_file: ...} (a machine in the instance's VPC)")
+            if self.ca_file is None:
+                raise ValueError("give ca_file: the RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/"
+                                 "global-bundle.pem) the instance's certificate is checked against")
+        else:
+            for key in ("admin_dsn", "tunnel", "ca_file", "rds"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} is only for server: external or rds (the managed cluster makes its "
+                                     "own)")
+        if self.server != "rds" and self.rds is not None:
+            raise ValueError("rds: is only for server: rds")
         return self
+
+
+def _dsn_host(dsn: str) -> str:
+    import psycopg.conninfo
+
+    return psycopg.conninfo.conninfo_to_dict(dsn).get("host") or "localhost"
 
 
 def _dsn_has_password(dsn: str) -> bool:
@@ -381,6 +487,23 @@ def _dsn_has_password(dsn: str) -> bool:
         return "password" in psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ValueError(f"admin_dsn is not a valid connection string: {exc}") from None
+
+
+class EventDates(Strict):
+    """The days the event runs (both included): the cost estimate counts them."""
+
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _order(self) -> EventDates:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
 
 
 class EventConfig(Strict):
@@ -395,6 +518,8 @@ class EventConfig(Strict):
     mentor_policy: Policy | None = None
     workspaces: Workspaces | None = Field(default=None, description="JupyterHub with a Unix user per team")
     storage: StorageConfig | None = Field(default=None, description="imaging datasets in object storage")
+    aws: AwsConfig | None = Field(default=None, description="provider aws: region, network, machine profiles")
+    dates: EventDates | None = Field(default=None, description="the event's days, for the cost estimate")
 
     @field_validator("event")
     @classmethod
@@ -427,13 +552,35 @@ class EventConfig(Strict):
                                  f"most): shorten the event name or these names: {', '.join(sorted(long))}")
             if any(len(set(t.gpus)) != len(t.gpus) for t in self.team_list if isinstance(t.gpus, list)):
                 raise ValueError("a team lists the same GPU twice")
-        elif any(t.gpus for t in self.team_list):
+        elif any(t.gpus for t in self.team_list) and self.provider != "aws":
             raise ValueError("teams ask for GPUs but there is no `workspaces:` section to give them to")
+        self._check_provider()
         shared = {s for d in self.databases for s in d.readable_schemas}
         clash = shared & {t.name for t in self.team_list}
         if clash:
             raise ValueError(f"team names clash with shared schemas: {', '.join(sorted(clash))}")
         return self
+
+    def _check_provider(self) -> None:
+        """What each provider needs from the rest of the file."""
+        if self.provider != "aws":
+            if self.database.server == "rds":
+                raise ValueError("database.server: rds needs provider: aws (and its aws: section)")
+            if self.aws is not None:
+                raise ValueError(f"the aws: section is only for provider: aws (this file says {self.provider!r})")
+            return
+        if self.aws is None:
+            raise ValueError("provider aws needs an aws: section (region, ssh_from, machine profiles); "
+                             "`datathon init --provider aws` writes a commented one")
+        if self.database.server == "managed":
+            raise ValueError("provider aws runs no cluster of its own: use database.server: rds (datathon makes an "
+                             "RDS instance) or external with admin_dsn (a PostgreSQL server you run)")
+        unknown = sorted(set(self.aws.team_profiles) - {t.name for t in self.team_list})
+        if unknown:
+            raise ValueError(f"aws.team_profiles names teams that are not in teams: {', '.join(unknown)}")
+        if self.storage is not None and self.storage.workspace_role_name:
+            raise ValueError("provider aws makes the machines' role itself (with the read policy of the bucket): "
+                             "remove storage.workspace_role_name")
 
     def _check_role_names(self) -> None:
         """Every database role the event makes (a mentor gets one login per team) fits PostgreSQL's 63

@@ -18,6 +18,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from datathon.errors import ProvisionError
 
@@ -53,7 +54,7 @@ def call(what: str, fn: Callable[[], T]) -> T:
     """An AWS call with the bounded retry of transient errors; any failure becomes a clear ProvisionError."""
     try:
         return retry(fn, what=what)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise fail(exc, what) from exc
 
 
@@ -71,9 +72,14 @@ def fail(exc: Exception, what: str) -> ProvisionError:
                 "SignatureDoesNotMatch": "check the secret key and the region"}.get(code, "run the command again; "
                                                                                         "see the log for details")
         return ProvisionError(f"{what}: {code}: {msg}", hint=hint)
+    if isinstance(exc, ResponseParserError):  # HTML from a proxy, or an emulator without this operation
+        return ProvisionError(f"{what}: the endpoint's answer is not AWS's API ({str(exc).splitlines()[0][:120]})",
+                              hint="check AWS_ENDPOINT_URL and any proxy in between; an emulator may lack "
+                                   "this operation")
     if isinstance(exc, TRANSIENT_ERRORS):
-        return ProvisionError(f"{what}: cannot reach the store: {exc}",
-                              hint="check storage.endpoint_url / the network, then run the command again")
+        return ProvisionError(f"{what}: cannot reach the service: {exc}",
+                              hint="check the network (and storage.endpoint_url or AWS_ENDPOINT_URL if set), then "
+                                   "run the command again")
     return ProvisionError(f"{what}: {exc}", hint="run the command again; see the log for details")
 
 

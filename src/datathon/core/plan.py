@@ -36,8 +36,18 @@ class Component(StrEnum):
     HUB = "hub"
     UNIX_USER = "unix user"
     UNIX_GROUP = "unix group"
-    MACHINE = "machine"  # a machine per team (AWS next)
+    MACHINE = "machine"  # a machine per team (AWS)
     BUCKET = "bucket"
+    ACCOUNT = "account"  # the AWS account and region a plan runs in
+    QUOTA = "quota"  # a Service Quota the machines need
+    NETWORK = "network"  # a VPC, its subnets, gateway and route table
+    SECURITY_GROUP = "security group"
+    ENDPOINT = "endpoint"  # the S3 gateway VPC endpoint
+    IAM_ROLE = "iam role"
+    INSTANCE_PROFILE = "instance profile"
+    KEY_PAIR = "key pair"
+    IMAGE = "image"
+    VOLUME = "volume"
 
 
 Action = Literal["create", "update", "drop", "start", "restart", "load", "keep", "blocked"]

@@ -1,7 +1,11 @@
-"""An existing PostgreSQL server (on-premise, or RDS reached from its network): datathon adopts it and
-manages only the event's roles, databases, schemas and grants, as a client. It never stops or deletes it."""
+"""An existing PostgreSQL server (on-premise, or RDS reached from its network or through an SSH jump host):
+datathon adopts it and manages only the event's roles, databases, schemas and grants, as a client. It never
+stops or deletes it."""
 
 from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -11,6 +15,7 @@ from datathon.core.endpoint import Endpoint
 from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
 from datathon.database.server import DatabaseServer, ServerTraits
+from datathon.database.tunnel import SshTunnel, TunnelSpec, tunnel_for
 from datathon.errors import ProvisionError
 
 
@@ -20,13 +25,46 @@ class ExternalServer(DatabaseServer):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.cfg = ctx.config.database
-        self.params = conninfo_to_dict(self.cfg.admin_dsn or "")
+
+    @cached_property
+    def params(self) -> dict:
+        """The admin's connection parameters (no password)."""
+        return conninfo_to_dict(self.cfg.admin_dsn or "")
+
+    @cached_property
+    def _tunnel(self) -> SshTunnel | None:
+        if self.cfg.tunnel is None:
+            return None
+        t = self.cfg.tunnel
+        spec = TunnelSpec.parse(t.ssh, self._path(t.identity_file),
+                                self._path(t.known_hosts) if t.known_hosts else None, self.ctx.state.root)
+        return tunnel_for(spec, self.host, int(self.params.get("port") or 5432))
+
+    def _path(self, path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else self.ctx.loaded.base_dir / path
+
+    @property
+    def host(self) -> str:
+        return str(self.params.get("host") or "localhost")
+
+    def _local(self) -> dict[str, str | int]:
+        """How this machine reaches the server: through the tunnel's local port (the certificate still checked
+        against the server's own name), or as admin_dsn says."""
+        out: dict[str, str | int] = {}
+        if self._tunnel is not None:
+            out = {"hostaddr": "127.0.0.1", "port": self._tunnel.open()}
+        if self.cfg.ca_file is not None and "sslrootcert" not in self.params:
+            out["sslrootcert"] = str(self._path(self.cfg.ca_file))
+        if self.cfg.ca_file is not None and "sslmode" not in self.params:
+            out["sslmode"] = self.cfg.sslmode
+        return out
 
     def _password(self) -> str | None:
         path = self.cfg.admin_password_file
         if path is None:
             return None  # libpq falls back to PGPASSWORD / ~/.pgpass
-        path = path if path.is_absolute() else self.ctx.loaded.base_dir / path
+        path = self._path(path)
         try:
             return path.read_text().strip()
         except OSError as exc:
@@ -35,10 +73,11 @@ class ExternalServer(DatabaseServer):
 
     @property
     def where(self) -> str:
-        return f"{self.params.get('host', 'localhost')}:{self.params.get('port', 5432)}"
+        via = f" through {self._tunnel.where}" if self._tunnel else ""
+        return f"{self.host}:{self.params.get('port', 5432)}{via}"
 
     def connect(self, dbname: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
-        params = dict(self.params)
+        params = {**self.params, **self._local()}
         if dbname:
             params["dbname"] = dbname
         password = self._password()
@@ -90,17 +129,30 @@ class ExternalServer(DatabaseServer):
         return True
 
     def cli_env(self, dbname: str) -> dict[str, str]:
-        names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "sslmode": "PGSSLMODE",
-                 "sslrootcert": "PGSSLROOTCERT"}
-        env = {var: str(self.params[k]) for k, var in names.items() if k in self.params}
+        names = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
+                 "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
+        params = {**self.params, **self._local()}
+        env = {var: str(params[k]) for k, var in names.items() if k in params}
         password = self._password()
         if password is not None:
             env["PGPASSWORD"] = password
         return {**env, "PGDATABASE": dbname}
 
     def endpoint(self) -> Endpoint:
-        host = self.cfg.public_host or self.params.get("host") or "localhost"
-        return Endpoint(host=host, port=int(self.params.get("port") or 5432), sslmode=self.cfg.sslmode)
+        host = self.cfg.public_host or self.host
+        return Endpoint(host=host, port=int(self.params.get("port") or 5432), sslmode=self.cfg.sslmode,
+                        ca_cert=self._path(self.cfg.ca_file) if self.cfg.ca_file else None)
+
+    def reach(self) -> Endpoint:
+        ep = self.endpoint()
+        if self._tunnel is None:
+            return ep
+        return Endpoint(host=self.host, port=self._tunnel.open(), sslmode=ep.sslmode, ca_cert=ep.ca_cert,
+                        hostaddr="127.0.0.1")
+
+    def close(self) -> None:
+        if self.cfg.tunnel is not None and self._tunnel is not None:
+            self._tunnel.close()
 
     def status(self) -> list[ComponentStatus]:
         try:

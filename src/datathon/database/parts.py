@@ -32,7 +32,12 @@ class ServerPart(Part):
         self.server = server
 
     def observe(self, purpose: Purpose = "plan"):
-        return self.server.observe()
+        try:
+            return self.server.observe()
+        except ProvisionError as exc:
+            if purpose == "plan":
+                raise  # `up` stops here with the message (an unreachable server, a wrong admin password)
+            return exc  # `status` reports it (unhealthy); `down` of an adopted server removes nothing of it
 
     def plan(self, facts) -> list[Change]:
         return self.server.plan(facts)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import pwd
+from collections.abc import Callable, Iterator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,30 @@ class DatabaseServer(ABC):
         """An administrator's connection to `dbname` (the maintenance database when None)."""
 
     @abstractmethod
-    def endpoint(self) -> Endpoint: ...
+    def endpoint(self) -> Endpoint:
+        """Where teams connect from their workspaces (what the handouts say)."""
+
+    def reach(self) -> Endpoint:
+        """Where this machine connects as a team (`check`): the same as the teams' unless the server is reached
+        through a tunnel."""
+        return self.endpoint()
+
+    def close(self) -> None:
+        """Let go of what reaching the server needed (a tunnel); the server itself is untouched."""
+
+    def scale(self, *, instance_class: str | None = None, storage_gb: int | None = None) -> Callable[[], None]:
+        """Record a new size for the next plan (`datathon scale database`); returns what undoes the record."""
+        from datathon.errors import ProvisionError
+
+        raise ProvisionError(f"datathon does not size this server ({self.kind}): it is sized where it runs",
+                             hint="managed cluster: it takes the machine's memory; database.settings for more; "
+                                  "RDS: database.server: rds under provider aws")
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Server-wide settings for a bulk load, for its duration only (a managed cluster is sized for loads
+        from the start; an RDS instance gets them from its parameter group and gives them back after)."""
+        yield
 
     @abstractmethod
     def cli_env(self, dbname: str) -> dict[str, str]:

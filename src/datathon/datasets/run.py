@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
 
-from datathon.config.models import CsvSource, DatasetSource, DumpSource
+from datathon.config.models import CsvSource, DatasetSource, DumpSource, ServerSource
 from datathon.core import roster as roles
 from datathon.core.context import Context
 from datathon.database.facts import META_SCHEMA
@@ -18,7 +19,8 @@ from datathon.database.server import DatabaseServer
 from datathon.datasets.catalogue import DATASETS, Column, Dataset, Table
 from datathon.datasets.keys import count_violations
 from datathon.datasets.load import load_dataset, print_load_report
-from datathon.dumps.restore import describe_dump, restore_dump
+from datathon.dumps.from_server import dump_folder, dump_server, forget_dump
+from datathon.dumps.restore import describe_dump, restore_dump, tools
 from datathon.errors import ProvisionError
 
 I = sql.Identifier  # noqa: E741
@@ -31,24 +33,38 @@ def bulk_factory(ctx: Context, server: DatabaseServer) -> Callable[[str, object,
 
     def factory(dbname: str, src: object, name: str, digest: str) -> Callable[[], None]:
         def run() -> None:
-            if isinstance(src, DatasetSource):
-                report = load_dataset(server, dbname, owner, DATASETS[src.dataset], src.path, ctx.console,
-                                      workers=src.workers, version=src.version, tables=src.tables or None,
-                                      foreign_keys=src.foreign_keys, extra_keys=src.extra_keys,
-                                      verify_cache=ctx.state.root / "verified.json")
-                print_load_report(ctx.console, report)
-            elif isinstance(src, CsvSource):
-                report = load_csv_folder(server, dbname, owner, src, ctx)
-                print_load_report(ctx.console, report)
-            elif isinstance(src, DumpSource):
-                readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
-                restore_dump(server, dbname, owner, src.pg_dump, name=name, mark=mark_source_statement(name, digest),
-                             readable=readable, jobs=src.jobs, console=ctx.console)
-            with server.connect(dbname, autocommit=True) as conn:
-                ensure_meta(conn)
-                conn.execute(mark_source_statement(name, digest))
+            with server.loading():
+                load(dbname, src, name, digest)
+            if isinstance(src, ServerSource):
+                forget_dump(dump_folder(ctx.state.root, name))  # recorded as loaded: the copy has done its work
 
         return run
+
+    def load(dbname: str, src: object, name: str, digest: str) -> None:
+        if isinstance(src, DatasetSource):
+            report = load_dataset(server, dbname, owner, DATASETS[src.dataset], src.path, ctx.console,
+                                  workers=src.workers, version=src.version, tables=src.tables or None,
+                                  foreign_keys=src.foreign_keys, extra_keys=src.extra_keys,
+                                  verify_cache=ctx.state.root / "verified.json")
+            print_load_report(ctx.console, report)
+        elif isinstance(src, CsvSource):
+            report = load_csv_folder(server, dbname, owner, src, ctx)
+            print_load_report(ctx.console, report)
+        elif isinstance(src, DumpSource):
+            readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
+            restore_dump(server, dbname, owner, src.pg_dump, name=name, mark=mark_source_statement(name, digest),
+                         readable=readable, jobs=src.jobs, console=ctx.console)
+        elif isinstance(src, ServerSource):
+            readable = next(d.readable_schemas for d in ctx.config.databases if d.name == dbname)
+            jobs = src.jobs or min(8, os.cpu_count() or 2)
+            password = src.password_file.read_text().strip() if src.password_file else None
+            folder = dump_server(src.pg_server, src.schemas, dump_folder(ctx.state.root, name),
+                                 password=password, jobs=jobs, tool=tools(server), console=ctx.console)
+            restore_dump(server, dbname, owner, folder, name=name, mark=mark_source_statement(name, digest),
+                         readable=readable, jobs=jobs, console=ctx.console)
+        with server.connect(dbname, autocommit=True) as conn:
+            ensure_meta(conn)
+            conn.execute(mark_source_statement(name, digest))
 
     return factory
 
@@ -58,6 +74,9 @@ def describe_source(server: DatabaseServer) -> Callable[[object], str]:
     def describe(src: object) -> str:
         if isinstance(src, DumpSource):
             return describe_dump(server, src.pg_dump)
+        if isinstance(src, ServerSource):
+            return (f"pg_dump -Fd of {', '.join(src.schemas)} from {src.location}, restored with "
+                    f"{src.jobs or min(8, os.cpu_count() or 2)} jobs")
         return ""
 
     return describe

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # name -> "module:Class", imported on use so that reading the config stays cheap.
 PROVIDERS: dict[str, str] = {
     "local": "datathon.providers.local:LocalProvider",
+    "aws": "datathon.providers.aws:AwsProvider",
 }
 
 

@@ -38,6 +38,18 @@ class Provider(ABC):
         return True, ""
 
     @abstractmethod
-    def parts(self, *, drop_team_data: bool = False) -> list[Part]:
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
         """The parts of this event, each on its backend, in the order they are made. `drop_team_data`: the
-        organizer said that a team's schema may be dropped with the team."""
+        organizer said that a team's schema may be dropped with the team; `delete_images`: `down` also removes
+        the machine images the event made (providers without images ignore it)."""
+
+    def machines(self):
+        """The team machines, for `datathon stop/start` (None: this provider runs no machine per team)."""
+        return None
+
+    def recover(self) -> list[tuple[str, str]]:
+        """Rebuild the local state from what the provider finds (by tags): (what, found) rows."""
+        from datathon.errors import ProvisionError
+
+        raise ProvisionError(f"provider {self.name} keeps nothing outside this machine to recover the state from",
+                             hint="`datathon up` rebuilds the local state of a local event")

@@ -91,12 +91,14 @@ class Execution:
 
 @dataclass
 class KernelClient:
-    """One kernel in one user's server, reached through the hub's proxy with an API token."""
+    """One kernel in one user's server, reached through the hub's proxy with an API token (or in a JupyterLab
+    running alone, prefix="", with its own token)."""
 
     base_url: str  # the hub's public address
     user: str
     token: str
     kernel_name: str
+    prefix: str | None = None  # the server's path under base_url: the hub's /user/<name> unless given ("" alone)
     kernel_id: str | None = None
     session: str = field(default_factory=lambda: uuid.uuid4().hex)
     _ws: object = None
@@ -104,7 +106,8 @@ class KernelClient:
 
     @property
     def api(self) -> str:
-        return f"{self.base_url.rstrip('/')}/user/{self.user}/api"
+        prefix = f"/user/{self.user}" if self.prefix is None else self.prefix
+        return f"{self.base_url.rstrip('/')}{prefix}/api"
 
     def _http(self, method: str, path: str, body: dict | None = None) -> dict | None:
         req = urllib.request.Request(self.api + path, method=method,
