@@ -172,30 +172,37 @@ def has_personal_packages(home: Path) -> bool:
     return any(os.path.lexists(home / p) for p in PERSONAL)
 
 
-def newer_files(home: Path, since: float, *, skip_datasets_link: bool, limit: int = 3) -> list[str]:
-    """Paths in the home changed after `since` (ctime: a team can set a file's mtime back, not its ctime),
-    walked as root without following any link. Folders count too: deleting a file changes its folder."""
+def newer_files(home: Path, since: float, entries: dict[str, dict] | None, *, skip_datasets_link: bool,
+                limit: int = 3) -> list[str]:
+    """Paths in the home that are not as archived: a file or link changed after `since` (ctime: a team can set a
+    file's mtime back, not its ctime), or a folder whose names differ from the archive's (added, deleted,
+    renamed). A folder's own ctime is not used: `up` rewriting .pgpass would touch the home's. Walked as root
+    without following any link. `entries` None: no archive, everything there is work."""
     skip = {p.removeprefix("./") for p in EXCLUDED} | ({"datasets"} if skip_datasets_link else set())
+    children: dict[str, set[str]] = {}
+    for rel in entries or {}:
+        if rel != ".":
+            parent, _, name = rel.rpartition("/")
+            children.setdefault(parent, set()).add(name)
     found: list[str] = []
     stack = [""]
     while stack and len(found) < limit:
         rel = stack.pop()
-        path = home / rel if rel else home
         try:
-            st = os.lstat(path)
-            if st.st_ctime > since:
-                found.append(rel or ".")
-            if not stat.S_ISDIR(st.st_mode):
-                continue
-            with os.scandir(path) as it:
+            with os.scandir(home / rel if rel else home) as it:
+                names = set()
                 for entry in it:
                     child = f"{rel}/{entry.name}" if rel else entry.name
                     if child in skip or entry.name in EXCLUDED_ANYWHERE:
                         continue
+                    names.add(entry.name)
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(child)
-                    elif entry.stat(follow_symlinks=False).st_ctime > since:
+                    elif entries is None or entry.stat(follow_symlinks=False).st_ctime > since:
                         found.append(child)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
+        if entries is not None and names != children.get(rel, set()):
+            gone = sorted(children.get(rel, set()) - names)
+            found += [f"{rel}/{n}" if rel else n for n in gone] or [rel or "."]
     return found[:limit]

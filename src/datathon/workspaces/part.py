@@ -156,8 +156,8 @@ class WorkspacesPart(Part):
         acct = self._account(member)
         if not acct.home.exists():
             return []
-        return [f"~{acct.user}/{p} changed" for p in newer_files(acct.home, since,
-                                                                 skip_datasets_link=self._skip_link(acct))]
+        changed = newer_files(acct.home, since, record.get("entries"), skip_datasets_link=self._skip_link(acct))
+        return [f"~{acct.user}/{p} changed" for p in changed]
 
     def audit(self, since):
         from datathon.workspaces.audit import hub_events
