@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 import yaml
 from rich.console import Console
 

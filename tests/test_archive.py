@@ -8,12 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import event_yaml
 from datathon.archive import manifest as mf
 from datathon.commands.archive import run_archive, run_restore, run_verify
 from datathon.commands.audit import run_audit

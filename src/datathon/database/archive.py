@@ -22,7 +22,6 @@ import contextlib
 import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,5 +259,3 @@ def compare(wanted: dict[str, dict], got: dict[str, dict], where: str) -> list[s
             problems.append(f"{where}: table {t} differs from the manifest (checksum)")
     return problems
 
-
-Secret = Callable[[str], str | None]
