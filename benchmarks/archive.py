@@ -103,6 +103,12 @@ def main() -> None:
         print(f"plain pg_dump + tar, one team after another: {baseline:.1f}s", flush=True)
         a = run_archive(ctx, out=folder / "archive", jobs=args.jobs)
         print(f"datathon archive: {a.seconds:.1f}s", flush=True)
+        # again, now that the data is as warm in the page cache as it was for the archive: the ratio uses the
+        # faster of the two (the first run read the freshly written data first)
+        shutil.rmtree(folder / "plain")
+        second = plain_baseline(ctx, args.teams, folder / "plain")
+        print(f"plain pg_dump + tar again: {second:.1f}s", flush=True)
+        baseline = min(baseline, second)
         v = run_verify(ctx, out=folder / "archive", jobs=args.jobs)
         assert v.ok, [t.problems for t in v.teams if t.problems]
         print(f"datathon archive verify: {v.seconds:.1f}s", flush=True)
