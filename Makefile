@@ -39,7 +39,7 @@ examples/data/%/SHA256SUMS.txt: | venv
 	$(VENV)/bin/datathon data synth $* --patients $(DEMO_PATIENTS) --seed 42 --out examples/data/$*
 
 demo-down: venv
-	$(VENV)/bin/datathon down -c examples/demo.yaml --yes
+	$(VENV)/bin/datathon down -c examples/demo.yaml --yes --no-archive   # the demo holds no work worth keeping
 
 bench-load: setup
 	$(PY) benchmarks/load.py

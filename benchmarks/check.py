@@ -44,7 +44,7 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         data = json.loads((folder / "check.json").read_text())
     finally:
-        subprocess.run(CLI + ["down", "--yes", "-c", str(path)], capture_output=True)
+        subprocess.run(CLI + ["down", "--yes", "--no-archive", "-c", str(path)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
     runs = len(data["results"])
     print(f"\ncheck benchmark: {args.teams} teams x {len(data['probes'])} probes = {runs} probe runs, "

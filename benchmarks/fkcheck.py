@@ -71,7 +71,7 @@ def main() -> None:
                                      " WHERE conrelid = 'mimiciv_icu.chartevents'::regclass").fetchone()[0]
                 print(f"  {way:<20} {wall:6.1f} s wall  {cpu:6.1f} CPU-s  all validated: {valid}")
     finally:
-        subprocess.run(cli + ["down", "--yes", "-c", str(config)], capture_output=True)
+        subprocess.run(cli + ["down", "--yes", "--no-archive", "-c", str(config)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -270,7 +270,7 @@ def main() -> None:
             for k, v in sorted(c["timings"].items(), key=lambda kv: -kv[1])[:args.timings]:
                 print(f"      {v:7.2f} s  {k}", file=sys.stderr)
     finally:
-        subprocess.run(cli + ["down", "--yes", "-c", str(config)], capture_output=True)
+        subprocess.run(cli + ["down", "--yes", "--no-archive", "-c", str(config)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nload benchmark: MIMIC-IV-shaped synthetic data, {rows:,} rows, {size / 2**20:,.0f} MiB compressed, "

@@ -101,7 +101,7 @@ def main() -> None:
         results = storm(f"http://127.0.0.1:{port}", users)
     finally:
         if not args.keep:
-            subprocess.run(CLI + ["down", "--yes", "-c", str(path)], capture_output=True)
+            subprocess.run(CLI + ["down", "--yes", "--no-archive", "-c", str(path)], capture_output=True)
             shutil.rmtree(folder, ignore_errors=True)
 
     times = sorted(t for _, t, _ in results if t is not None)

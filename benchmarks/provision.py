@@ -46,7 +46,7 @@ def run_once(teams: int, databases: int) -> tuple[float, float]:
         first = timed(["up", "--yes", "-c", str(path)])
         second = timed(["up", "--yes", "-c", str(path)])
     finally:
-        subprocess.run(CLI + ["down", "--yes", "-c", str(path)], capture_output=True)
+        subprocess.run(CLI + ["down", "--yes", "--no-archive", "-c", str(path)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
     return first, second
 

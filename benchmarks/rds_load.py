@@ -85,7 +85,7 @@ def timed_up(ctx: Context) -> float:
     started = time.perf_counter()
     run_up(ctx, yes=True)
     took = time.perf_counter() - started
-    run_down(ctx, yes=True)
+    run_down(ctx, yes=True, no_archive=True)
     get_provider(ctx).database_server().close()
     return took
 
@@ -113,7 +113,7 @@ def main() -> None:
                     print(f"run {r + 1}, {way}: {took:.1f} s", flush=True)
             forwards = jump.forwards()
     finally:
-        run_down(host, yes=True)
+        run_down(host, yes=True, no_archive=True)
         shutil.rmtree(root, ignore_errors=True)
     d, t = statistics.median(times["direct"]), statistics.median(times["tunnel"])
     print(f"\n| way | median wall (s) over {args.runs} run(s) |\n|---|---:|")

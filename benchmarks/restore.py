@@ -110,7 +110,7 @@ def timed_datathon(dump: Path) -> float:
         line = next(x for x in text.splitlines() if "restored in" in x)
         return float(line.rsplit("restored in ", 1)[1].split(" s")[0])
     finally:
-        run_down(ctx, yes=True)
+        run_down(ctx, yes=True, no_archive=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -91,7 +91,7 @@ class Event:
     def close(self) -> None:
         server = self.server
         try:
-            run_down(self.ctx, yes=True)
+            run_down(self.ctx, yes=True, no_archive=True)
         finally:
             if server.home.exists():  # down failed: never leave a cluster running behind a test
                 server._stop()

@@ -86,9 +86,9 @@ def test_the_aws_provider_through_the_commands(aws_on_moto, make_event, tmp_path
         assert status.returncode == 0 and [(m["team"], m["state"]) for m in machines] == [("alpha", "running"),
                                                                                           ("beta", "running")]
         assert all(m["cost"].startswith("$") and m["address"] for m in machines)
-        down = run_down(ctx, yes=True)
+        down = run_down(ctx, yes=True, no_archive=True)
         assert not ctx.state.root.exists()
         assert any(what.startswith("machine 2 machine(s)") for what, _ in down.checked)
     finally:
         if ctx.state.root.exists():
-            run_down(ctx, yes=True)
+            run_down(ctx, yes=True, no_archive=True)

@@ -40,7 +40,7 @@ def rds_like(make_event, tmp_path_factory):
     ctx = make_context(folder, yaml.safe_dump(data, sort_keys=False))
     yield ctx, host
     if ctx.state.root.exists():
-        run_down(ctx, yes=True)
+        run_down(ctx, yes=True, no_archive=True)
 
 
 def team(ctx, name, db="extdb"):
@@ -66,7 +66,7 @@ def test_up_on_an_external_server_as_a_non_superuser(rds_like):
             b.execute("SELECT * FROM alpha.mine")
     assert run_up(ctx, yes=True).applied == 0  # idempotent here too
 
-    run_down(ctx, yes=True)
+    run_down(ctx, yes=True, no_archive=True)
     with host.server.connect(autocommit=True) as c:  # only the event's part is gone; the server and others stay
         assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'ext\\_%'").fetchone() == (0,)
         assert c.execute("SELECT count(*) FROM pg_database WHERE datname IN ('extdb', 'extextra')").fetchone() == (0,)

@@ -158,7 +158,8 @@ def test_secrets_are_private_and_never_printed(make_event, tmp_path):
     for path in [*state.secrets_dir.iterdir(), *state.handouts_dir.iterdir(), state.state_file]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(state.secrets_dir.stat().st_mode) == 0o700
-    server_log = ev.server.log_file.read_text()
+    server_log = "".join(p.read_text() for p in ev.server.log_files() if p.exists())  # start-up log and collector's
+    assert "connection authorized" in server_log
     log = (cfg.parent / ".datathon" / "datathon.log").read_text()
     for value in secrets.values():
         assert value not in outputs and value not in log and value not in server_log
@@ -209,14 +210,14 @@ def test_down_removes_everything_and_proves_it(make_event):
     ev.up()
     server = ev.server
     pid, home, port = server.pid(), server.home, ev.ctx.config.database.port
-    result = run_down(ev.ctx, yes=True)
+    result = run_down(ev.ctx, yes=True, no_archive=True)
     assert result.removed >= 1
     assert not home.exists() and not ev.ctx.state.root.exists()
     assert not process_alive(pid)  # gone (or a zombie waiting for init to reap it)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     assert server.leftovers() == []
-    assert run_down(ev.ctx, yes=True).removed == 0  # a second down finds nothing to do
+    assert run_down(ev.ctx, yes=True, no_archive=True).removed == 0  # a second down finds nothing to do
 
 
 def test_down_asks_before_deleting(make_event, monkeypatch):
@@ -224,7 +225,7 @@ def test_down_asks_before_deleting(make_event, monkeypatch):
     ev.up()
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(Aborted):
-        run_down(ev.ctx, yes=False)
+        run_down(ev.ctx, yes=False, no_archive=True)
     assert ev.server.running()
 
 

@@ -110,7 +110,7 @@ def test_a_good_sheet_makes_the_event_titles_show_and_its_own_port_is_ours(tmp_p
             "ed_triage": "ED Triage", "sepsis_2": "Sepsis: Early Warning"}
         proc = cli("status", cwd=tmp_path)
         assert "sepsis_2 (Sepsis: Early Warning)" in proc.stdout, proc.stdout
-        down = cli("down", "--yes", "--quiet", cwd=tmp_path)
+        down = cli("down", "--yes", "--quiet", "--no-archive", cwd=tmp_path)
         assert down.returncode == 0 and down.stdout.startswith("down: ") and down.stdout.count("\n") == 1, down
     finally:
         ev.close()

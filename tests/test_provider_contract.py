@@ -60,7 +60,7 @@ def test_a_provider_slots_in_through_the_contracts(fake, tmp_path):
     assert not run_status(fake).healthy
     assert [(c.target, c.action, c.reason) for c in plan_event(fake).pending] == [("fk_beta", "start", "it is stopped")]
     run_up(fake, yes=True)
-    down = run_down(fake, yes=True)
+    down = run_down(fake, yes=True, no_archive=True)
     assert cloud.machines == {} and cloud.buckets == set()
     assert ("team machines", "verified gone") in down.checked
     assert not fake.state.root.exists()

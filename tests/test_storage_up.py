@@ -51,7 +51,7 @@ def test_up_pushes_datasets_and_down_removes_the_store_and_its_group(make_event,
         assert again.applied == 0
         assert [c.action for c in again.plan.changes if c.component in ("storage", "dataset")] == ["keep", "keep"]
 
-        down = run_down(ev.ctx, yes=True)
+        down = run_down(ev.ctx, yes=True, no_archive=True)
         assert not root.exists() and not unix.group_exists(group)
         assert any("imaging store" in what and res == "verified gone" for what, res in down.checked)
     finally:

@@ -67,7 +67,7 @@ def rds_like(make_event, tmp_path_factory, jump):
     ctx = make_context(folder, yaml.safe_dump(data, sort_keys=False))
     yield ctx, host
     if ctx.state.root.exists():
-        run_down(ctx, yes=True)
+        run_down(ctx, yes=True, no_archive=True)
     get_provider(ctx).database_server().close()
 
 

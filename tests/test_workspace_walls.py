@@ -367,7 +367,7 @@ def test_down_removes_a_teams_processes_ipc_and_files_after_chfn(event_dir):
         assert not [c for c in plan_workspaces(ev.ctx, ev.server.endpoint()) if c.action == "blocked"]
         from datathon.commands.down import run_down
 
-        result = run_down(ev.ctx, yes=True)
+        result = run_down(ev.ctx, yes=True, no_archive=True)
     finally:
         ev.close()
     report = dict(result.checked)

@@ -450,12 +450,16 @@ def down(
     config: ConfigOpt = DEFAULT_CONFIG,
     yes: YesOpt = False,
     quiet: QuietOpt = False,
+    no_archive: Annotated[bool, typer.Option("--no-archive", help="delete teams' work that no verified archive "
+                                             "holds")] = False,
     delete_images: Annotated[bool, typer.Option(help="also the machine images the event made (AWS)")] = False,
 ) -> None:
-    """Stop and remove everything datathon created for the event, and prove it is gone."""
+    """Stop and remove everything datathon created for the event, and prove it is gone. Refuses while a team has
+    work newer than the last verified archive (see `datathon archive`)."""
     from datathon.commands.down import run_down
 
-    result = run_down(_context(config, check_paths=False, quiet=quiet), yes=yes, delete_images=delete_images)
+    result = run_down(_context(config, check_paths=False, quiet=quiet), yes=yes, no_archive=no_archive,
+                      delete_images=delete_images)
     if quiet:
         console.print(f"down: {result.removed} removed, {len(result.checked)} checks passed", highlight=False)
         return
@@ -465,6 +469,112 @@ def down(
     for what, res in result.checked:
         table.add_row(what, f"[green]{res}[/]")
     console.print(table)
+
+
+def _summary_table(title: str, teams) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("team", "state", "tables", "rows", "files", "size", "seconds"):
+        table.add_column(col, justify="left" if col in ("team", "state") else "right")
+    for t in teams:
+        style = "red" if t.problems or t.state == "failed" else "green"
+        table.add_row(t.team, f"[{style}]{t.state}[/]", f"{t.tables:,}",
+                      f"{t.rows:,}", f"{t.files:,}", _bytes(t.bytes), f"{t.seconds:.1f}")
+    if len(teams) > 1:
+        table.add_row("all", "", f"{sum(t.tables for t in teams):,}", f"{sum(t.rows for t in teams):,}",
+                      f"{sum(t.files for t in teams):,}", _bytes(sum(t.bytes for t in teams)), "")
+    return table
+
+
+@app.command()
+@command
+def archive(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams to archive (default: all); `verify [DIR]` checks "
+                                                          "an archive")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="the archive folder (default: datathon-archive/<event> "
+                                                           "beside the event file)")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, max=64, help="teams archived at once")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep every team's work (schemas, home, environment) with a manifest; resumable. `archive verify [DIR]`
+    restores each team into a scratch database and checks every file and table against the manifest."""
+    from datathon.commands.archive import run_archive, run_verify
+
+    ctx = _context(config, check_paths=False)
+    if teams and teams[0] == "verify":
+        if len(teams) > 2:
+            raise typer.BadParameter("archive verify takes one folder")
+        folder = Path(teams[1]) if len(teams) == 2 else out
+        v = run_verify(ctx, out=folder, jobs=jobs)
+        if json_out:
+            console.print_json(data=v.as_dict())
+        else:
+            console.print(_summary_table(f"Verified {v.out} ({v.seconds:.1f}s)", v.teams))
+            for t in v.teams:
+                for p in t.problems:
+                    console.print(f"[red]{t.team}[/]: {p}", highlight=False, soft_wrap=True)
+        if not v.ok:
+            raise typer.Exit(1)
+        return
+    r = run_archive(ctx, out=out, teams=teams or None, jobs=jobs)
+    if json_out:
+        console.print_json(data=r.as_dict())
+        return
+    console.print(_summary_table(f"Archived into {r.out} ({r.seconds:.1f}s)", r.teams))
+    console.print(f"Next: datathon archive verify {r.out}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@command
+def restore(
+    team: Annotated[str, typer.Argument(help="the team whose work to put back")],
+    from_: Annotated[Path, typer.Option("--from", help="the archive folder")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put a team's archived schemas and home back into this event (the team must be in its event file)."""
+    from datathon.commands.archive import run_restore
+
+    r = run_restore(_context(config, check_paths=False), team, source=from_)
+    if json_out:
+        console.print_json(data=r.as_dict())
+    else:
+        console.print(_summary_table(f"Restored {team} from {from_}", [r]))
+
+
+audit_app = typer.Typer(help="The event's audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+@command
+def audit_export(
+    since: Annotated[str | None, typer.Option(help="only events from this time on (ISO, UTC unless it says)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="write here instead of standard output")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Every database connection and disconnection per login (time, database, client, TLS, duration), every hub
+    login and server start/stop; a per-team summary."""
+    from datathon.commands.audit import run_audit
+
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter("--format is csv or json")
+    r = run_audit(_context(config, check_paths=False), since=since)
+    text = r.render(fmt)
+    shown = err_console
+    if out:
+        out.write_text(text)
+        shown = console
+    else:
+        sys.stdout.write(text)
+    table = Table(title=f"Audit: {len(r.events)} events" + (f" in {out}" if out else ""), title_justify="left")
+    for col in ("login", "team", "connections", "refused", "connected", "hub logins", "servers", "first", "last"):
+        table.add_column(col)
+    for x in r.summary:
+        table.add_row(x.login, x.team, str(x.connections), str(x.refused), f"{x.seconds:.0f}s", str(x.hub_logins),
+                      str(x.servers_started), x.first[:19], x.last[:19])
+    shown.print(table)
 
 
 TeamArg = Annotated[str | None, typer.Argument(help="one team (default: every team)")]

@@ -9,6 +9,10 @@ next: machines, network, IAM), so that the engine runs them all the same way:
 
 A part names the parts it comes `after`: the engine applies those first and, when they changed something, plans
 this one again from fresh facts before applying it (a server started in this run is observable only now).
+A team's work is archived, verified and restored per part too (`archive`, `verify_archive`, `restore`,
+`work_since`): the database part keeps its schemas, the workspaces part its home and environment. `audit`
+gives the part's record of who came in and when.
+
 A part that `settles` is planned once more right after its own changes ran (a load makes tables that need the
 teams' grants) and what is left runs at once.
 """
@@ -24,6 +28,10 @@ from datathon.core.plan import Change
 from datathon.core.status import ComponentStatus
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from datathon.core.audit import AuditEvent
     from datathon.core.handout import Section
     from datathon.core.roster import Member
 
@@ -110,3 +118,30 @@ class Part(ABC):
         """After the new passwords are committed: rewrite what carries them (files in the member's home), end
         sessions that outlive a password (a hub cookie), and start again what ran (`restart`; never for a
         `locked` member)."""
+
+    # -- a team's work: archive, verify, restore ----------------------------------------------------------------
+    def archive(self, member: Member, dest: Path) -> dict | None:
+        """Write this part's copy of a team's work into `dest` (an empty folder of its own) and return what the
+        manifest keeps of it (JSON-able: tables with rows and checksums, the files of a home). None: this part
+        holds no work of teams. Must not run the team's code with more rights than the team has."""
+        return None
+
+    def verify_archive(self, member: Member, src: Path, record: dict) -> list[str]:
+        """Problems found restoring/reading this part's copy in `src` against `record` (empty: verified)."""
+        return []
+
+    def restore(self, member: Member, src: Path, record: dict) -> None:
+        """Put the archived work back into this event (the member must be in it)."""
+
+    def work_since(self, member: Member, record: dict, since: float) -> list[str]:
+        """What of the member's work changed after the archive recorded by `record` was taken at `since`
+        (epoch seconds); empty: nothing. Cheap, and wrong only on the safe side (a change that was none)."""
+        return []
+
+    def audit(self, since: datetime | None) -> list[AuditEvent]:
+        """This part's record of logins, connections and servers started and stopped, oldest first."""
+        return []
+
+    def logs(self) -> list[Path]:
+        """This part's own log files on this machine (copied into the archive before `down` removes them)."""
+        return []

@@ -229,6 +229,16 @@ class ManagedCluster(DatabaseServer):
             "log_connections": "on",
             "log_disconnections": "on",
             "log_line_prefix": "'%m [%p] %q%u@%d %r '",
+            "log_timezone": "'UTC'",
+            # Kept for the whole event: a file per day or per 100 MB, none ever deleted by the server
+            # (`audit export` reads them all; `down` exports them into the archive before the cluster goes).
+            "logging_collector": "on",
+            "log_directory": "'log'",
+            "log_filename": "'server-%Y-%m-%d_%H%M%S.log'",
+            "log_rotation_age": "'1d'",
+            "log_rotation_size": "'100MB'",
+            "log_truncate_on_rotation": "off",
+            "log_file_mode": "0600",
             **sized_settings(memory_bytes=memory_bytes or machine_memory_bytes(),
                              max_connections=sized_max_connections(max(20, limits + 10), current)),
         }
@@ -251,6 +261,9 @@ class ManagedCluster(DatabaseServer):
             "# Written by datathon; `datathon up` overwrites it.",
             "# The administrator over the Unix socket (0700: only the server's OS user and root reach it).",
             f"local all {ADMIN_USER} scram-sha-256",
+            "# Teams as themselves over the same socket: `archive verify` and `restore` run a team's code (its",
+            "# constraints, index expressions) only with the team's own rights, in scratch databases too.",
+            f"local all +{roles.teams_group(config.event)} scram-sha-256",
             "# Teams and mentors: TLS only, their event databases only, from the allowed networks.",
         ]
         lines += [f"hostssl {dbs} {groups} {net} scram-sha-256" for net in self.cfg.allow_from]
@@ -477,8 +490,9 @@ class ManagedCluster(DatabaseServer):
 
     def _log_tail(self, lines: int = 5) -> str:
         try:
-            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
+            newest = max((p for p in self.log_files() if p.exists()), key=lambda p: p.stat().st_mtime)
+            tail = newest.read_text(errors="replace").strip().splitlines()[-lines:]
+        except (OSError, ValueError):
             return "(no server log)"
         return " | ".join(tail)
 
@@ -561,6 +575,10 @@ class ManagedCluster(DatabaseServer):
             extra={"pid": pid, "port": ep.port, "data_dir": str(self.pgdata), "log": str(self.log_file),
                    "version": version, "connections": conns, "ssl": ssl},
         )]
+
+    def log_files(self) -> list[Path]:
+        """pg_ctl's start-up log, then the collector's files (their names sort by time)."""
+        return [self.log_file, *sorted((self.pgdata / "log").glob("server-*.log"))]
 
     def teardown(self) -> list[Change]:
         if not self.home.exists():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datathon.core import access
 from datathon.core import roster as roles
@@ -18,6 +20,9 @@ from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources, source_identity
 from datathon.database.tenancy import MARK, Login, plan_tenancy, teardown_tenancy, wanted_logins
 from datathon.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from datathon.database.archive import TeamLogin
 
 
 class ServerPart(Part):
@@ -54,6 +59,14 @@ class ServerPart(Part):
     def shared_files(self) -> dict[str, bytes]:
         ep = self.server.endpoint()
         return {"server-ca.crt": ep.ca_cert.read_bytes()} if ep.ca_cert and ep.ca_cert.exists() else {}
+
+    def audit(self, since):
+        from datathon.database.audit import server_events
+
+        return server_events(self.server, since)
+
+    def logs(self) -> list[Path]:
+        return self.server.log_files()
 
     def gone(self) -> list[tuple[str, str]]:
         if self.server.traits.removed_with_event:
@@ -210,6 +223,77 @@ class DataPart(Part):
                 return
             conn.execute(password_statement(login, lambda _: password)(conn))
             conn.execute(end_sessions(login))
+
+    # -- a team's work ---------------------------------------------------------------------------
+    def archive(self, member: Member, dest: Path) -> dict | None:
+        from datathon.core import faults
+        from datathon.database.archive import dump_schema
+
+        if member.kind != "team":
+            return None
+        out = {}
+        for i, db in enumerate(self.ctx.config.databases):
+            out[db.name] = {**dump_schema(self.server, db.name, member.name, dest / f"{db.name}.dump"), "position": i}
+            faults.point("archive.database_dumped")
+        return {"databases": out}
+
+    def _login(self, member: Member) -> TeamLogin:
+        from datathon.database.archive import TeamLogin
+
+        password = self.ctx.state.secret(member.login, create=False)
+        if password is None:
+            raise ProvisionError(f"no password of {member.login} in {self.ctx.state.secrets_dir}",
+                                 hint="run `datathon up` so that the team's login exists")
+        return TeamLogin(member.login, password)
+
+    def verify_archive(self, member: Member, src: Path, record: dict) -> list[str]:
+        from datathon.database.archive import verify_dump
+
+        problems = []
+        for db, rec in record.get("databases", {}).items():
+            if rec.get("present"):
+                problems += verify_dump(self.server, src / f"{db}.dump", rec, self._login(member))
+        return problems
+
+    def restore(self, member: Member, src: Path, record: dict) -> None:
+        from datathon.database.archive import restore_schema
+
+        for db, rec in record.get("databases", {}).items():
+            if rec.get("present"):
+                target = self._target_database(db, rec)
+                restore_schema(self.server, src / f"{db}.dump", target, rec["schema"], self._login(member))
+
+    def _target_database(self, db: str, rec: dict) -> str:
+        """The same database, else the one in the same place of the event file (a new event's databases are
+        usually named after it: demo24db -> demo25db)."""
+        names = [d.name for d in self.ctx.config.databases]
+        if db in names:
+            return db
+        pos = rec.get("position")
+        if isinstance(pos, int) and 0 <= pos < len(names):
+            return names[pos]
+        raise ProvisionError(f"the archive holds schema {rec['schema']} of database {db}, which this event does "
+                             "not have", hint=f"add database {db} to the event file and run `datathon up`")
+
+    def work_since(self, member: Member, record: dict, since: float) -> list[str]:
+        from datathon.database.archive import fingerprint, schema_objects
+
+        if not self.server.is_reachable():
+            if not self.server.exists():
+                return []
+            return [f"the database server is not running: whether schema {member.name} changed cannot be told "
+                    "(`datathon up` starts it)"]
+        out = []
+        for db in self.ctx.config.databases:
+            rec = record.get("databases", {}).get(db.name)
+            if rec is None:  # an empty schema is no work; anything in it is
+                if schema_objects(self.server, db.name, member.name):
+                    out.append(f"schema {db.name}.{member.name} is not in the archive")
+                continue
+            now = fingerprint(self.server, db.name, member.name)
+            if now != rec.get("fingerprint"):
+                out.append(f"schema {db.name}.{member.name} changed (tables, rows or functions)")
+        return out
 
     # -- handouts ----------------------------------------------------------------------------------
     def handout(self, member: Member, secret: Callable[[str], str]) -> list[Section]:

@@ -97,6 +97,10 @@ class DatabaseServer(ABC):
     def teardown(self) -> list[Change]:
         """Changes that remove the server itself (empty when datathon only adopted it)."""
 
+    def log_files(self) -> list[Path]:
+        """The server's own log files on this machine, oldest first (empty: not on this machine)."""
+        return []
+
     @abstractmethod
     def leftovers(self) -> list[str]:
         """What of the server is still there after teardown (empty means proven gone)."""

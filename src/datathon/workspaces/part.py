@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from datathon.core.context import Context
 from datathon.core.endpoint import Endpoint
@@ -25,6 +27,8 @@ class WorkspacesPart(Part):
         self.endpoint = endpoint
         self.drop_team_data = drop_team_data  # a removed member's home goes only with it (asked, as a deletion)
         self.report = TeardownReport()
+        self._env_lock = threading.Lock()  # archive: teams in parallel share one report of the environment
+        self._env_reports: dict[Path, dict[str, str]] = {}
 
     def observe(self, purpose: Purpose = "plan") -> WorkspaceFacts:
         return observe.observe(self.ctx, self.endpoint(), purpose)
@@ -138,6 +142,104 @@ class WorkspacesPart(Part):
 
         return {"workspace": public_url(ws)}
 
+    # -- a team's work ---------------------------------------------------------------------------
+    def _account(self, member: Member):
+        from datathon.errors import ProvisionError
+        from datathon.workspaces.accounts import wanted_accounts
+
+        acct = next((a for a in wanted_accounts(self.ctx.config) if a.name == member.name and a.kind == member.kind),
+                    None)
+        if acct is None:
+            raise ProvisionError(f"{member.kind} {member.name} has no workspace in this event",
+                                 hint="add it to the event file and run `datathon up`")
+        return acct
+
+    def _skip_link(self, acct) -> bool:
+        from datathon.workspaces.home import datasets_link
+        from datathon.workspaces.hub import datasets_folder
+
+        folder = datasets_folder(self.ctx)
+        return folder is not None and acct.home.exists() and datasets_link(acct, folder) == "ok"
+
+    def archive(self, member: Member, dest: Path) -> dict | None:
+        from datathon.core import faults
+        from datathon.workspaces import archive
+        from datathon.workspaces.environment import TeamEnvironment
+
+        if self.ctx.config.workspaces is None or member.kind != "team":
+            return None
+        acct = self._account(member)
+        home = archive.archive_home(acct, dest / "home", skip_datasets_link=self._skip_link(acct))
+        faults.point("archive.home_packed")
+        entries = archive.list_archive(home)
+        env = TeamEnvironment(self.ctx.config.workspaces)
+        for name, text in self._environment_report(acct, env.bin / "python").items():
+            (dest / name).write_text(text)
+        notebooks = sorted(p for p, e in entries.items() if p.endswith(".ipynb") and e["type"] == "file"
+                           and "/.ipynb_checkpoints/" not in f"/{p}")
+        (dest / "notebooks.txt").write_text("".join(f"{p}\n" for p in notebooks))
+        return {"home": home.name, "entries": entries, "notebooks": notebooks,
+                "environment": {"id": env.digest, "prefix": str(env.prefix), "packages": env.pip}}
+
+    def _environment_report(self, acct, python: Path) -> dict[str, str]:
+        """Per team when it installed packages of its own; otherwise the environment's, worked out once."""
+        from datathon.workspaces import archive
+
+        if archive.has_personal_packages(acct.home):
+            return archive.environment_report(acct, python)
+        with self._env_lock:
+            if python not in self._env_reports:
+                self._env_reports[python] = archive.environment_report(acct, python)
+            return self._env_reports[python]
+
+    def verify_archive(self, member: Member, src: Path, record: dict) -> list[str]:
+        from datathon.errors import ProvisionError
+        from datathon.workspaces.archive import list_archive
+
+        path = src / record["home"]
+        try:
+            got = list_archive(path)
+        except ProvisionError as exc:
+            return [exc.message]
+        wanted = record["entries"]
+        problems = [f"{path}: {p} missing" for p in sorted(wanted.keys() - got.keys())][:5]
+        problems += [f"{path}: {p} differs from the manifest" for p in sorted(wanted.keys() & got.keys())
+                     if wanted[p] != got[p]][:5]
+        problems += [f"{path}: {p} not in the manifest" for p in sorted(got.keys() - wanted.keys())][:5]
+        return problems
+
+    def restore(self, member: Member, src: Path, record: dict) -> None:
+        from datathon.workspaces.archive import restore_home
+
+        if self.ctx.config.workspaces is None:
+            return
+        restore_home(self._account(member), src / record["home"])
+
+    def work_since(self, member: Member, record: dict, since: float) -> list[str]:
+        from datathon.workspaces.archive import newer_files
+
+        if self.ctx.config.workspaces is None or member.kind != "team":
+            return []
+        acct = self._account(member)
+        if not acct.home.exists():
+            return []
+        changed = newer_files(acct.home, since, record.get("entries"), skip_datasets_link=self._skip_link(acct))
+        return [f"~{acct.user}/{p} changed" for p in changed]
+
+    def audit(self, since):
+        from datathon.workspaces.audit import hub_events
+
+        if self.ctx.config.workspaces is None or not self.ctx.config.workspaces.hub:
+            return []
+        return hub_events(self.logs(), since)
+
+    def logs(self) -> list[Path]:
+        from datathon.workspaces.hub import hub_for
+
+        if self.ctx.config.workspaces is None:
+            return []
+        log = hub_for(self.ctx).log_file
+        return sorted(log.parent.glob(log.name + "*"), reverse=True) if log.parent.exists() else []
 
 def _forget_use(record) -> None:
     import contextlib
