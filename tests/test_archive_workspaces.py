@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix 
 
 TEAMS = [{"name": "alpha"}, {"name": "beta"}]
 SKIPPED = {".cache", ".pgpass", ".pg_service.conf", ".postgresql", "datasets", ".local", ".ipython", ".jupyter",
-           ".npm"}
+           ".npm", ".config", ".bash_profile", ".Renviron"}  # datathon's own files: each event writes its own
 
 
 def _folder(tmp_path: Path, name: str) -> Path:

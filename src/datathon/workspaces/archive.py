@@ -2,8 +2,9 @@
 
 tar runs as the team's own Unix user, not as root: whatever the team planted (a link out of the home, a link
 swapped in for a folder while tar walks it) can then reach only what the team could read anyway. tar stores a
-link as a link (it never follows one), stays on the home's filesystem, and skips datathon's own files that hold
-the team's password (.pgpass, .pg_service.conf: `up` writes them again) and what is no work: caches, the link to
+link as a link (it never follows one), stays on the home's filesystem, and skips datathon's own files, which hold
+the team's password or this event's settings (.pgpass, .pg_service.conf, the database settings for login shells
+and R: `up` writes them again, for the event the work is restored into) and what is no work: caches, the link to
 the shared datasets. Extracting on restore runs as the team too (GNU tar refuses `..` and absolute names).
 """
 
@@ -24,8 +25,8 @@ from datathon.workspaces.accounts import Account
 TAR_TIMEOUT = 6 * 3600
 ENV_TIMEOUT = 180
 # Relative to the home (tar's --exclude with --anchored). The datasets link only when it is the event's own.
-EXCLUDED = ["./.cache", "./.pgpass", "./.pg_service.conf", "./.postgresql", "./.local/share/jupyter/runtime",
-            "./.npm", "./.local/share/Trash"]
+EXCLUDED = ["./.cache", "./.pgpass", "./.pg_service.conf", "./.postgresql", "./.config/datathon", "./.bash_profile",
+            "./.Renviron", "./.local/share/jupyter/runtime", "./.npm", "./.local/share/Trash"]
 EXCLUDED_ANYWHERE = ["__pycache__"]
 
 
