@@ -130,6 +130,7 @@ class FakeProvider(Provider):
     def database_server(self):
         return None
 
-    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
+              final_snapshot: bool = True) -> list[Part]:
         # listed out of order on purpose: the engine orders parts by what each says it comes after
         return [Machines([m.login for m in people(self.ctx.config) if m.kind == "team"]), Bucket()]

@@ -37,15 +37,15 @@ def rds_event(tmp_path):
     data = aws_data(event, teams=[{"name": "alpha"}, {"name": "beta"}])
     data["database"] = {"server": "rds", "ca_file": "rds-ca.pem", "sslmode": "verify-full",
                         "tunnel": {"ssh": "ubuntu@10.0.0.5", "identity_file": "jump.key"},
-                        "rds": {"instance_class": "db.r6g.large", "storage_gb": 200, "final_snapshot": False}}
+                        "rds": {"instance_class": "db.r6g.large", "storage_gb": 200}}
     return event, context(tmp_path / event, data)
 
 
-def parts(ctx, *, same_user_data: bool = True):
+def parts(ctx, *, same_user_data: bool = True, **options):
     p = provider(ctx, same_user_data=same_user_data)
     # the provider's own order (the instance before the machines); what runs inside the instance (tenancy,
     # loads) needs a PostgreSQL behind it, which moto has not: tested against the cluster that plays RDS
-    return p, [x for x in p.parts() if x.name not in ("data", "storage")]
+    return p, [x for x in p.parts(**options) if x.name not in ("data", "storage")]
 
 
 def test_rds_with_the_machines_from_one_file(aws, tmp_path):
@@ -85,8 +85,10 @@ def test_rds_with_the_machines_from_one_file(aws, tmp_path):
     applied, _ = apply_up(ctx, plan_up(again), approve=lambda changes, q: True)
     assert applied == 0 and p2.session.mutating_calls == {}
 
-    p3, gone = parts(ctx)
-    removed, left, _ = apply_down(ctx, plan_down(gone))
+    p3, gone = parts(ctx, final_snapshot=False)  # `down --no-final-snapshot`, over the file's default
+    down = plan_down(gone)
+    assert any(c.target == f"rds datathon-{event}" and "no final snapshot" in c.reason for c in down.changes)
+    removed, left, _ = apply_down(ctx, down)
     assert left == [] and client.describe_db_instances()["DBInstances"] == []
     assert not client.describe_db_parameter_groups(
         Filters=[])["DBParameterGroups"] or all(g["DBParameterGroupName"] != f"datathon-{event}" for g in

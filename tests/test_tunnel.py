@@ -134,3 +134,36 @@ def test_status_says_unreachable_when_the_jump_host_does_not_answer(rds_like, ju
     assert not status.healthy
     server = [c for c in status.components if c.component == "database"]
     assert server and "cannot open the SSH tunnel" in server[0].detail
+
+
+def test_the_audit_reads_rds_log_lines(rds_like, jump):
+    """RDS writes its log with a prefix of its own (`%t:%r:%u@%d:[%p]:`, not changeable there): a real server
+    set to it, a team's session through the tunnel, and the audit finds the connection, its TLS and its end."""
+    import time
+
+    from datathon.database.audit import parse_file
+
+    ctx, host = rds_like
+    run_up(ctx, yes=True)
+    with host.server.connect(autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET log_line_prefix = '%t:%r:%u@%d:[%p]:'")
+        c.execute("SELECT pg_reload_conf()")
+    try:
+        ep = get_provider(ctx).database_server().reach()
+        with psycopg.connect(**ep.connect_kwargs(), dbname="rtextdb", user="rtext_beta",
+                             password=ctx.state.secret("rtext_beta", create=False)) as b:
+            b.execute("SELECT 1")
+        deadline = time.monotonic() + 10
+        events = []
+        while time.monotonic() < deadline:
+            events = [e for f in host.server.log_files() for e in parse_file(f, None) if e.login == "rtext_beta"]
+            if any(e.event == "disconnect" for e in events):
+                break
+            time.sleep(0.2)
+        assert [e.event for e in events][-2:] == ["connect", "disconnect"]
+        connect = events[-2]
+        assert connect.database == "rtextdb" and connect.client.startswith("127.0.0.1:") and connect.tls.startswith("TLS")
+    finally:
+        with host.server.connect(autocommit=True) as c:
+            c.execute("ALTER SYSTEM RESET log_line_prefix")
+            c.execute("SELECT pg_reload_conf()")

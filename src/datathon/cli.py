@@ -453,13 +453,15 @@ def down(
     no_archive: Annotated[bool, typer.Option("--no-archive", help="delete teams' work that no verified archive "
                                              "holds")] = False,
     delete_images: Annotated[bool, typer.Option(help="also the machine images the event made (AWS)")] = False,
+    no_final_snapshot: Annotated[bool, typer.Option("--no-final-snapshot", help="RDS: delete the instance "
+                                                    "without a final snapshot (its data is gone for good)")] = False,
 ) -> None:
     """Stop and remove everything datathon created for the event, and prove it is gone. Refuses while a team has
     work newer than the last verified archive (see `datathon archive`)."""
     from datathon.commands.down import run_down
 
     result = run_down(_context(config, check_paths=False, quiet=quiet), yes=yes, no_archive=no_archive,
-                      delete_images=delete_images)
+                      delete_images=delete_images, final_snapshot=not no_final_snapshot)
     if quiet:
         console.print(f"down: {result.removed} removed, {len(result.checked)} checks passed", highlight=False)
         return

@@ -52,8 +52,9 @@ def audit_folder(ctx: Context) -> Path:
     return Path(recorded) if recorded else default_out(ctx.loaded.base_dir, ctx.config.event)
 
 
-def run_down(ctx: Context, *, yes: bool = False, no_archive: bool = False, delete_images: bool = False) -> DownResult:
-    parts = get_provider(ctx).parts(delete_images=delete_images)
+def run_down(ctx: Context, *, yes: bool = False, no_archive: bool = False, delete_images: bool = False,
+             final_snapshot: bool = True) -> DownResult:
+    parts = get_provider(ctx).parts(delete_images=delete_images, final_snapshot=final_snapshot)
     exported: list[tuple[str, str]] = []
     with ctx.state.lock():
         # In the reverse order of making: team servers hold database connections, and nothing of a team may

@@ -18,6 +18,11 @@ from datathon.database.server import DatabaseServer
 
 LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (?P<tz>\S+) \[(?P<pid>\d+)\] "
                   r"(?:(?P<user>\S*)@(?P<db>\S*) (?P<client>\S+) )?(?P<level>[A-Z]+):  (?P<msg>.*)$")
+# RDS's own prefix, which it does not let one change: `%t:%r:%u@%d:[%p]:` (time without milliseconds, client
+# `host(port)`, IPv6 addresses included, or empty for the server's own processes).
+RDS_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (?P<tz>[A-Z+\-0-9]+):"
+                      r"(?P<client>\[local\]|[0-9A-Fa-f:.]+\(\d+\)|[^:]*):(?P<user>[^@:]*)@(?P<db>[^:]*):"
+                      r"\[(?P<pid>\d+)\]:(?P<level>[A-Z]+):  (?P<msg>.*)$")
 AUTHORIZED = re.compile(r"connection authorized: user=(?P<user>\S+)(?: database=(?P<db>\S+))?"
                         r"(?:.*?SSL enabled \(protocol=(?P<proto>[^,]+), cipher=(?P<cipher>[^,]+))?")
 DISCONNECT = re.compile(r"disconnection: session time: (?P<h>\d+):(?P<m>\d\d):(?P<s>[\d.]+) user=(?P<user>\S+) "
@@ -53,7 +58,8 @@ def parse_lines(lines, since: datetime | None = None) -> list[AuditEvent]:
     tls: dict[str, str] = {}  # pid -> TLS of its session
     out = []
     for line in lines:
-        m = LINE.match(line.rstrip("\n"))
+        text = line.rstrip("\n")
+        m = LINE.match(text) or RDS_LINE.match(text)
         if not m:
             continue
         when = _time(m["ts"], m["tz"])

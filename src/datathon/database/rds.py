@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -192,6 +193,40 @@ class RdsServer(ExternalServer):
     def is_reachable(self) -> bool:
         i = self._instance()
         return i is not None and i.status == "available" and super().is_reachable()
+
+    def log_files(self) -> list[Path]:
+        """The instance's PostgreSQL logs (RDS keeps them for `rds.log_retention_period`, 3 days by default),
+        downloaded into the state folder so that `audit export` and `down` read them like the managed cluster's:
+        a file already here at its listed size is not fetched again. Oldest first."""
+        if self._instance() is None:
+            return []
+        rds, folder = self.rds, self.ctx.state.root / "rds-logs"
+        pages = rds.get_paginator("describe_db_log_files").paginate(DBInstanceIdentifier=self.identifier)
+        listed = call(f"list the logs of {self.identifier}",
+                      lambda: [f for page in pages for f in page.get("DescribeDBLogFiles", [])])
+        out = []
+        for f in sorted(listed, key=lambda f: f.get("LastWritten", 0)):
+            name = f["LogFileName"]
+            if "postgres" not in name:
+                continue
+            path = folder / name.replace("/", "_")
+            if not (path.exists() and path.stat().st_size == f.get("Size")):
+                self._download(name, path)
+            out.append(path)
+        return out
+
+    def _download(self, name: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        part = path.with_name(path.name + ".part")
+        marker, pending = "0", True
+        with open(part, "w") as out:
+            while pending:  # RDS hands a log out in portions: follow the marker until nothing is pending
+                got = call(f"download log {name} of {self.identifier}", lambda m=marker: self.rds.
+                           download_db_log_file_portion(DBInstanceIdentifier=self.identifier, LogFileName=name,
+                                                        Marker=m))
+                out.write(got.get("LogFileData") or "")
+                marker, pending = got.get("Marker", marker), bool(got.get("AdditionalDataPending"))
+        part.replace(path)
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[None]:

@@ -169,12 +169,15 @@ class AwsProvider(Provider):
         machines.database = database
         return [account, network, iam, keys, machines, ImagesPart(s, event, delete=delete_images)]
 
-    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
+              final_snapshot: bool = True) -> list[Part]:
         from datathon.storage.part import StoragePart
 
         server = self.database_server()
         aws = self.aws_parts(delete_images=delete_images)
         if self.ctx.config.database.server == "rds":
+            if not final_snapshot:
+                server.final_snapshot = False  # `down --no-final-snapshot`: over the file's rds.final_snapshot
             # The instance before the machines: their bootstrap carries its address, known once it exists; the
             # machines are planned again once it was made (the engine does that for a part named in `after`).
             machines = self._by_name(aws)["aws machines"]

@@ -38,10 +38,12 @@ class Provider(ABC):
         return True, ""
 
     @abstractmethod
-    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
+              final_snapshot: bool = True) -> list[Part]:
         """The parts of this event, each on its backend, in the order they are made. `drop_team_data`: the
         organizer said that a team's schema may be dropped with the team; `delete_images`: `down` also removes
-        the machine images the event made (providers without images ignore it)."""
+        the machine images the event made (providers without images ignore it); `final_snapshot`: `down` keeps a
+        final snapshot of a database server that has them (RDS; `down --no-final-snapshot` says no)."""
 
     def machines(self):
         """The team machines, for `datathon stop/start` (None: this provider runs no machine per team)."""

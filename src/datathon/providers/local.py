@@ -56,7 +56,8 @@ class LocalProvider(Provider):
                                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role")
         return True, ""
 
-    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False) -> list[Part]:
+    def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
+              final_snapshot: bool = True) -> list[Part]:
         from datathon.storage.part import StoragePart
         from datathon.workspaces.part import WorkspacesPart
 
