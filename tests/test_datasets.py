@@ -242,7 +242,10 @@ def test_one_big_file_split_over_several_copy_streams(tmp_path, synth, make_even
                           workers=4, tables=["chartevents", "labevents"], split_min_bytes=0, foreign_keys="skip")
     assert {(t.table, t.rows) for t in report.tables} == {("chartevents", rows["chartevents"]),
                                                           ("labevents", rows["labevents"])}
-    assert not report.mismatches and report.peak_rss_mb < 300
+    # the loader's peak memory is its process's lifetime peak (ru_maxrss): in one pytest process it is whatever
+    # the earlier tests reached, so its bound (< 300 MB) is measured where the loader has a process of its own,
+    # benchmarks/load.py; here only that the report carries it
+    assert not report.mismatches and report.peak_rss_mb > 0
 
 
 def test_background_work_yields_the_cpu_and_text_sorts_in_code_point_order(make_event):
