@@ -127,6 +127,7 @@ class MachinesPart(AwsPart):
         # in the same run has its address only then
         self.database: Callable[[], tuple[str | None, int, tuple[str, ...], str]] = lambda: (None, 5432, (), "require")
         self._seen: dict[str, Instance] | None = None
+        self.find_base_image = self.find_image  # the profile's own image (the provider may prefer a golden one)
         self._launch_cache: dict[str, object] = {}
         self._pending: list[str] = []  # launched (or adopted) by this run, not waited for yet
 

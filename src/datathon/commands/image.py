@@ -9,7 +9,6 @@ the builder is then terminated. A second build with the same bootstrap and base 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,8 +48,11 @@ class ImageBuildResult:
 
 
 def build_digest(config, base_image: str) -> str:
-    """The image's identity: what the bootstrap installs and the base image it starts from."""
-    return hashlib.sha256(f"{image_digest(config)}\0{base_image}".encode()).hexdigest()[:16]
+    """The image's identity: what the bootstrap installs and the base image it starts from (the provider's, so
+    that `up` finds the image this command makes)."""
+    from datathon.providers.aws import golden_digest
+
+    return golden_digest(config, base_image)
 
 
 def run_image_build(ctx: Context, *, yes: bool = False, profile: str | None = None, layout: Layout = Layout(),

@@ -9,6 +9,7 @@ with (the workspace bootstrap), the database's address for the handouts."""
 from __future__ import annotations
 
 import difflib
+import hashlib
 from functools import cached_property
 
 from datathon.aws.session import AwsSession
@@ -17,6 +18,15 @@ from datathon.core.roster import login_role
 from datathon.database.parts import DataPart, ServerPart
 from datathon.database.server import DatabaseServer
 from datathon.providers.base import Provider
+
+
+def golden_digest(config, base_image: str) -> str:
+    """A golden image's identity: what the bootstrap installs (workspaces.bootstrap.image_digest) and the base
+    image it starts from. `image build` tags its image with it; `up` launches team machines from the image that
+    carries the digest of their own base."""
+    from datathon.workspaces.bootstrap import image_digest
+
+    return hashlib.sha256(f"{image_digest(config)}\0{base_image}".encode()).hexdigest()[:16]
 
 
 class AwsProvider(Provider):
@@ -160,6 +170,7 @@ class AwsProvider(Provider):
             return public_of(pem, key_name(event, team)).decode() if pem else None
 
         machines.public_key, machines.private_key, machines.ssh_user = public_key, keys.private_key, cfg.ssh_user
+        self._prefer_golden_image(machines)
         endpoint = self.database_server().endpoint()
         def database() -> tuple[str | None, int, tuple[str, ...], str]:
             endpoint = self.database_server().endpoint()
@@ -192,6 +203,26 @@ class AwsProvider(Provider):
     def machines(self):
         return self._by_name(self.aws_parts())["aws machines"]
 
+    def _prefer_golden_image(self, machines) -> None:
+        """Team machines start from the event's own image when `datathon image build` made one for what the
+        bootstrap installs on that base image (minutes instead of a bootstrap each); else from the base image."""
+        from datathon.aws.builder import ImageBuilder
+        from datathon.aws.machines import Image
+
+        base_find = machines.find_image
+        builder = ImageBuilder(self.session, self.ctx.config.event, timeout=self.aws.boot_timeout_seconds)
+
+        def find_image(spec):
+            base = base_find(spec)
+            if base is None:
+                return None
+            golden = builder.image(golden_digest(self.ctx.config, base.id))
+            if golden is None or golden.state != "available":
+                return base
+            return Image(golden.id, golden.name, base.root_device)  # made from the base: the same root device
+
+        machines.find_base_image, machines.find_image = base_find, find_image
+
     def golden_image(self, profile: str | None = None):
         """The image builder of `datathon image build`, on the machines' network, role and keys; before it, every
         part `up` brings up but the machines (and the images themselves)."""
@@ -214,7 +245,7 @@ class AwsProvider(Provider):
         return ImageKit(
             builder=ImageBuilder(self.session, event, timeout=self.aws.boot_timeout_seconds),
             prerequisites=[p for p in parts if p.name not in ("aws machines", "aws images")],
-            profile_name=name, profile=self.aws.profiles[name], find_base=machines.find_image, network=network,
+            profile_name=name, profile=self.aws.profiles[name], find_base=machines.find_base_image, network=network,
             endpoint=self.database_server().endpoint(), public_key=machines.public_key, key_file=keys.key_file,
             key_name=lambda team: key_name(event, team), ssh_user=self.aws.ssh_user,
             instance_profile=role_name(event))
