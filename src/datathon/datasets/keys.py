@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 import time
 
@@ -24,6 +25,7 @@ from datathon.errors import ProvisionError
 I = sql.Identifier  # noqa: E741
 
 SORT_BYTES_PER_ROW = 128  # memory an index build needs per row to sort in memory (tuple, its header, SortTuple)
+DEADLOCK_ATTEMPTS = 5  # adding a table's foreign keys, when another table's being added deadlocks with it
 BACKGROUND_NICE = 10  # CPU priority of work off the critical path (managed cluster), see deprioritize()
 
 
@@ -204,20 +206,29 @@ class ForeignKeyBuilder:
         if not new:
             return True
         with self.server.connect(self.dbname, autocommit=True) as conn:
-            try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
-                    if not wait:
-                        conn.execute("SET LOCAL lock_timeout = '100ms'")
-                    conn.execute(sql.SQL("ALTER TABLE {} {}").format(_qualified(t), sql.SQL(", ").join(
-                        _add_not_valid(self.dataset, t, fk) for fk in new)))
-            except psycopg.errors.LockNotAvailable:
-                if wait:
-                    raise
-                return False
-            except psycopg.Error as exc:
-                raise ProvisionError(f"foreign keys of {t.schema}.{t.name} could not be added: "
-                                     f"{str(exc).strip().splitlines()[0]}", hint=_HINT) from None
+            for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+                try:
+                    with conn.transaction():
+                        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(self.owner)))
+                        if not wait:
+                            conn.execute("SET LOCAL lock_timeout = '100ms'")
+                        conn.execute(sql.SQL("ALTER TABLE {} {}").format(_qualified(t), sql.SQL(", ").join(
+                            _add_not_valid(self.dataset, t, fk) for fk in new)))
+                    break
+                except psycopg.errors.LockNotAvailable:
+                    if wait:
+                        raise
+                    return False
+                except psycopg.errors.DeadlockDetected as exc:
+                    # Two tables' keys added at once lock each other's tables in opposite orders; the server
+                    # rolled this one back whole, so it is simply tried again (a bounded number of times).
+                    if attempt == DEADLOCK_ATTEMPTS:
+                        raise ProvisionError(f"foreign keys of {t.schema}.{t.name} could not be added: "
+                                             f"{str(exc).strip().splitlines()[0]}", hint=_HINT) from None
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)
+                except psycopg.Error as exc:
+                    raise ProvisionError(f"foreign keys of {t.schema}.{t.name} could not be added: "
+                                         f"{str(exc).strip().splitlines()[0]}", hint=_HINT) from None
         for fk in new:
             self.existing[_fk_name(t, fk)] = False
         return True
