@@ -8,7 +8,9 @@ import io
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from moto_server import CREDENTIALS, moto_server
 from rich.console import Console
 
 from datathon.config import load_config
@@ -16,6 +18,24 @@ from datathon.core.context import Context
 from datathon.core.state import StateStore
 from datathon.engine import apply_down, apply_up, plan_down, plan_up
 from datathon.providers import get_provider
+
+
+
+# A moto server per test module (with AWS's managed policies, which the machines' role attaches), and a test's
+# environment pointed at it. Test modules import both fixtures.
+
+@pytest.fixture(scope="module")
+def moto_url():
+    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_url, monkeypatch):
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    return moto_url
 
 
 # moto ships two "Deep Learning AMI" images (not the current Base OSS ones): the profiles find theirs by name

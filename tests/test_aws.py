@@ -16,8 +16,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_event import aws_data, context, down, provider, up
-from moto_server import CREDENTIALS, moto_server
+from aws_event import aws, aws_data, context, down, moto_url, provider, up  # noqa: F401 (fixtures)
+from moto_server import CREDENTIALS
 
 from datathon.aws import names
 from datathon.aws.account import AccountFacts, TypeInfo
@@ -29,20 +29,6 @@ from datathon.errors import ProvisionError
 from datathon.storage.policies import read_policy
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url, monkeypatch):
-    for k, v in CREDENTIALS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    return moto_url
 
 
 def unique(prefix: str = "aw") -> str:

@@ -11,25 +11,10 @@ import uuid
 
 import boto3
 import pytest
-from aws_event import aws_data, context, provider
-from moto_server import CREDENTIALS, moto_server
+from aws_event import aws, aws_data, context, moto_url, provider  # noqa: F401 (fixtures)
 
 from datathon.aws import names
 from datathon.engine import apply_down, apply_up, plan_down, plan_up
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url, monkeypatch):
-    for k, v in CREDENTIALS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    return moto_url
 
 
 def rds_event(tmp_path):

@@ -7,26 +7,11 @@ import uuid
 
 import boto3
 import pytest
-from aws_event import aws_data, context, provider, up
-from moto_server import CREDENTIALS, moto_server
+from aws_event import aws, aws_data, context, moto_url, provider, up  # noqa: F401 (fixtures)
 
 from datathon.aws import names
 from datathon.aws.builder import IMAGE_TAG
 from datathon.providers.aws import golden_digest
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    with moto_server(env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url, monkeypatch):
-    for k, v in CREDENTIALS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    return moto_url
 
 
 def images_of(event: str) -> dict[str, str]:
