@@ -27,7 +27,8 @@ def keygen(path: Path, comment: str = "datathon-test") -> str:
 
 
 @contextlib.contextmanager
-def private_sshd(folder: Path, port: int):
+def private_sshd(folder: Path, port: int, *, log_level: str = "VERBOSE"):
+    """`log_level`: DEBUG1 also logs each port forward (what a tunnel's test counts)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     host_key = folder / "host_ed25519"
     keygen(host_key, "test-host")
@@ -40,7 +41,7 @@ def private_sshd(folder: Path, port: int):
         "PubkeyAuthentication yes\nUsePAM yes\nAllowTcpForwarding yes\nX11Forwarding no\n"
         # root only with a key the test wrote into this folder (as an image's admin user with sudo would be)
         f"PermitRootLogin {'prohibit-password' if (folder / 'authorized_keys_root').exists() else 'no'}\n"
-        "StrictModes yes\nLogLevel VERBOSE\n")
+        f"StrictModes yes\nLogLevel {log_level}\n")
     log = folder / "sshd.log"
     proc = subprocess.Popen([str(SSHD), "-D", "-f", str(config), "-E", str(log)])
     try:
