@@ -29,6 +29,7 @@ class SshTarget:
     user: str
     key_file: Path
     known_hosts: Path  # the event's own: written on first contact, checked afterwards
+    strict: bool = False  # known_hosts is the organizer's: only a key already in it is accepted
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
@@ -36,7 +37,8 @@ class SshTarget:
     def argv(self, *extra: str) -> list[str]:
         """ssh with this target's options, `extra` options, then the destination."""
         return ["ssh", "-p", str(self.port), "-i", str(self.key_file), "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "StrictHostKeyChecking=accept-new",
+                "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                "-o", f"StrictHostKeyChecking={'yes' if self.strict else 'accept-new'}",
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
                 "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR",
                 "-F", "/dev/null", *extra, "-l", self.user, self.host]
@@ -69,7 +71,7 @@ def put_file(target: SshTarget, path: str, data: bytes, mode: int = 0o600, *, ti
         raise SshError(f"writing ~/{path} on {target} failed: {res.stderr.decode(errors='replace').strip()}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -78,7 +80,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def forward(target: SshTarget, remote_port: int, *, timeout: float = 30.0) -> Iterator[int]:
     """`ssh -L` to 127.0.0.1:`remote_port` on the machine; yields the local port."""
-    local = _free_port()
+    local = free_port()
     proc = subprocess.Popen(target.argv("-N", "-o", "ExitOnForwardFailure=yes",
                                         "-L", f"127.0.0.1:{local}:127.0.0.1:{remote_port}"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -2,10 +2,10 @@
 behind a bastion): `ssh -N -L 127.0.0.1:<free port>:<server>:<port> user@jump`, opened on first use and closed
 when the command ends.
 
-Why ssh(1) and not a Python SSH library: it is on every organizer's machine, honours their ssh config and agent,
-and its forwarding is what the handouts tell teams to run too. The jump host's key is pinned: the first one seen
-is written to a known_hosts file in the state folder (or the organizer gives their own file), and a changed key
-stops the tunnel."""
+Why ssh(1) and not a Python SSH library: it is on every organizer's machine and its forwarding is what the
+handouts tell teams to run too; it runs with core/ssh.py's options (the given key only, no agent, no ssh config,
+no prompt). The jump host's key is pinned: the first one seen is written to a known_hosts file in the state folder
+(or the organizer gives their own file, and only a key in it is accepted), and a changed key stops the tunnel."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datathon.config.common import SSH_TARGET_RE
+from datathon.core import ssh
 from datathon.errors import ProvisionError
 
 OPEN_TIMEOUT_S = 30.0
@@ -43,12 +44,6 @@ class TunnelSpec:
                    pin_first_key=known_hosts is None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _accepts(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
@@ -70,18 +65,10 @@ class SshTunnel:
 
     def command(self, local_port: int) -> list[str]:
         s = self.spec
-        return [
-            "ssh", "-N", "-T",
-            "-o", "BatchMode=yes",                 # never a password prompt: a key or nothing
-            "-o", "ExitOnForwardFailure=yes",      # a port that cannot be forwarded is an error, not a silent tunnel
-            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
-            "-o", f"StrictHostKeyChecking={'accept-new' if s.pin_first_key else 'yes'}",
-            "-o", f"UserKnownHostsFile={s.known_hosts}",
-            "-o", "IdentitiesOnly=yes", "-i", str(s.identity_file),
-            "-p", str(s.port),
-            "-L", f"127.0.0.1:{local_port}:{self.target[0]}:{self.target[1]}",
-            f"{s.user}@{s.host}",
-        ]
+        target = ssh.SshTarget(s.host, s.port, s.user, s.identity_file, s.known_hosts, strict=not s.pin_first_key)
+        # ExitOnForwardFailure: a port that cannot be forwarded is an error, not a silent tunnel
+        return target.argv("-N", "-T", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
+                           "-L", f"127.0.0.1:{local_port}:{self.target[0]}:{self.target[1]}")
 
     def open(self) -> int:
         """Start the tunnel (once) and return the local port; a clear error when it cannot be made."""
@@ -100,7 +87,7 @@ class SshTunnel:
         self.spec.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         last = ""
         for _ in range(3):  # a free port taken between our probe and ssh's bind: try another
-            port = _free_port()
+            port = ssh.free_port()
             proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
             deadline = time.monotonic() + OPEN_TIMEOUT_S
