@@ -5,9 +5,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 # PostgreSQL; Debian's python3 for the team environment; zstd for .sql.zst dumps; R with its Jupyter kernel and
-# database drivers.
+# database drivers; sshd for the tunnel tests; chromium for the dashboard's browser tests (Playwright drives it).
 APT_PACKAGES := postgresql-15 postgresql-client-15 python3-venv python3-dev zstd \
-	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql openssh-client openssh-server
+	r-base-core r-cran-irkernel r-cran-dbi r-cran-rpostgresql openssh-client openssh-server \
+	chromium fonts-dejavu-core
 PYTEST_ARGS ?=
 
 .PHONY: setup system venv demo demo-down test lint bench bench-load bench-push bench-restore clean

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from datathon.apply import apply_changes
 from datathon.core import faults
+from datathon.core.activity import Activity, WatchReport
 from datathon.core.context import Context
 from datathon.core.part import Part, PartStatus
 from datathon.core.plan import Change, Plan
 from datathon.core.status import ComponentStatus
-from datathon.errors import Aborted, ProvisionError
+from datathon.errors import Aborted, DatathonError, ProvisionError
 
 Approve = Callable[[list[Change], str], bool]  # (changes, question) -> approved?
 
@@ -190,3 +192,21 @@ def event_status(event: str, parts: list[Part]) -> EventStatus:
         for name, rows in st.tables.items():
             result.tables.setdefault(name, []).extend(rows)
     return result
+
+
+# -- event day -----------------------------------------------------------------------------------------------
+
+def guard_cycle(parts: list[Part], now: datetime) -> WatchReport:
+    """One cycle of the watcher over every part; a part that fails is reported, the others still run."""
+    report = WatchReport()
+    for part in ordered(parts):
+        try:
+            if (got := part.guard(now)) is not None:
+                report.merge(got)
+        except DatathonError as exc:
+            report.problems.append(f"{part.name}: {exc}")
+    return report
+
+
+def event_activity(parts: list[Part]) -> list[Activity]:
+    return [a for part in ordered(parts) for a in part.activity()]

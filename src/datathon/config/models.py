@@ -31,6 +31,7 @@ from datathon.config.common import (  # noqa: F401  (re-exported: other modules 
     existing_path,
 )
 from datathon.config.aws import AwsConfig
+from datathon.config.dashboard import Dashboard
 from datathon.config.rds import RdsSettings
 from datathon.config.storage import StorageConfig
 from datathon.config.workspaces import Workspaces
@@ -550,11 +551,32 @@ class EventConfig(Strict):
     storage: StorageConfig | None = Field(default=None, description="imaging datasets in object storage")
     aws: AwsConfig | None = Field(default=None, description="provider aws: region, network, machine profiles")
     dates: EventDates | None = Field(default=None, description="the event's days, for the cost estimate")
+    timezone: str = Field(default="UTC", description="the event's time zone (e.g. Asia/Singapore): times on the "
+                                                     "dashboard and `workspaces.prestart_at` are read in it")
+    dashboard: Dashboard | None = Field(default=None, description="`datathon serve`: the organizer's live view, "
+                                                                  "the team portal and the watcher")
 
     @field_validator("event")
     @classmethod
     def _event(cls, v: str) -> str:
         return check_identifier(v, what="event name", max_len=20)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone; write e.g. Asia/Singapore, Europe/London or UTC") from None
+        return v
+
+    @property
+    def zone(self):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     @field_validator("provider")
     @classmethod

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
+    from datathon.core.activity import Activity, WatchReport
     from datathon.core.audit import AuditEvent
     from datathon.core.handout import Section
     from datathon.core.roster import Member
@@ -145,3 +146,19 @@ class Part(ABC):
     def logs(self) -> list[Path]:
         """This part's own log files on this machine (copied into the archive before `down` removes them)."""
         return []
+
+    # -- event day: what members run now, and the organizer's hand on it (dashboard, `datathon watch`) ---------
+    def activity(self) -> list[Activity]:
+        """What members run in this part now (a database session's statement, a team's server). Read-only."""
+        return []
+
+    def cancel(self, member: Member, ident: str, *, terminate: bool = False) -> str:
+        """Cancel one of `member`'s activities (`terminate`: end its session too); refuses an ident that is not
+        the member's (a team must never reach another's). Returns what was done, in words."""
+        raise NotImplementedError(f"the {self.name} part has nothing to cancel")
+
+    def guard(self, now: datetime) -> WatchReport | None:
+        """One cycle of the watcher: put back what a member changed that the event forbids (a limit lifted on its
+        own role), end what runs past the event's limits, flag what only can be flagged (disk over quota), and
+        give the figures the dashboard plots. Runs every few seconds: cheap, and never run a team's code."""
+        return None
