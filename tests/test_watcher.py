@@ -317,3 +317,24 @@ def test_the_check_probe_finds_the_lifted_limit_undone_and_leaves_the_role_as_it
         assert sorted(after) == sorted(before)
         assert c.execute("SELECT count(*) FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles"
                          " WHERE rolname = current_user) AND setdatabase <> 0").fetchone() == (0,)
+
+
+def test_watch_prints_each_action_into_a_pipe_and_ctrl_c_ends_it_cleanly(event):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "datathon.cli", "watch", "--every", "1", "-c",
+                             str(event.ctx.loaded.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "watching event w6w every 1s" in proc.stderr.readline()
+        with connect(event, "alpha") as c:
+            c.execute("ALTER ROLE CURRENT_USER SET statement_timeout = '1h'")
+        line = proc.stdout.readline()  # flushed at once, though not a terminal
+        assert "alpha: setting restored: w6w_alpha: policy: statement_timeout (it had statement_timeout=1h)" in line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped watching" in err and "interrupted" not in err
+    assert show(event, "alpha", "statement_timeout") == f"{LIMIT}s"

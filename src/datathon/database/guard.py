@@ -30,6 +30,7 @@ from datathon.database.facts import RoleFact, parse_role_config
 from datathon.database.server import DatabaseServer
 from datathon.database.tenancy import Login, policy_restore
 from datathon.database.usage import admin, schema_sizes, size_bytes, temp_bytes
+from datathon.errors import ProvisionError
 
 SIZES_EVERY = 30.0  # seconds between two measures of the schemas' sizes (one connection per event database)
 
@@ -119,8 +120,11 @@ def observe_guard(server: DatabaseServer, logins: list[Login], databases: list[s
 def _was(fact: RoleFact, login: Login, reason: str) -> str:
     """The change's reason, with the values the role had for what it names (e.g. statement_timeout=0)."""
     words = set(re.split(r"[\s,:()]+", reason))
-    had = [f"{k}={v}" for k, v in sorted(fact.config.items()) if k in words]
-    had += [f"in {d}: {k}={v}" for d, c in sorted(fact.db_config.items()) if d in words for k, v in sorted(c.items())]
+    if " in database " in reason:
+        had = [f"in {d}: {k}={v}" for d, c in sorted(fact.db_config.items()) if d in words
+               for k, v in sorted(c.items())]
+    else:
+        had = [f"{k}={v}" for k, v in sorted(fact.config.items()) if k in words]
     return f"{login.role}: {reason}" + (f" (it had {', '.join(had)})" if had else "")
 
 
@@ -231,7 +235,11 @@ def guard(server: DatabaseServer, logins: list[Login], databases: list[str], *, 
           memory: GuardMemory) -> WatchReport:
     owners = {x.role: x.name for x in logins}
     with memory.lock:
-        facts = observe_guard(server, logins, databases, memory)
+        try:
+            facts = observe_guard(server, logins, databases, memory)
+        except psycopg.Error as exc:  # e.g. the server restarting: this cycle watched nothing, the next tries again
+            raise ProvisionError(f"the watcher could not read the database server: {str(exc).strip()}",
+                                 hint="`datathon status` shows whether it runs") from None
         steps, over = plan_guard(logins, owners, facts, quota=size_bytes(quota), flagged=memory.flagged)
         report = apply_guard(server, steps)
         memory.flagged = over

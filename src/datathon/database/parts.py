@@ -189,9 +189,10 @@ class DataPart(Part):
     def activity(self) -> list[Activity]:
         from datathon.database.activity import activities
 
-        if not self.server.is_reachable():
-            return []
-        return activities(self.server, self._owners())
+        try:  # no is_reachable() first: on RDS it asks AWS, and this runs on every refresh of the dashboard
+            return activities(self.server, self._owners())
+        except ProvisionError:
+            return []  # not running, or not made yet: nothing runs in it (`status` says why)
 
     def cancel(self, member: Member, ident: str, *, terminate: bool = False) -> str:
         from datathon.database.activity import cancel_session
@@ -202,19 +203,14 @@ class DataPart(Part):
             raise DatathonError(f"{member.kind} {member.name} has no database login in this event",
                                 hint="check the name against the event file")
         who = f"{'team' if member.kind == 'team' else 'mentor'} {member.name}"
-        if not self.server.is_reachable():
-            raise ProvisionError("the database server is not running: there is no session to cancel")
         return cancel_session(self.server, own, who, ident, terminate=terminate)
 
     def guard(self, now: datetime) -> WatchReport | None:
         from datathon.database.guard import guard
 
-        from datathon.core.activity import WatchReport
-
-        if not self.server.exists():
-            return None  # not made yet: nothing to watch
-        if not self.server.is_reachable():
-            return WatchReport(problems=["data: the database server is not running, so nothing was watched"])
+        # Straight to the server, every few seconds: no exists()/is_reachable() first (on RDS they ask AWS, on an
+        # external server they open a connection of their own). A server that cannot be reached is the
+        # engine's to report (the connection's ProvisionError says why), and the next cycle tries again.
         return guard(self.server, list(self.logins.values()), [d.name for d in self.ctx.config.databases],
                      quota=self.ctx.config.policy.disk_quota, memory=self._guard_memory)
 
