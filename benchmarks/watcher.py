@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import yaml
+from psycopg import sql
 from _common import free_port
 from rich.console import Console
 
@@ -96,8 +97,10 @@ def main() -> None:
         teams = [x for x in wanted_logins(ctx.config) if x.kind == "team"]
         with server.connect("w6benchdb", autocommit=True) as conn:  # a table in every team's schema
             for t in teams:
-                conn.execute(f'CREATE TABLE "{t.name}".work AS SELECT g, md5(g::text) AS h FROM generate_series(1, 2000) g')
-                conn.execute(f'ALTER TABLE "{t.name}".work OWNER TO "{t.role}"')
+                table = sql.Identifier(t.name, "work")
+                conn.execute(sql.SQL("CREATE TABLE {} AS SELECT g, md5(g::text) AS h FROM generate_series(1, 2000) g")
+                             .format(table))
+                conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(t.role)))
         ep = server.endpoint()
         for t in teams[:args.sessions]:  # sessions the watcher lists (idle, as most are)
             held.append(psycopg.connect(host=ep.host, port=ep.port, dbname="w6benchdb", user=t.role,

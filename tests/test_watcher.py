@@ -338,3 +338,34 @@ def test_watch_prints_each_action_into_a_pipe_and_ctrl_c_ends_it_cleanly(event):
     assert proc.returncode == 0, err
     assert "stopped watching" in err and "interrupted" not in err
     assert show(event, "alpha", "statement_timeout") == f"{LIMIT}s"
+
+
+def test_the_watcher_follows_the_event_file_when_it_changes(event):
+    """An organizer raises statement_timeout in the file (and runs `up`): the watcher must keep the new value, not
+    put the old one back."""
+    path = event.ctx.loaded.path
+    original = path.read_text()
+    reports = []
+    stop = threading.Event()
+    t = threading.Thread(target=watch_loop, args=(event.ctx, 0.3, stop, reports.append))
+    t.start()
+    try:
+        time.sleep(1)
+        path.write_text(original.replace("statement_timeout: 3s", "statement_timeout: 4s"))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and show(event, "alpha", "statement_timeout") != "4s":
+            time.sleep(0.3)
+        assert show(event, "alpha", "statement_timeout") == "4s"
+        path.write_text("event: [not, a, file")  # half edited: reported, the file as it was is kept
+        time.sleep(1.5)
+        assert any("does not load" in p for r in reports for p in r.problems)
+        assert show(event, "alpha", "statement_timeout") == "4s"
+        path.write_text(original)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and show(event, "alpha", "statement_timeout") != f"{LIMIT}s":
+            time.sleep(0.3)
+    finally:
+        path.write_text(original)
+        stop.set()
+        t.join(10)
+    assert show(event, "alpha", "statement_timeout") == f"{LIMIT}s"

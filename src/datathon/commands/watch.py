@@ -103,15 +103,47 @@ def usage_history(state: StateStore, hours: float) -> list[dict]:
     return out
 
 
+def _stamp(ctx: Context) -> int | None:
+    try:
+        return ctx.loaded.path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _reload(ctx: Context) -> Context:
+    from datathon.config import load_config
+
+    loaded = load_config(ctx.loaded.path, check_paths=False)
+    return Context(loaded=loaded, state=StateStore(loaded.base_dir, loaded.config.event), console=ctx.console)
+
+
 def watch_loop(ctx: Context, every: float, stop_event: threading.Event,
                on_report: Callable[[WatchReport], None] | None = None) -> None:
     """Run a cycle every `every` seconds until `stop_event` is set (for `datathon watch`, and `serve`'s thread).
-    A cycle that fails is reported through `on_report` as a problem; the loop goes on."""
+    A cycle that fails is reported through `on_report` as a problem; the loop goes on.
+
+    The event file is read again when it changes: the watcher keeps the limits the file says now (an organizer
+    who raises statement_timeout and runs `up` must not see the watcher put the old value back). A file that
+    does not load (half edited) is reported, and the file as it was is kept until it loads."""
     provider = get_provider(ctx)
     parts = provider.parts()
+    stamp = _stamp(ctx)
     try:
         while not stop_event.is_set():
             started = time.monotonic()
+            notes = []
+            if (now := _stamp(ctx)) != stamp:
+                stamp = now
+                try:
+                    fresh = _reload(ctx)
+                except DatathonError as exc:
+                    notes.append(f"the event file changed and does not load, so the watcher keeps it as it was: "
+                                 f"{exc.message}")
+                else:
+                    _close(provider)
+                    ctx, provider = fresh, get_provider(fresh)
+                    parts = provider.parts()
+                    log.info("watch: the event file changed: read again")
             try:
                 report = run_watch_cycle(ctx, parts)
             except DatathonError as exc:
@@ -119,10 +151,15 @@ def watch_loop(ctx: Context, every: float, stop_event: threading.Event,
             except Exception as exc:  # a bug: the watcher keeps watching, the traceback goes to the log
                 log.exception("watch cycle failed")
                 report = WatchReport(problems=[f"internal error: {type(exc).__name__}: {exc}"])
+            report.problems[:0] = notes
             if on_report is not None:
                 on_report(report)
             stop_event.wait(max(0.0, every - (time.monotonic() - started)))
     finally:
-        server = provider.database_server()
-        if server is not None:
-            server.close()
+        _close(provider)
+
+
+def _close(provider) -> None:
+    server = provider.database_server()
+    if server is not None:
+        server.close()

@@ -5,8 +5,8 @@ A team owns a schema in every event database, and may put functions and operator
 superuser: a function of the team's found before pg_catalog's on the search path (say, `pg_total_relation_size(oid)`,
 a closer match than pg_catalog's `(regclass)`) would run with every right. The administrator's default search path
 is `"$user", public`, and a team may be named like the administrator's role (a team `datathon` owns schema
-`datathon`). So every connection here searches pg_catalog only (`admin`), and the statements name pg_catalog's functions too (operators and types are found there first
-once the path holds nothing else)."""
+`datathon`). So every connection here searches pg_catalog only (`admin`), and the statements name pg_catalog's
+functions too (operators and types are found there first once the path holds nothing else)."""
 
 from __future__ import annotations
 
