@@ -249,6 +249,9 @@ def test_the_watcher_never_runs_a_teams_function(event):
                              ("set_config(text, text, boolean)", "text")):
             c.execute(f"CREATE FUNCTION datathon.{sig} RETURNS {returns} LANGUAGE sql AS"
                       f" $$ INSERT INTO datathon.ran VALUES (current_user) RETURNING NULL::{returns} $$")
+        c.execute("CREATE FUNCTION datathon.cat(text, integer) RETURNS text LANGUAGE sql AS"
+                  " $$ INSERT INTO datathon.ran VALUES (current_user) RETURNING $1 || $2::text $$")
+        c.execute("CREATE OPERATOR datathon.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = datathon.cat)")
         c.execute("CREATE TABLE big AS SELECT g FROM generate_series(1, 100) g")
     try:
         server = event.server
@@ -256,6 +259,8 @@ def test_the_watcher_never_runs_a_teams_function(event):
         with server.connect("w6wdb", autocommit=True) as conn:
             conn.execute("SELECT pg_total_relation_size(c.oid) FROM pg_class c WHERE relname = 'big'")
             assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (1,)
+            conn.execute("SELECT 'pgsql_tmp' || a.pid FROM pg_stat_activity a LIMIT 1")  # and the operator's
+            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (2,)
             conn.execute("DELETE FROM datathon.ran")
         # the watcher's every query (sizes measured on a fresh watcher), `status`, activity, cancel
         from datathon.commands.status import run_status
@@ -273,6 +278,8 @@ def test_the_watcher_never_runs_a_teams_function(event):
     finally:
         with connect(event, "datathon") as c:
             c.execute("DROP TABLE IF EXISTS big, ran")
+            c.execute("DROP OPERATOR IF EXISTS datathon.|| (text, integer)")
+            c.execute("DROP FUNCTION IF EXISTS datathon.cat(text, integer)")
             for sig in ("pg_total_relation_size(oid)", "pg_cancel_backend(bigint)", "pg_terminate_backend(bigint)",
                         "left(text, bigint)", "starts_with(name, text)", "now()", "set_config(text, text, boolean)"):
                 c.execute(f"DROP FUNCTION IF EXISTS datathon.{sig}")
