@@ -376,3 +376,22 @@ def test_the_watcher_follows_the_event_file_when_it_changes(event):
         stop.set()
         t.join(10)
     assert show(event, "alpha", "statement_timeout") == f"{LIMIT}s"
+
+
+def test_up_runs_while_the_watcher_watches(event):
+    """The watcher takes no lock of the state folder: an organizer's `up` runs meanwhile, and finds nothing to do
+    that the watcher undid."""
+    reports = []
+    stop = threading.Event()
+    t = threading.Thread(target=watch_loop, args=(event.ctx, 0.3, stop, reports.append))
+    t.start()
+    try:
+        time.sleep(0.5)
+        with event.ctx.state.lock():  # the lock `up` takes is free while it watches
+            pass
+        result = event.up()
+    finally:
+        stop.set()
+        t.join(10)
+    assert result.applied == 0  # and nothing the watcher did was undone or redone by `up`
+    assert len(reports) >= 2 and not [p for r in reports for p in r.problems]
