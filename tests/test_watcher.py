@@ -395,3 +395,16 @@ def test_up_runs_while_the_watcher_watches(event):
         t.join(10)
     assert result.applied == 0  # and nothing the watcher did was undone or redone by `up`
     assert len(reports) >= 2 and not [p for r in reports for p in r.problems]
+
+
+def test_a_team_whose_temporary_files_pass_the_quota_is_flagged(event):
+    with connect(event, "beta") as c:
+        c.execute("SET work_mem = '64kB'")
+        c.execute("BEGIN")  # a sort kept open by a cursor: its temporary files stay while the cursor does
+        c.execute("DECLARE big CURSOR FOR SELECT g FROM generate_series(1, 500000) g ORDER BY g DESC")
+        assert c.execute("FETCH 1 FROM big").fetchone() == (500000,)
+        report = run_watch_cycle(event.ctx)
+        c.execute("ROLLBACK")
+    flags = [a for a in report.actions if a.action == "over disk quota"]
+    assert [a.member for a in flags] == ["beta"] and "temporary files" in flags[0].detail
+    assert report.usage["beta"]["temp_bytes"] > 2**20
