@@ -198,6 +198,7 @@ def test_a_team_cannot_cancel_another_teams_session(event):
         # its own: listed (with the statement), and cancelled
         rows = [a for a in part.activity() if a.member == "alpha"]
         assert [a.ident for a in rows] == [str(mine.info.backend_pid)] and rows[0].kind == "session"
+        assert rows[0].started.endswith("+00:00") and rows[0].login == "w6w_alpha" and rows[0].part == "data"
         assert "beta" not in {a.member for a in rows}
         said = part.cancel(member(event, "alpha"), str(mine.info.backend_pid), terminate=True)
         assert said.startswith(f"ended session {mine.info.backend_pid} of w6w_alpha")

@@ -128,7 +128,10 @@ def statement_timeout(s: Session) -> None:
     raise ProbeFailed("a query ran past statement_timeout")
 
 
-LIFTED = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0", "work_mem": "2GB"}
+# What the probe sets on the team's role for a moment. The timeouts are lifted (the hole itself; a session opened
+# meanwhile is still held to them by the watcher, which cancels by duration); work_mem is changed downwards, so
+# that a team session opened in that moment gets less memory, never more.
+LIFTED = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0", "work_mem": "1MB"}
 
 OWN_SETTINGS = ("SELECT d.datname::text, s.setconfig FROM pg_catalog.pg_db_role_setting s"
                 " LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
@@ -156,8 +159,9 @@ def policy_lifted(s: Session) -> None:
     db = s.databases[0]
     wanted = {k: v for k, v in role_settings(s.me.login).items() if k in LIFTED}
     before = _own_settings(s, conn)
+    lift = {**LIFTED, "work_mem": "2MB" if wanted.get("work_mem") == "1MB" else "1MB"}
     try:
-        for key, value in LIFTED.items():
+        for key, value in lift.items():
             s.works(conn, sql.SQL("ALTER ROLE CURRENT_USER SET {} = {}").format(I(key), sql.Literal(value)))
         s.works(conn, sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET statement_timeout = 0").format(I(db)))
         with s.open(db) as fresh:

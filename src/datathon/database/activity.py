@@ -8,7 +8,7 @@ the page and the click is refused, not cancelled."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -56,7 +56,8 @@ def as_activity(s: Session, member: str, now: datetime) -> Activity:
     since = s.since()
     return Activity(member=member, part="data", ident=str(s.pid), kind="session", state=s.state or "unknown",
                     seconds=max(0.0, (now - since).total_seconds()) if since else 0.0,
-                    started=since.isoformat(timespec="seconds") if since else "", detail=s.query or "",
+                    started=since.astimezone(UTC).isoformat(timespec="seconds") if since else "",
+                    detail=s.query or "",
                     login=s.login)
 
 
