@@ -409,3 +409,13 @@ def test_a_team_whose_temporary_files_pass_the_quota_is_flagged(event):
     flags = [a for a in report.actions if a.action == "over disk quota"]
     assert [a.member for a in flags] == ["beta"] and "temporary files" in flags[0].detail
     assert report.usage["beta"]["temp_bytes"] > 2**20
+
+
+def test_the_audit_trail_down_writes_holds_the_journal(event, tmp_path):
+    from datathon.archive.audit import export_into
+
+    journal.record(event.ctx.state, "watcher", "statement cancelled", "beta", "w6w_beta session 1: test")
+    export_into(tmp_path, event.ctx.config, get_provider(event.ctx).parts(), [], event.ctx.state)
+    rows = json.loads((tmp_path / "audit.json").read_text())
+    assert any(r["source"] == "watcher" and r["event"] == "statement cancelled" and r["login"] == "beta"
+               for r in rows)
