@@ -198,3 +198,50 @@ def test_logins_csrf_and_rotation(ev):
         assert c.post("/team/heron/restart").status_code == 403
         run_rotate(ev.ctx, ["heron"])
         assert c.get("/team/heron", follow_redirects=False).status_code == 303  # the old password's session ended
+
+
+def test_serve_verb_reports_stops_and_starts_again(ev):
+    from datathon.commands.serve import run_serve, run_serve_stop
+
+    again = run_serve(ev.ctx)
+    assert not again.started and again.url == ev.url  # it runs already: said, not started twice
+    assert run_serve_stop(ev.ctx).started
+    assert process.running_pid(process.folder(ev.ctx)) is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{ev.url}/healthz")
+    back = run_serve(ev.ctx)
+    assert back.started and httpx.get(f"{ev.url}/healthz").text == "ok"
+
+
+def test_https_when_a_certificate_is_given(make_event):
+    from datathon.database.tls import self_signed_certificate
+
+    port = free_port()
+    ev = make_event(event="dtls", teams=[{"name": "alpha"}], dashboard={"port": port})
+    cert, key = self_signed_certificate(["127.0.0.1"], common_name="dashboard")
+    (ev.folder / "dash.crt").write_bytes(cert)
+    (ev.folder / "dash.key").write_bytes(key)
+    data = yaml.safe_load(ev.ctx.loaded.path.read_text())
+    data["dashboard"] = {"port": port, "certificate": "dash.crt", "key": "dash.key"}
+    ev.rewrite(yaml.safe_dump(data))
+    try:
+        ev.up()
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False) as c:
+            assert c.get("/healthz").text == "ok"
+            token = ev.ctx.state.secret("dashboard-organizer", create=False)
+            r = c.post("/login", data={"who": "organizer", "password": token})
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+            assert c.get("/api/board").json()["teams"][0]["name"] == "alpha"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz")  # no plain HTTP beside it
+    finally:
+        ev.close()
+
+
+def test_bad_dashboard_settings_are_refused_with_the_line(make_event):
+    from datathon.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_event(event="dbad", teams=[{"name": "alpha"}], dashboard={"certificate": "x.crt"}, timezone="Mars/Base")
+    text = str(err.value)
+    assert "certificate" in text and "Mars/Base" in text
