@@ -150,6 +150,8 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
             return viewer
         return page("organizer.html", request, board=service.board(), flash=None)
 
+    rendered: dict[str, tuple[int, HTMLResponse]] = {}  # part -> (id of the board, its page): same for all
+
     async def organizer_part(request: Request) -> Response:
         viewer = _organizer(request)
         if not isinstance(viewer, Viewer):
@@ -157,7 +159,11 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
         which = request.path_params["part"]
         if which not in ("teams", "health", "journal", "charts"):
             return PlainTextResponse("no such part", status_code=404)
-        return page(f"_{which}.html", request, board=service.board(), flash=None)
+        board = service.board()
+        cached = rendered.get(which)
+        if cached is None or cached[0] != id(board):  # every organizer sees the same partial of one board
+            cached = rendered[which] = (id(board), page(f"_{which}.html", request, board=board, flash=None))
+        return HTMLResponse(cached[1].body, status_code=200)
 
     async def organizer_action(request: Request) -> Response:
         viewer = _organizer(request)

@@ -27,6 +27,7 @@ def serve_forever(config_path: Path) -> None:
     app = create_app(service, tls=d.tls)
     config = uvicorn.Config(
         app, host=d.listen, port=d.port, access_log=False, log_level="warning", lifespan="off",
+        timeout_keep_alive=75,  # longer than any refresh period: an open page keeps its connection
         ssl_certfile=str(base / d.certificate) if d.certificate else None,
         ssl_keyfile=str(base / d.key) if d.key else None,
     )
