@@ -609,6 +609,66 @@ def audit_export(
     shown.print(table)
 
 
+# -- datathon watch ---------------------------------------------------------------------------------------------
+
+def _print_watch(report, json_out: bool, once: bool, seen: set[str]) -> None:
+    """Each action as a line (flushed at once, also into a pipe); with --json, the cycle as JSON (one line a
+    cycle unless --once). A problem is printed when it first appears, not every few seconds."""
+    import json
+    from datetime import UTC, datetime
+
+    if json_out:
+        data = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "actions": [a.as_dict() for a in report.actions], "usage": report.usage, "problems": report.problems}
+        sys.stdout.write(json.dumps(data, indent=1 if once else None) + "\n")
+    else:
+        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+        for a in report.actions:
+            sys.stdout.write(f"{stamp} {a.member}: {a.action}{'' if a.enforced else ' (flagged)'}: {a.detail}\n")
+        for p in report.problems:
+            if p not in seen:
+                sys.stdout.write(f"{stamp} problem: {p}\n")
+        if once and not report.actions:
+            sys.stdout.write(f"{stamp} nothing to do: every limit holds\n")
+    seen.clear()
+    seen.update(report.problems)
+    sys.stdout.flush()
+
+
+@app.command()
+@command
+def watch(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    once: Annotated[bool, typer.Option("--once", help="one cycle, then exit")] = False,
+    every: Annotated[float | None, typer.Option(help="seconds between cycles (default: dashboard.watch_every, "
+                                                     "else 5)", min=1)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep the per-team limits in force: put back a policy setting a team changed on its own role, cancel a
+    statement past statement_timeout, end a session idle in a transaction past its limit, flag a team over
+    policy.disk_quota. Every action is journaled (`datathon audit export` shows it). Ctrl-C stops it."""
+    import threading
+
+    from datathon.commands.watch import run_watch_cycle, watch_loop
+
+    ctx = _context(config, check_paths=False, json_out=json_out)
+    seen: set[str] = set()
+    if once:
+        report = run_watch_cycle(ctx)
+        _print_watch(report, json_out, True, seen)
+        return
+    dash = ctx.config.dashboard
+    period = every or (dash.watch_seconds if dash is not None else 5.0)
+    if not json_out:
+        err_console.print(f"watching event {ctx.config.event} every {period:g}s (Ctrl-C stops)", highlight=False)
+    stop = threading.Event()
+    try:
+        watch_loop(ctx, period, stop, lambda r: _print_watch(r, json_out, False, seen))
+    except KeyboardInterrupt:
+        stop.set()
+        err_console.print("stopped watching")
+
+
 TeamArg = Annotated[str | None, typer.Argument(help="one team (default: every team)")]
 
 

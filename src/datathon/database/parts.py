@@ -19,9 +19,12 @@ from datathon.database.facts import Facts, observe, scram_matches
 from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources, source_identity
 from datathon.database.tenancy import MARK, Login, plan_tenancy, teardown_tenancy, wanted_logins
-from datathon.errors import ProvisionError
+from datathon.errors import DatathonError, ProvisionError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from datathon.core.activity import Activity, WatchReport
     from datathon.database.archive import TeamLogin
 
 
@@ -171,6 +174,49 @@ class DataPart(Part):
         roles = [x.role for x in self.logins.values()]
         with ThreadPoolExecutor(max_workers=4) as pool:
             return {r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c}
+
+    # -- event day: sessions, the organizer's hand on them, the watcher -----------------------------------
+    @cached_property
+    def _guard_memory(self):
+        from datathon.database.guard import GuardMemory
+
+        return GuardMemory()
+
+    def _owners(self) -> dict[str, str]:
+        """Every login of the event -> the member it belongs to (a mentor's per-team logins are the mentor's)."""
+        return {x.role: x.name for x in self.logins.values()}
+
+    def activity(self) -> list[Activity]:
+        from datathon.database.activity import activities
+
+        if not self.server.is_reachable():
+            return []
+        return activities(self.server, self._owners())
+
+    def cancel(self, member: Member, ident: str, *, terminate: bool = False) -> str:
+        from datathon.database.activity import cancel_session
+
+        own = [x.role for x in self.logins.values() if x.name == member.name and x.kind in (
+            ("team",) if member.kind == "team" else ("mentor", "mentor_team"))]
+        if not own:
+            raise DatathonError(f"{member.kind} {member.name} has no database login in this event",
+                                hint="check the name against the event file")
+        who = f"{'team' if member.kind == 'team' else 'mentor'} {member.name}"
+        if not self.server.is_reachable():
+            raise ProvisionError("the database server is not running: there is no session to cancel")
+        return cancel_session(self.server, own, who, ident, terminate=terminate)
+
+    def guard(self, now: datetime) -> WatchReport | None:
+        from datathon.database.guard import guard
+
+        from datathon.core.activity import WatchReport
+
+        if not self.server.exists():
+            return None  # not made yet: nothing to watch
+        if not self.server.is_reachable():
+            return WatchReport(problems=["data: the database server is not running, so nothing was watched"])
+        return guard(self.server, list(self.logins.values()), [d.name for d in self.ctx.config.databases],
+                     quota=self.ctx.config.policy.disk_quota, memory=self._guard_memory)
 
     @cached_property
     def logins(self) -> dict[str, Login]:

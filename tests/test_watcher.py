@@ -1,0 +1,319 @@
+"""The watcher (issue 18, part 4): a limit a team lifts on its own role does not last, a statement past the
+event's statement_timeout is cancelled and a session idle in a transaction past its limit is ended whatever the
+team set, a team over its disk quota is flagged; every action is journaled and shows in `audit export`; a team
+never reaches another's session; the watcher never runs a team's code. Real PostgreSQL, as the teams, over TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from datathon.commands.audit import run_audit
+from datathon.commands.watch import run_watch_cycle, sample_usage, usage_history, usage_path, watch_loop
+from datathon.core import journal
+from datathon.core.roster import members
+from datathon.database.guard import GuardFacts, limit_seconds, plan_guard
+from datathon.database.parts import DataPart
+from datathon.errors import DatathonError
+from datathon.providers import get_provider
+from conftest import DEMO_SQL, Event, event_yaml, free_port
+
+LIMIT = 3  # seconds: the event's statement_timeout and idle_in_transaction_session_timeout here
+
+
+@pytest.fixture(scope="module")
+def event(tmp_path_factory) -> Event:
+    """Three teams, one named like the cluster's administrator (`datathon`: its schema is the administrator's
+    "$user" on the default search path), short limits, a small disk quota."""
+    folder = tmp_path_factory.mktemp("watcher")
+    shutil.copy(DEMO_SQL, folder / "demo-data.sql")
+    ev = Event(folder, event_yaml(event="w6w", port=free_port(), teams=[{"name": "alpha"}, {"name": "beta"},
+                                                                        {"name": "datathon"}],
+                                  policy={"statement_timeout": f"{LIMIT}s",
+                                          "idle_in_transaction_session_timeout": f"{LIMIT}s",
+                                          "disk_quota": "1MB"}))
+    try:
+        ev.up()
+        yield ev
+    finally:
+        ev.close()
+
+
+def connect(ev: Event, team: str, *, db: str | None = None) -> psycopg.Connection:
+    role = f"w6w_{team}"
+    ep = ev.server.endpoint()
+    return psycopg.connect(host=ep.host, port=ep.port, dbname=db or "w6wdb", user=role, password=ev.password(role),
+                           sslmode="require", autocommit=True, connect_timeout=5)
+
+
+def data_part(ev: Event) -> DataPart:
+    return next(p for p in get_provider(ev.ctx).parts() if isinstance(p, DataPart))
+
+
+def member(ev: Event, name: str):
+    return next(m for m in members(ev.ctx.config) if m.name == name and m.person)
+
+
+def cycles_until(ev: Event, done, *, timeout: float = 20.0, parts=None) -> list:
+    """Run watcher cycles (every 0.5 s) until done() or the timeout; every action of every cycle."""
+    parts = parts if parts is not None else get_provider(ev.ctx).parts()
+    actions = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        actions += run_watch_cycle(ev.ctx, parts).actions
+        if done():
+            return actions
+        time.sleep(0.5)
+    raise AssertionError(f"not done after {timeout}s; actions: {actions}")
+
+
+def show(ev: Event, team: str, key: str) -> str:
+    with connect(ev, team) as c:
+        return c.execute(f"SHOW {key}").fetchone()[0]
+
+
+def test_limit_seconds_reads_postgres_durations():
+    assert [limit_seconds(x) for x in ("3s", "150ms", "5min", "2h", "0", "30000")] == [3, 0.15, 300, 7200, 0, 30]
+
+
+def test_a_lifted_statement_timeout_is_restored_and_the_statement_cancelled(event):
+    with connect(event, "alpha") as c:
+        c.execute("ALTER ROLE CURRENT_USER SET statement_timeout = 0")
+    sleeper = connect(event, "alpha")
+    assert sleeper.execute("SHOW statement_timeout").fetchone() == ("0",)  # the hole: its later sessions run free
+    sleeper.execute("SET statement_timeout = 0")  # and even a session's own setting does not save it
+    outcome: dict = {}
+
+    def sleep() -> None:
+        started = time.monotonic()
+        try:
+            sleeper.execute("SELECT pg_sleep(60)")
+            outcome["result"] = "completed"
+        except psycopg.errors.QueryCanceled as exc:
+            outcome["result"] = str(exc)
+        outcome["seconds"] = time.monotonic() - started
+
+    t = threading.Thread(target=sleep)
+    t.start()
+    try:
+        actions = cycles_until(event, lambda: "result" in outcome)
+    finally:
+        t.join(70)
+        sleeper.close()
+    assert "canceling statement due to user request" in outcome["result"]
+    assert LIMIT <= outcome["seconds"] < LIMIT + 10
+    got = {(a.member, a.action) for a in actions}
+    assert {("alpha", "setting restored"), ("alpha", "statement cancelled")} <= got
+    restored = next(a for a in actions if a.action == "setting restored")
+    assert "statement_timeout=0" in restored.detail
+    assert show(event, "alpha", "statement_timeout") == f"{LIMIT}s"  # a fresh session has the event's limit again
+    entries = journal.read(event.ctx.state, member="alpha")
+    assert {"setting restored", "statement cancelled"} <= {e.action for e in entries if e.who == "watcher"}
+    # `audit export` shows them
+    audit = run_audit(event.ctx)
+    shown = [e for e in audit.events if e.source == "watcher" and e.login == "alpha"]
+    assert {"setting restored", "statement cancelled"} <= {e.event for e in shown}
+    assert "statement cancelled" in audit.render("csv") and "pg_sleep" in audit.render("json")
+
+
+def test_a_setting_lifted_in_one_database_only_is_removed(event):
+    with connect(event, "beta") as c:
+        c.execute("ALTER ROLE CURRENT_USER IN DATABASE w6wextra SET work_mem = '2GB'")
+        c.execute("ALTER ROLE CURRENT_USER SET idle_in_transaction_session_timeout = 0")
+    assert show(event, "beta", "idle_in_transaction_session_timeout") == "0"
+    actions = run_watch_cycle(event.ctx).actions
+    assert [a.member for a in actions if a.action == "setting restored"] == ["beta", "beta"]
+    assert show(event, "beta", "idle_in_transaction_session_timeout") == f"{LIMIT}s"
+    with connect(event, "beta", db="w6wextra") as c:
+        assert c.execute("SHOW work_mem").fetchone() == ("16MB",)
+    assert [a for a in run_watch_cycle(event.ctx).actions if a.action == "setting restored"] == []  # once
+
+
+def test_a_session_idle_in_transaction_past_its_limit_is_ended_whatever_it_set(event):
+    conn = connect(event, "beta")
+    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    conn.execute("BEGIN")
+    conn.execute("SELECT 1")
+    pid = conn.info.backend_pid
+    reports = []
+    stop = threading.Event()
+    t = threading.Thread(target=watch_loop, args=(event.ctx, 0.5, stop, reports.append))  # as `serve` runs it
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a.action == "session ended" for r in reports
+                                                      for a in r.actions):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join(10)
+    assert not t.is_alive()
+    ended = [a for r in reports for a in r.actions if a.action == "session ended"]
+    assert len(ended) == 1 and ended[0].member == "beta" and f"session {pid}" in ended[0].detail
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    conn.close()
+    assert any(r.usage.get("beta", {}).get("sessions") is not None for r in reports)
+
+
+def test_a_0_in_the_policy_turns_the_limit_off():
+    from datathon.config.models import Policy
+    from datathon.database.activity import Session
+    from datathon.database.tenancy import Login
+
+    policy = Policy(statement_timeout="0", idle_in_transaction_session_timeout="0")
+    logins = [Login("w6z_alpha", "alpha", "team", "w6z_teams", policy, ("alpha",))]
+    now = datetime.now(UTC)
+    old = now - timedelta(days=1)
+    facts = GuardFacts(now, {}, [Session(1, "w6z_alpha", "d", "active", old, old, old, "SELECT pg_sleep(1e6)"),
+                                 Session(2, "w6z_alpha", "d", "idle in transaction", old, old, old, "SELECT 1")],
+                       None, None)
+    steps, _ = plan_guard(logins, {"w6z_alpha": "alpha"}, facts, quota=None, flagged=set())
+    assert steps == []
+    on = Policy(statement_timeout="1h", idle_in_transaction_session_timeout="1h")
+    steps, _ = plan_guard([Login("w6z_alpha", "alpha", "team", "w6z_teams", on, ("alpha",))],
+                          {"w6z_alpha": "alpha"}, facts, quota=None, flagged=set())
+    assert [s.action for s in steps] == ["statement cancelled", "session ended"]
+
+
+def test_a_team_cannot_cancel_another_teams_session(event):
+    part = data_part(event)
+    with connect(event, "beta") as other, connect(event, "alpha") as mine:
+        pid = str(other.info.backend_pid)
+        with pytest.raises(DatathonError, match=f"session {pid} is not one of team alpha's"):
+            part.cancel(member(event, "alpha"), pid, terminate=True)
+        assert other.execute("SELECT 1").fetchone() == (1,)  # untouched
+        with pytest.raises(DatathonError, match="not a database session"):
+            part.cancel(member(event, "alpha"), f"{pid} OR true")
+        # its own: listed (with the statement), and cancelled
+        rows = [a for a in part.activity() if a.member == "alpha"]
+        assert [a.ident for a in rows] == [str(mine.info.backend_pid)] and rows[0].kind == "session"
+        assert "beta" not in {a.member for a in rows}
+        said = part.cancel(member(event, "alpha"), str(mine.info.backend_pid), terminate=True)
+        assert said.startswith(f"ended session {mine.info.backend_pid} of w6w_alpha")
+        with pytest.raises(psycopg.OperationalError):
+            mine.execute("SELECT 1")
+
+
+def test_a_team_over_its_disk_quota_is_flagged_once(event):
+    with connect(event, "alpha") as c:
+        c.execute("CREATE TABLE big AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 30000) g")
+    try:
+        parts = get_provider(event.ctx).parts()
+        first = run_watch_cycle(event.ctx, parts)
+        flags = [a for a in first.actions if a.action == "over disk quota"]
+        assert [(a.member, a.enforced) for a in flags] == [("alpha", False)]
+        assert "schema" in flags[0].detail and first.usage["alpha"]["schema_bytes"] > 2**20
+        assert first.usage["beta"]["schema_bytes"] == 0
+        assert [a for a in run_watch_cycle(event.ctx, parts).actions if a.action == "over disk quota"] == []
+        assert journal.read(event.ctx.state, member="alpha")[-1].action == "over disk quota"
+    finally:
+        with connect(event, "alpha") as c:
+            c.execute("DROP TABLE big")
+
+
+def test_usage_is_sampled_at_most_once_a_minute_into_a_private_file(event, tmp_path):
+    from datathon.core.state import StateStore
+
+    state = StateStore(tmp_path, "w6u")
+    now = datetime.now(UTC)
+    assert sample_usage(state, {"alpha": {"sessions": 1}}, now=now - timedelta(hours=3))
+    os.utime(usage_path(state), (now.timestamp() - 7200, now.timestamp() - 7200))
+    assert sample_usage(state, {"alpha": {"sessions": 2}}, now=now)
+    assert not sample_usage(state, {"alpha": {"sessions": 3}}, now=now)
+    assert stat.S_IMODE(usage_path(state).stat().st_mode) == 0o600
+    assert [s["usage"]["alpha"]["sessions"] for s in usage_history(state, 1)] == [2]
+    assert [s["usage"]["alpha"]["sessions"] for s in usage_history(state, 4)] == [1, 2]
+    assert usage_history(StateStore(tmp_path, "none"), 1) == []
+
+
+def test_the_watcher_never_runs_a_teams_function(event):
+    """Team `datathon` owns schema `datathon`: the administrator's "$user" on the default search path. Bait:
+    functions named like what the watcher calls, closer matches than pg_catalog's, that record who ran them."""
+    with connect(event, "datathon") as c:
+        c.execute("CREATE TABLE ran (who text)")
+        c.execute("GRANT INSERT ON ran TO PUBLIC")
+        for sig, returns in (("pg_total_relation_size(oid)", "bigint"), ("pg_cancel_backend(bigint)", "boolean"),
+                             ("pg_terminate_backend(bigint)", "boolean"), ("left(text, bigint)", "text"),
+                             ("starts_with(name, text)", "boolean"), ("now()", "timestamptz"),
+                             ("set_config(text, text, boolean)", "text")):
+            c.execute(f"CREATE FUNCTION datathon.{sig} RETURNS {returns} LANGUAGE sql AS"
+                      f" $$ INSERT INTO datathon.ran VALUES (current_user) RETURNING NULL::{returns} $$")
+        c.execute("CREATE TABLE big AS SELECT g FROM generate_series(1, 100) g")
+    try:
+        server = event.server
+        # the bait works: on the administrator's default search path, pg_catalog's function loses to the team's
+        with server.connect("w6wdb", autocommit=True) as conn:
+            conn.execute("SELECT pg_total_relation_size(c.oid) FROM pg_class c WHERE relname = 'big'")
+            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (1,)
+            conn.execute("DELETE FROM datathon.ran")
+        # the watcher's every query (sizes measured on a fresh watcher), `status`, activity, cancel
+        from datathon.commands.status import run_status
+
+        with connect(event, "datathon") as sleeper:
+            sleeper.execute("BEGIN")
+            sleeper.execute("SELECT 1")
+            run_watch_cycle(event.ctx)
+            run_status(event.ctx)
+            part = data_part(event)
+            part.activity()
+            part.cancel(member(event, "datathon"), str(sleeper.info.backend_pid))
+        with server.connect("w6wdb", autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (0,)
+    finally:
+        with connect(event, "datathon") as c:
+            c.execute("DROP TABLE IF EXISTS big, ran")
+            for sig in ("pg_total_relation_size(oid)", "pg_cancel_backend(bigint)", "pg_terminate_backend(bigint)",
+                        "left(text, bigint)", "starts_with(name, text)", "now()", "set_config(text, text, boolean)"):
+                c.execute(f"DROP FUNCTION IF EXISTS datathon.{sig}")
+
+
+def test_watch_once_json(event):
+    proc = subprocess.run([sys.executable, "-m", "datathon.cli", "watch", "--once", "--json",
+                           "-c", str(event.ctx.loaded.path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"time", "actions", "usage", "problems"}
+    assert {"alpha", "beta", "datathon", "mentor_ana"} <= set(out["usage"])
+    assert out["usage"]["alpha"]["sessions"] == 0 and "schema_bytes" in out["usage"]["alpha"]
+    # and the lines a person reads, into a pipe
+    with connect(event, "beta") as c:
+        c.execute("ALTER ROLE CURRENT_USER SET work_mem = '1GB'")
+    proc = subprocess.run([sys.executable, "-m", "datathon.cli", "watch", "--once", "-c",
+                           str(event.ctx.loaded.path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "beta: setting restored: w6w_beta: policy: work_mem (it had work_mem=1GB)" in proc.stdout
+
+
+def test_the_check_probe_finds_the_lifted_limit_undone_and_leaves_the_role_as_it_was(event, monkeypatch):
+    from datathon.check import runner
+    from datathon.check.runner import run_check
+
+    with connect(event, "beta") as c:
+        (before,) = c.execute("SELECT setconfig FROM pg_db_role_setting WHERE setrole = "
+                              "(SELECT oid FROM pg_roles WHERE rolname = current_user) AND setdatabase = 0").fetchone()
+    report = run_check(event.ctx, only=["beta"])
+    [result] = [r for r in report.results if r.probe == "db.policy.lifted"]
+    assert result.outcome == "pass", result
+    assert any('ALTER ROLE CURRENT_USER SET "statement_timeout"' in e.statement for e in result.evidence)
+    # without a watcher (what the event had before it), the same probe fails: the lift lasts
+    monkeypatch.setattr(runner, "_guard", lambda ctx, server: lambda role: None)
+    report = run_check(event.ctx, only=["beta"])
+    [result] = [r for r in report.results if r.probe == "db.policy.lifted"]
+    assert result.outcome == "fail" and "statement_timeout = 0" in result.detail, result
+    with connect(event, "beta") as c:
+        (after,) = c.execute("SELECT setconfig FROM pg_db_role_setting WHERE setrole = "
+                             "(SELECT oid FROM pg_roles WHERE rolname = current_user) AND setdatabase = 0").fetchone()
+        assert sorted(after) == sorted(before)
+        assert c.execute("SELECT count(*) FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles"
+                         " WHERE rolname = current_user) AND setdatabase <> 0").fetchone() == (0,)
