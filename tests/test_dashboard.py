@@ -116,14 +116,14 @@ def test_organizer_sees_every_team_and_cancels_a_long_query(ev, browser):
         assert "Asia/Singapore" in page.inner_text("header")
         # the table refreshes by itself (htmx, no reload) until the query shows
         page.wait_for_selector("#team-walrus .longest code:has-text('pg_sleep')", timeout=20_000)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "organizer.png"), full_page=True)
         page.once("dialog", lambda d: d.accept())
         page.click("#team-walrus button.cancel")
         page.wait_for_selector("#flash.ok", timeout=20_000)
         assert "none running" in page.inner_text("#team-walrus .longest")
         query.thread.join(timeout=10)
         assert isinstance(query.error, psycopg.errors.QueryCanceled)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "organizer.png"), full_page=True)
         entry = journal.read(ev.ctx.state, member="walrus")[-1]
         assert (entry.who, entry.action, entry.ok) == ("organizer", f"cancel {query.pid}", True)
         page.close()
@@ -140,7 +140,8 @@ def test_team_sees_its_handout_and_its_own_query_and_nothing_else(ev, browser):
         page.wait_for_selector("#queries code:has-text('tiger-own-query')", timeout=20_000)
         handout = page.frame_locator("#handout")
         assert "dsh_tiger" in handout.locator("body").inner_text(timeout=10_000)
-        page.screenshot(path=str(SHOTS / "team.png"), full_page=True)
+        secret = ev.password("dsh_tiger")  # masked: no password in a picture
+        page.screenshot(path=str(SHOTS / "team.png"), full_page=True, mask=[handout.get_by_text(secret)])
         # another team's pages and API, and the organizer's, are refused
         for path in ("/team/heron", "/team/heron/live", "/team/heron/handout", "/api/team/heron", "/api/board",
                      "/organizer", "/organizer/teams"):
