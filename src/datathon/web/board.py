@@ -60,6 +60,7 @@ class Board:
     history: list[dict] = field(default_factory=list)  # the watcher's usage samples, oldest first
     problems: list[str] = field(default_factory=list)  # what could not be observed in this snapshot
     watch: WatchReport | None = None  # the watcher's last cycle
+    servers: bool = False  # teams have servers (workspaces, or machines on AWS): the server buttons apply
 
     @property
     def healthy(self) -> bool:
@@ -77,7 +78,8 @@ class Board:
 def build_board(ctx: Context, parts: list[Part], *, verdicts: dict[str, dict], history: list[dict],
                 watch: WatchReport | None = None) -> Board:
     config = ctx.config
-    board = Board(config.event, config.title or config.event, datetime.now(UTC), watch=watch, history=history)
+    board = Board(config.event, config.title or config.event, datetime.now(UTC), watch=watch, history=history,
+                  servers=config.workspaces is not None or config.provider == "aws")
     try:
         status = event_status(config.event, parts)
     except Exception as exc:  # noqa: BLE001 (shown on the board: the page must still load)
