@@ -80,5 +80,6 @@ class DashboardPart(Part):
         from datathon.core import procs
 
         if who := procs.port_holders(p.port, p.listen):
-            return [f"dashboard.port {p.port} is held by {', '.join(who)}: stop it or choose another port"]
+            return [f"dashboard.port {p.port} on {p.listen} is held by {', '.join(who)}: stop that program or set "
+                    "dashboard.port to a free port"]
         return []
