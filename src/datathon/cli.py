@@ -377,6 +377,36 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+@command
+def serve(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    stop: Annotated[bool, typer.Option("--stop", help="stop the dashboard")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="run here, not detached (what `serve` starts)")] = False,
+    mark: Annotated[str, typer.Option(hidden=True)] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """The live dashboard: the organizer's view, the team portal and the watcher, on `dashboard.listen:port`
+    (detached, with a pid file; `up` starts it when the file has `dashboard:`, `down` stops it)."""
+    if foreground:
+        from datathon.web.server import serve_forever
+
+        serve_forever(config)
+        return
+    from datathon.commands.serve import run_serve, run_serve_stop
+
+    ctx = _context(config, json_out=json_out, check_paths=False)
+    result = run_serve_stop(ctx) if stop else run_serve(ctx)
+    if json_out:
+        console.print_json(data=result.as_dict())
+    elif stop:
+        console.print("dashboard stopped" if result.started else "no dashboard was running")
+    else:
+        console.print(f"dashboard {'started' if result.started else 'runs'} at {result.url} (pid {result.pid}); "
+                      f"organizer token in {result.token_file}; teams log in with their handout's password",
+                      highlight=False, soft_wrap=True)
+
+
 def _print_access(result, json_out: bool) -> None:
     if json_out:
         console.print_json(data=result.as_dict())

@@ -15,6 +15,7 @@ import datathon.check.database_probes  # noqa: F401  (registers the database pro
 import datathon.check.workspace_guard_probes  # noqa: F401  (and those of the machine's walls between teams)
 import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
 import datathon.check.access_probes  # noqa: F401  (and those of locked teams and rotated passwords)
+from datathon.check import verdicts
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
 from datathon.core import access
@@ -174,4 +175,5 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
             for results in pool.map(run_team, range(len(chosen))):
                 report.results.extend(results)
     report.seconds = time.perf_counter() - started
+    verdicts.record(ctx.state, report)  # the dashboard shows each team's last verdict
     return report
