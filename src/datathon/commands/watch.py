@@ -33,8 +33,8 @@ READ_BLOCK = 1 << 16
 
 
 def run_watch_cycle(ctx: Context, parts: list[Part] | None = None) -> WatchReport:
-    """One cycle over `parts` (the provider's when None: a fresh watcher, which flags again what is over quota).
-    A long-running watcher passes the same parts every cycle, so that a flag is written once per crossing."""
+    """One cycle over `parts` (the provider's when None). What a part keeps between cycles (the teams flagged over
+    quota, the last schema sizes) lives as long as the process, whether or not the same parts are passed."""
     parts = get_provider(ctx).parts() if parts is None else parts
     report = guard_cycle(parts, datetime.now(UTC))
     for a in report.actions:

@@ -77,12 +77,22 @@ class GuardStep:
 @dataclass
 class GuardMemory:
     """What the watcher keeps between cycles of one process: the teams it flagged already (a flag is written
-    once per crossing, not every few seconds), the last schema sizes and when they were measured."""
+    once per crossing, not every few seconds), the last schema sizes and when they were measured. A new process
+    (`datathon watch --once`) flags again what is over."""
 
     flagged: set[str] = field(default_factory=set)
     sizes: dict[str, int] | None = None
     sizes_at: float = float("-inf")
     lock: threading.Lock = field(default_factory=threading.Lock)  # one cycle at a time (a `check` runs many)
+
+
+# One memory per event (its state folder) in this process: a caller that builds its parts anew every cycle (the
+# dashboard does, to follow the event file) still flags once per crossing and measures sizes every SIZES_EVERY.
+_MEMORIES: dict[str, GuardMemory] = {}
+
+
+def memory_for(event_key: str) -> GuardMemory:
+    return _MEMORIES.setdefault(event_key, GuardMemory())
 
 
 def observe_guard(server: DatabaseServer, logins: list[Login], databases: list[str], memory: GuardMemory

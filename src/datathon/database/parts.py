@@ -176,11 +176,11 @@ class DataPart(Part):
             return {r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c}
 
     # -- event day: sessions, the organizer's hand on them, the watcher -----------------------------------
-    @cached_property
+    @property
     def _guard_memory(self):
-        from datathon.database.guard import GuardMemory
+        from datathon.database.guard import memory_for
 
-        return GuardMemory()
+        return memory_for(str(self.ctx.state.root))
 
     def _owners(self) -> dict[str, str]:
         """Every login of the event -> the member it belongs to (a mentor's per-team logins are the mentor's)."""
