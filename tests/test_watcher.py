@@ -33,12 +33,10 @@ LIMIT = 3  # seconds: the event's statement_timeout and idle_in_transaction_sess
 
 @pytest.fixture(scope="module")
 def event(tmp_path_factory) -> Event:
-    """Three teams, one named like the cluster's administrator (`datathon`: its schema is the administrator's
-    "$user" on the default search path), short limits, a small disk quota."""
+    """Two teams, short limits, a small disk quota."""
     folder = tmp_path_factory.mktemp("watcher")
     shutil.copy(DEMO_SQL, folder / "demo-data.sql")
-    ev = Event(folder, event_yaml(event="w6w", port=free_port(), teams=[{"name": "alpha"}, {"name": "beta"},
-                                                                        {"name": "datathon"}],
+    ev = Event(folder, event_yaml(event="w6w", port=free_port(), teams=[{"name": "alpha"}, {"name": "beta"}],
                                   policy={"statement_timeout": f"{LIMIT}s",
                                           "idle_in_transaction_session_timeout": f"{LIMIT}s",
                                           "disk_quota": "1MB"}))
@@ -244,34 +242,37 @@ def test_usage_is_sampled_at_most_once_a_minute_into_a_private_file(event, tmp_p
 
 
 def test_the_watcher_never_runs_a_teams_function(event):
-    """Team `datathon` owns schema `datathon`: the administrator's "$user" on the default search path. Bait:
-    functions named like what the watcher calls, closer matches than pg_catalog's, that record who ran them."""
-    with connect(event, "datathon") as c:
+    """An administrator whose search path reaches a team's schema (an organizer's own server with a role-level
+    search_path; a team named like the administrator is refused by the file, see test_config). Bait: functions
+    named like what the watcher calls, closer matches than pg_catalog's, that record who ran them."""
+    with event.server.connect(autocommit=True) as conn:
+        conn.execute('ALTER ROLE CURRENT_USER IN DATABASE w6wdb SET search_path = beta, "$user", public')
+    with connect(event, "beta") as c:
         c.execute("CREATE TABLE ran (who text)")
         c.execute("GRANT INSERT ON ran TO PUBLIC")
         for sig, returns in (("pg_total_relation_size(oid)", "bigint"), ("pg_cancel_backend(bigint)", "boolean"),
                              ("pg_terminate_backend(bigint)", "boolean"), ("left(text, bigint)", "text"),
                              ("starts_with(name, text)", "boolean"), ("now()", "timestamptz"),
                              ("set_config(text, text, boolean)", "text")):
-            c.execute(f"CREATE FUNCTION datathon.{sig} RETURNS {returns} LANGUAGE sql AS"
-                      f" $$ INSERT INTO datathon.ran VALUES (current_user) RETURNING NULL::{returns} $$")
-        c.execute("CREATE FUNCTION datathon.cat(text, integer) RETURNS text LANGUAGE sql AS"
-                  " $$ INSERT INTO datathon.ran VALUES (current_user) RETURNING $1 || $2::text $$")
-        c.execute("CREATE OPERATOR datathon.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = datathon.cat)")
+            c.execute(f"CREATE FUNCTION beta.{sig} RETURNS {returns} LANGUAGE sql AS"
+                      f" $$ INSERT INTO beta.ran VALUES (current_user) RETURNING NULL::{returns} $$")
+        c.execute("CREATE FUNCTION beta.cat(text, integer) RETURNS text LANGUAGE sql AS"
+                  " $$ INSERT INTO beta.ran VALUES (current_user) RETURNING $1 || $2::text $$")
+        c.execute("CREATE OPERATOR beta.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = beta.cat)")
         c.execute("CREATE TABLE big AS SELECT g FROM generate_series(1, 100) g")
     try:
         server = event.server
         # the bait works: on the administrator's default search path, pg_catalog's function loses to the team's
         with server.connect("w6wdb", autocommit=True) as conn:
             conn.execute("SELECT pg_total_relation_size(c.oid) FROM pg_class c WHERE relname = 'big'")
-            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM beta.ran").fetchone() == (1,)
             conn.execute("SELECT 'pgsql_tmp' || a.pid FROM pg_stat_activity a LIMIT 1")  # and the operator's
-            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (2,)
-            conn.execute("DELETE FROM datathon.ran")
+            assert conn.execute("SELECT count(*) FROM beta.ran").fetchone() == (2,)
+            conn.execute("DELETE FROM beta.ran")
         # the watcher's every query (schema sizes too), `status`, activity, cancel
         from datathon.commands.status import run_status
 
-        with connect(event, "datathon") as sleeper:
+        with connect(event, "beta") as sleeper:
             sleeper.execute("BEGIN")
             sleeper.execute("SELECT 1")
             data_part(event)._guard_memory.sizes_at = float("-inf")  # this cycle measures the schemas
@@ -279,17 +280,19 @@ def test_the_watcher_never_runs_a_teams_function(event):
             run_status(event.ctx)
             part = data_part(event)
             part.activity()
-            part.cancel(member(event, "datathon"), str(sleeper.info.backend_pid))
+            part.cancel(member(event, "beta"), str(sleeper.info.backend_pid))
         with server.connect("w6wdb", autocommit=True) as conn:
-            assert conn.execute("SELECT count(*) FROM datathon.ran").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM beta.ran").fetchone() == (0,)
     finally:
-        with connect(event, "datathon") as c:
+        with event.server.connect(autocommit=True) as conn:
+            conn.execute("ALTER ROLE CURRENT_USER IN DATABASE w6wdb RESET search_path")
+        with connect(event, "beta") as c:
             c.execute("DROP TABLE IF EXISTS big, ran")
-            c.execute("DROP OPERATOR IF EXISTS datathon.|| (text, integer)")
-            c.execute("DROP FUNCTION IF EXISTS datathon.cat(text, integer)")
+            c.execute("DROP OPERATOR IF EXISTS beta.|| (text, integer)")
+            c.execute("DROP FUNCTION IF EXISTS beta.cat(text, integer)")
             for sig in ("pg_total_relation_size(oid)", "pg_cancel_backend(bigint)", "pg_terminate_backend(bigint)",
                         "left(text, bigint)", "starts_with(name, text)", "now()", "set_config(text, text, boolean)"):
-                c.execute(f"DROP FUNCTION IF EXISTS datathon.{sig}")
+                c.execute(f"DROP FUNCTION IF EXISTS beta.{sig}")
 
 
 def test_watch_once_json(event):
@@ -298,7 +301,7 @@ def test_watch_once_json(event):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) == {"time", "actions", "usage", "problems"}
-    assert {"alpha", "beta", "datathon", "mentor_ana"} <= set(out["usage"])
+    assert {"alpha", "beta", "mentor_ana"} <= set(out["usage"])
     assert out["usage"]["alpha"]["sessions"] == 0 and "schema_bytes" in out["usage"]["alpha"]
     # and the lines a person reads, into a pipe
     with connect(event, "beta") as c:
