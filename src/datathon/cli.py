@@ -703,6 +703,52 @@ def start(team: TeamArg = None, config: ConfigOpt = DEFAULT_CONFIG, json_out: Js
     _print_machines(run_start(_context(config, json_out=json_out, check_paths=False), team), json_out)
 
 
+workspaces_app = typer.Typer(help="The teams' JupyterLab servers on the event's hub.", no_args_is_help=True)
+app.add_typer(workspaces_app, name="workspaces")
+ParallelOpt = Annotated[int, typer.Option("--parallel", min=1, max=64, help="servers at a time")]
+
+
+def _print_servers(rows, json_out: bool, verb: str) -> None:
+    if json_out:
+        console.print_json(data={verb: [r.as_dict() for r in rows]})
+    else:
+        table = Table(title="Team servers", title_justify="left")
+        for col in ("team", "user", "result", "seconds"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r.team, r.user, r.result if r.ok else f"[red]{r.result}[/]", f"{r.seconds:.1f}")
+        console.print(table)
+    if not all(r.ok for r in rows):
+        raise typer.Exit(1)
+
+
+@workspaces_app.command("start")
+@command
+def workspaces_start(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False, parallel: ParallelOpt = 4,
+) -> None:
+    """Start the teams' servers before the doors open; the idle culler leaves them alone until each team's first
+    visit. A locked team's server is not started."""
+    from datathon.commands.workspaces import run_workspaces_start
+
+    ctx = _context(config, json_out=json_out, check_paths=False)
+    _print_servers(run_workspaces_start(ctx, teams or [], workers=parallel), json_out, "started")
+
+
+@workspaces_app.command("stop")
+@command
+def workspaces_stop(
+    teams: Annotated[list[str] | None, typer.Argument(help="teams (default: every team)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False, parallel: ParallelOpt = 4,
+) -> None:
+    """Stop the teams' servers (their work in files stays; running kernels end)."""
+    from datathon.commands.workspaces import run_workspaces_stop
+
+    ctx = _context(config, json_out=json_out, check_paths=False)
+    _print_servers(run_workspaces_stop(ctx, teams or [], workers=parallel), json_out, "stopped")
+
+
 image_app = typer.Typer(help="The golden image of the team machines (AWS).", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -67,6 +68,14 @@ class Workspaces(Strict):
     insecure_http: bool = Field(default=False, description="allow plain HTTP beyond this machine (closed networks)")
     mentors_are_admins: bool = Field(default=False, description="mentors can open every team's server")
     idle_timeout: str = Field(default="1h", description="stop servers idle this long (0: never)")
+    prestart_at: datetime | None = Field(
+        default=None, description="start every unlocked team's server at this time (in the event's `timezone` "
+                                  "unless it names its own), before the doors open; the watcher does it, once per "
+                                  "team; the idle culler leaves a pre-started server alone until its team's first "
+                                  "visit")
+    light_start: bool = Field(default=True, description="start team servers without what a datathon does not use "
+                                                        "(language-server scan, notebook shim, PyPI extension "
+                                                        "manager, a slow import): about half the CPU per start")
     packages: Packages = Packages()
     limits: Limits = Limits()
     env_root: Path = Field(default=Path("/opt/datathon/envs"), description="where team environments are built")
@@ -111,3 +120,9 @@ class Workspaces(Strict):
     @property
     def idle_seconds(self) -> int:
         return duration_seconds(self.idle_timeout)
+
+    def prestart_time(self, zone: tzinfo) -> datetime | None:
+        """`prestart_at` as an aware time: a time without its own offset is read in the event's time zone."""
+        if self.prestart_at is None:
+            return None
+        return self.prestart_at if self.prestart_at.tzinfo else self.prestart_at.replace(tzinfo=zone)

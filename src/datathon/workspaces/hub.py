@@ -56,6 +56,10 @@ class HubApiError(ProvisionError):
 
 
 SERVICE_MARK = "DATATHON_HUB"
+# user_options of a server datathon pre-started (the time it asked, ISO UTC): the idle culler's rule
+# (templates/idle_culler_config.py) leaves it alone until its team's first visit
+PRESTART_MARK = "datathon_prestart"
+CULLER_CONFIG = "idle_culler_config.py"
 
 
 def hub_processes(state: StateStore) -> list[int]:
@@ -187,12 +191,14 @@ class Hub:
             singleuser=self.env.bin / "jupyterhub-singleuser", python=self.env.bin / "python",
             mem_limit=self.ws.limits.memory, cpu_limit=self.ws.limits.cpus,
             idle_seconds=idle, cull_every=max(10, min(300, idle // 4)) if idle else 0,
-            service_mark=SERVICE_MARK,
+            service_mark=SERVICE_MARK, light_start=self.ws.light_start, prestart_mark=PRESTART_MARK,
         )
 
     def files(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> dict[Path, str]:
+        culler = (Path(__file__).parent / "templates" / CULLER_CONFIG).read_text()
         return {self.config_file: self.render(accounts),
-                self.dir / "user-env.json": json.dumps(user_env, indent=1, sort_keys=True) + "\n"}
+                self.dir / "user-env.json": json.dumps(user_env, indent=1, sort_keys=True) + "\n",
+                self.dir / CULLER_CONFIG: culler}
 
     def stale_files(self, accounts: list[Account], user_env: dict[str, dict[str, str]]) -> list[Path]:
         out = []
@@ -226,7 +232,7 @@ class Hub:
         import hashlib
 
         h = hashlib.sha256()
-        for name in ("jupyterhub_config.py", "user-env.json"):
+        for name in ("jupyterhub_config.py", "user-env.json", CULLER_CONFIG):
             try:
                 h.update((self.dir / name).read_bytes())
             except OSError:
@@ -405,12 +411,27 @@ class Hub:
             raise
         return (info.get("servers") or {}).get("") or None
 
-    def start_server(self, user: str, *, timeout: float = 120.0) -> None:
+    def spawn(self, user: str, *, options: dict | None = None) -> None:
+        """Ask for the user's server to start, without waiting for it (the hub answers once the spawn is under
+        way; a server already running or starting is left as it is)."""
+        try:
+            self.api("POST", f"/hub/api/users/{user}/server",
+                     {"user_options": options} if options is not None else None, timeout=60.0)
+        except HubApiError as exc:
+            if exc.status != 400:  # 400: already running
+                raise
+        except TimeoutError:
+            pass  # a busy hub: the spawn was asked for; `server()` shows it
+
+    def start_server(self, user: str, *, timeout: float = 120.0, options: dict | None = None) -> None:
+        """Start the user's server and wait until it is ready. `options`: its user_options (None: the hub reuses
+        the last ones, e.g. a pre-start's mark when `restart` moves a server that its team has not opened yet)."""
         deadline = time.monotonic() + timeout
         try:
             # The hub answers once the spawn is under way, which on a busy machine takes more than a plain call's
             # 10 s; a request that times out still started the spawn: the polling below sees it.
-            self.api("POST", f"/hub/api/users/{user}/server", timeout=60.0)
+            self.api("POST", f"/hub/api/users/{user}/server",
+                     {"user_options": options} if options is not None else None, timeout=60.0)
         except HubApiError as exc:
             if exc.status != 400:  # 400: already running
                 raise

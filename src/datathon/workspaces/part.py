@@ -233,6 +233,27 @@ class WorkspacesPart(Part):
             return []
         return hub_events(self.logs(), since)
 
+    # -- event day: doors open (see prestart.py) -------------------------------------------------------------
+    def start_servers(self, teams: list[str], *, workers: int, done=None) -> list:
+        from datathon.workspaces import prestart
+
+        return prestart.start_servers(self.ctx, teams, workers=workers, done=done)
+
+    def stop_servers(self, teams: list[str], *, workers: int, done=None) -> list:
+        from datathon.workspaces import prestart
+
+        return prestart.stop_servers(self.ctx, teams, workers=workers, done=done)
+
+    def activity(self):
+        from datathon.workspaces import prestart
+
+        return prestart.activity(self.ctx)
+
+    def guard(self, now):
+        from datathon.workspaces import prestart
+
+        return prestart.guard(self.ctx, now)
+
     def logs(self) -> list[Path]:
         from datathon.workspaces.hub import hub_for
 

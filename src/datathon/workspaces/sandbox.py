@@ -154,7 +154,9 @@ def server_pids(uid: int) -> list[int]:
         try:
             if os.stat(f"/proc/{name}").st_uid != uid:
                 continue
-            if b"jupyterhub-singleuser" in Path(f"/proc/{name}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            # jupyterhub-singleuser, or datathon's launcher of it (workspaces.light_start)
+            if b"jupyterhub-singleuser" in cmdline or b"-m\0datathon_singleuser" in cmdline:
                 out.append(int(name))
         except OSError:
             continue
