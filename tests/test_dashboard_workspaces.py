@@ -43,7 +43,7 @@ def client(ev: Event, team: str | None = None) -> tuple[httpx.Client, str]:
     else:
         form = {"who": "team", "team": team, "password": ev.password(f"dws_{team}")}
     assert c.post("/login", data=form).status_code == 303
-    page = c.get("/").text if team is None else c.get(f"/team/{team}").text
+    page = c.get("/organizer" if team is None else f"/team/{team}").text
     csrf = page.split('"X-CSRF-Token": "')[1].split('"')[0]
     return c, csrf
 
@@ -55,7 +55,7 @@ def server_state(ev: Event, team: str) -> str:
 
 def test_organizer_starts_and_stops_a_team_server(ev):
     c, csrf = client(ev)
-    with c:
+    try:
         r = c.post("/organizer/teams/alpha/start", headers={"X-CSRF-Token": csrf})
         assert r.status_code == 200 and 'id="flash" class="ok"' in r.text, r.text[:400]
         assert server_state(ev, "alpha") == "running"
@@ -64,13 +64,15 @@ def test_organizer_starts_and_stops_a_team_server(ev):
         assert "running" in r.text.split('id="team-alpha"')[1].split("</tr>")[0]
         r = c.post("/organizer/teams/alpha/stop", headers={"X-CSRF-Token": csrf})
         assert 'id="flash" class="ok"' in r.text and server_state(ev, "alpha") == "stopped"
+    finally:
+        c.close()
     acts = [e.action for e in journal.read(ev.ctx.state, member="alpha") if e.who == "organizer"]
     assert acts[-2:] == ["start", "stop"]
 
 
 def test_team_restarts_its_own_server_only(ev):
     c, csrf = client(ev, "beta")
-    with c:
+    try:
         r = c.post("/team/beta/restart", headers={"X-CSRF-Token": csrf})
         assert 'id="flash" class="ok"' in r.text, r.text[:400]
         assert server_state(ev, "beta") == "running"
@@ -82,3 +84,19 @@ def test_team_restarts_its_own_server_only(ev):
         while "running" not in c.get("/team/beta/live").text and time.monotonic() < deadline:
             time.sleep(1)
         assert "running" in c.get("/team/beta/live").text
+    finally:
+        c.close()
+
+
+def test_organizer_starts_every_server_before_the_doors_open(ev):
+    c, csrf = client(ev)
+    try:
+        r = c.post("/organizer/servers/start", headers={"X-CSRF-Token": csrf})
+        assert 'id="flash" class="ok"' in r.text, r.text[:400]
+        assert {server_state(ev, t) for t in ("alpha", "beta")} == {"running"}
+        r = c.post("/organizer/servers/stop", headers={"X-CSRF-Token": csrf})
+        assert 'id="flash" class="ok"' in r.text and server_state(ev, "alpha") == "stopped"
+    finally:
+        c.close()
+    assert [e.action for e in journal.read(ev.ctx.state) if e.who == "organizer"][-2:] == [
+        "start every server", "stop every server"]

@@ -176,6 +176,16 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
         outcome = await run_in_threadpool(service.act, viewer, action, team, str(form.get("ident", "")))
         return page("_teams.html", request, board=service.board(), flash=outcome)
 
+    async def organizer_all(request: Request) -> Response:
+        viewer = _organizer(request)
+        if not isinstance(viewer, Viewer):
+            return viewer
+        form = await request.form()
+        if not _csrf_ok(request, form):
+            return PlainTextResponse("the page is out of date: reload it", status_code=403)
+        outcome = await run_in_threadpool(service.act_all, viewer, request.path_params["action"])
+        return page("_teams.html", request, board=service.board(), flash=outcome)
+
     async def team_page(request: Request) -> Response:
         team = request.path_params["team"]
         viewer = _team_viewer(request, team)
@@ -240,6 +250,7 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
         Route("/logout", logout, methods=["POST"]),
         Route("/organizer", organizer), Route("/organizer/{part}", organizer_part),
         Route("/organizer/teams/{team}/{action}", organizer_action, methods=["POST"]),
+        Route("/organizer/servers/{action}", organizer_all, methods=["POST"]),
         Route("/team/{team}", team_page), Route("/team/{team}/live", team_live),
         Route("/team/{team}/handout", handout), Route("/team/{team}/{action}", team_action, methods=["POST"]),
         Route("/api/board", api_board), Route("/api/team/{team}", api_team),

@@ -61,6 +61,7 @@ class Board:
     problems: list[str] = field(default_factory=list)  # what could not be observed in this snapshot
     watch: WatchReport | None = None  # the watcher's last cycle
     servers: bool = False  # teams have servers (workspaces, or machines on AWS): the server buttons apply
+    aws: bool = False  # machines per team (their start/stop is per team: `datathon start|stop TEAM`)
 
     @property
     def healthy(self) -> bool:
@@ -79,7 +80,7 @@ def build_board(ctx: Context, parts: list[Part], *, verdicts: dict[str, dict], h
                 watch: WatchReport | None = None) -> Board:
     config = ctx.config
     board = Board(config.event, config.title or config.event, datetime.now(UTC), watch=watch, history=history,
-                  servers=config.workspaces is not None or config.provider == "aws")
+                  servers=config.workspaces is not None or config.provider == "aws", aws=config.provider == "aws")
     try:
         status = event_status(config.event, parts)
     except Exception as exc:  # noqa: BLE001 (shown on the board: the page must still load)

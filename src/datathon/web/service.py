@@ -38,6 +38,19 @@ class Outcome:
     message: str
 
 
+def _results(rows) -> str:
+    """One line for the rows of `workspaces start|stop`; a failed row makes the whole action fail (with it)."""
+    failed = [f"{r.team}: {r.result}" for r in rows if not r.ok]
+    if failed:
+        raise DatathonError("; ".join(failed))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.result] = counts.get(r.result, 0) + 1
+    if len(rows) == 1:
+        return f"{rows[0].team}: {rows[0].result}"
+    return ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing to do"
+
+
 class Service:
     def __init__(self, config_path: Path, *, watch: bool = True) -> None:
         self.path = config_path.resolve()
@@ -173,16 +186,36 @@ class Service:
             rows = run_start(ctx, team) if action in ("start", "restart") else run_stop(ctx, team, yes=True)
             return ", ".join(f"{r.team}: {r.state}" for r in rows) or "nothing to do"
         if ctx.config.workspaces is None:
-            raise DatathonError("this event has no workspaces: no team server to " + action)
-        if action == "restart":
-            from datathon.commands.restart import run_restart
-
-            rows = run_restart(ctx, [team])
-            return ", ".join(f"{r.result}" for r in rows) or "not running: nothing to restart"
+            raise DatathonError(f"this event has no workspaces: no team server to {action}")
+        from datathon.commands.restart import run_restart
         from datathon.commands.workspaces import run_workspaces_start, run_workspaces_stop
 
-        rows = (run_workspaces_start if action == "start" else run_workspaces_stop)(ctx, [team])
-        return "; ".join(str(r.as_dict().get("result", r.as_dict())) for r in rows) or "nothing to do"
+        if action == "restart":
+            done = run_restart(ctx, [team])
+            if done and not done[0].result.startswith("not running"):
+                return done[0].result
+            action = "start"  # a team that asks for a restart of a stopped server wants it running
+        rows = (run_workspaces_start if action == "start" else run_workspaces_stop)(ctx, [team], quiet=True)
+        return _results(rows)
+
+    def act_all(self, viewer: Viewer, action: str) -> Outcome:
+        """Every team's server at once (doors open: `datathon workspaces start`)."""
+        if viewer.kind != "organizer" or action not in ("start", "stop"):
+            return Outcome(False, f"{action} of every server is not allowed here")
+        ctx = self.ctx
+        try:
+            if ctx.config.workspaces is None:
+                raise DatathonError("this event has no workspaces: no team servers")
+            from datathon.commands.workspaces import run_workspaces_start, run_workspaces_stop
+
+            rows = (run_workspaces_start if action == "start" else run_workspaces_stop)(ctx, [], quiet=True)
+            message = _results(rows)
+        except DatathonError as exc:
+            journal.record(ctx.state, viewer.who, f"{action} every server", "", str(exc), ok=False)
+            return Outcome(False, f"{action} every server: {exc}")
+        journal.record(ctx.state, viewer.who, f"{action} every server", "", message)
+        self.refresh()
+        return Outcome(True, message)
 
     def _check(self, ctx: Context, team: str) -> None:
         from datathon.check.runner import run_check
