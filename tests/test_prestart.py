@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from test_workspaces import ws_yaml
 
 from conftest import DEMO_SQL, Event
 from datathon.commands.access import run_access
@@ -22,7 +23,6 @@ from datathon.errors import ConfigError
 from datathon.providers import get_provider
 from datathon.workspaces.client import BrowserSession
 from datathon.workspaces.hub import PRESTART_MARK, hub_for
-from test_workspaces import ws_yaml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
 
