@@ -192,3 +192,21 @@ def test_a_server_activity_is_cancelled_by_stopping_it_and_only_its_own(doors):
     assert _running(doors, "alpha")
     assert "stopped" in part.cancel(by_name["alpha"], "s6p_alpha")
     assert _server(doors, "alpha") is None
+
+
+def test_the_cli_verbs_print_a_table_or_json_and_refuse_an_unknown_team(doors):
+    from typer.testing import CliRunner
+
+    from datathon.cli import app
+
+    cfg = str(doors.ctx.loaded.path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["workspaces", "start", "delta", "-c", cfg])
+    assert res.exit_code == 1 and "no team named delta" in res.output, res.output
+    res = runner.invoke(app, ["workspaces", "start", "beta", "gamma", "-c", cfg, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["team"]: r["result"] for r in json.loads(res.stdout)["started"]}
+    assert rows["beta"] == "started" and rows["gamma"].startswith("locked"), rows
+    res = runner.invoke(app, ["workspaces", "stop", "-c", cfg])
+    assert res.exit_code == 0 and "stopped" in res.output and "s6p_beta" in res.output, res.output
+    assert _server(doors, "beta") is None
