@@ -129,6 +129,18 @@ def test_addresses_and_networks_are_checked(tmp_path):
     assert "port" in joined and "1024" in joined
 
 
+def test_a_team_may_not_be_named_like_the_database_administrator(tmp_path):
+    """Its schema would come first on the administrator's search path ("$user"): its functions and operators
+    would run with the administrator's rights in every statement datathon runs (found by the watcher's work)."""
+    managed = GOOD.replace("  count: 3\n", "  - name: datathon\n  - name: alpha\n")
+    assert any("database administrator's" in p for p in problems(tmp_path, managed))
+    external = GOOD.replace("  count: 3\n", "  - name: opsadmin\n") + (
+        "database:\n  server: external\n  admin_dsn: postgresql://opsadmin@db.example.org/postgres\n")
+    assert any("'opsadmin' is the database administrator's" in p for p in problems(tmp_path, external))
+    fine = GOOD.replace("  count: 3\n", "  - name: opsadmin\n")  # managed: the administrator is `datathon`
+    assert load_config(write(tmp_path, fine)).config.admin_user() == "datathon"
+
+
 def test_team_names_may_not_clash_with_shared_schemas(tmp_path):
     text = GOOD.replace("  count: 3\n", "  - name: mimiciv_hosp\n")
     assert any("clash with shared schemas" in p for p in problems(tmp_path, text))

@@ -37,24 +37,25 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_ports_held_by_another_program_stop_validate_plan_and_up_before_anything(tmp_path):
     shutil.copy(DEMO_SQL, tmp_path / "demo-data.sql")
-    db_port, hub_port = free_port(), free_port()
+    db_port, hub_port, dash_port = free_port(), free_port(), free_port()
     data = event_data(event="ogport", port=db_port, teams=[{"name": "alpha"}],
-                      workspaces={"port": hub_port})
+                      workspaces={"port": hub_port}, dashboard={"port": dash_port})
     (tmp_path / "datathon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    holders = [hold(db_port), hold(hub_port)]
+    holders = [hold(db_port), hold(hub_port), hold(dash_port)]
     try:
         for verb in (["validate"], ["plan"]):
             proc = cli(*verb, cwd=tmp_path)
             out = proc.stdout + proc.stderr
             assert proc.returncode == 1, out
-            for port, holder in ((db_port, holders[0]), (hub_port, holders[1])):
+            for port, holder in ((db_port, holders[0]), (hub_port, holders[1]), (dash_port, holders[2])):
                 assert f"port {port} on 127.0.0.1 is held by pid {holder.pid} (python" in out, out
             assert "Traceback" not in out
         proc = cli("plan", "--json", cwd=tmp_path)
-        assert len(json.loads(proc.stdout)["preflight"]) == 2
+        assert len(json.loads(proc.stdout)["preflight"]) == 3
         proc = cli("up", "--yes", cwd=tmp_path)
         assert proc.returncode == 1 and "nothing was changed" in proc.stderr, proc.stderr
         assert f"database.port {db_port}" in proc.stderr and f"workspaces.port {hub_port}" in proc.stderr
+        assert f"dashboard.port {dash_port}" in proc.stderr
         # nothing made: no cluster folder, no Unix user, no event state
         assert not list(Path("/var/lib/datathon").glob("ogport-*"))
         assert not any(u.pw_name.startswith("ogport_") for u in pwd.getpwall())

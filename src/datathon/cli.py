@@ -377,6 +377,36 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+@command
+def serve(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    stop: Annotated[bool, typer.Option("--stop", help="stop the dashboard")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="run here, not detached (what `serve` starts)")] = False,
+    mark: Annotated[str, typer.Option(hidden=True)] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """The live dashboard: the organizer's view, the team portal and the watcher, on `dashboard.listen:port`
+    (detached, with a pid file; `up` starts it when the file has `dashboard:`, `down` stops it)."""
+    if foreground:
+        from datathon.web.server import serve_forever
+
+        serve_forever(config)
+        return
+    from datathon.commands.serve import run_serve, run_serve_stop
+
+    ctx = _context(config, json_out=json_out, check_paths=False)
+    result = run_serve_stop(ctx) if stop else run_serve(ctx)
+    if json_out:
+        console.print_json(data=result.as_dict())
+    elif stop:
+        console.print("dashboard stopped" if result.started else "no dashboard was running")
+    else:
+        console.print(f"dashboard {'started' if result.started else 'runs'} at {result.url} (pid {result.pid}); "
+                      f"organizer token in {result.token_file}; teams log in with their handout's password",
+                      highlight=False, soft_wrap=True)
+
+
 def _print_access(result, json_out: bool) -> None:
     if json_out:
         console.print_json(data=result.as_dict())
@@ -577,6 +607,66 @@ def audit_export(
         table.add_row(x.login, x.team, str(x.connections), str(x.refused), f"{x.seconds:.0f}s", str(x.hub_logins),
                       str(x.servers_started), x.first[:19], x.last[:19])
     shown.print(table)
+
+
+# -- datathon watch ---------------------------------------------------------------------------------------------
+
+def _print_watch(report, json_out: bool, once: bool, seen: set[str]) -> None:
+    """Each action as a line (flushed at once, also into a pipe); with --json, the cycle as JSON (one line a
+    cycle unless --once). A problem is printed when it first appears, not every few seconds."""
+    import json
+    from datetime import UTC, datetime
+
+    if json_out:
+        data = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "actions": [a.as_dict() for a in report.actions], "usage": report.usage, "problems": report.problems}
+        sys.stdout.write(json.dumps(data, indent=1 if once else None) + "\n")
+    else:
+        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+        for a in report.actions:
+            sys.stdout.write(f"{stamp} {a.member}: {a.action}{'' if a.enforced else ' (flagged)'}: {a.detail}\n")
+        for p in report.problems:
+            if p not in seen:
+                sys.stdout.write(f"{stamp} problem: {p}\n")
+        if once and not report.actions:
+            sys.stdout.write(f"{stamp} nothing to do: every limit holds\n")
+    seen.clear()
+    seen.update(report.problems)
+    sys.stdout.flush()
+
+
+@app.command()
+@command
+def watch(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    once: Annotated[bool, typer.Option("--once", help="one cycle, then exit")] = False,
+    every: Annotated[float | None, typer.Option(help="seconds between cycles (default: dashboard.watch_every, "
+                                                     "else 5)", min=1)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep the per-team limits in force: put back a policy setting a team changed on its own role, cancel a
+    statement past statement_timeout, end a session idle in a transaction past its limit, flag a team over
+    policy.disk_quota. Every action is journaled (`datathon audit export` shows it). Ctrl-C stops it."""
+    import threading
+
+    from datathon.commands.watch import run_watch_cycle, watch_loop
+
+    ctx = _context(config, check_paths=False, json_out=json_out)
+    seen: set[str] = set()
+    if once:
+        report = run_watch_cycle(ctx)
+        _print_watch(report, json_out, True, seen)
+        return
+    dash = ctx.config.dashboard
+    period = every or (dash.watch_seconds if dash is not None else 5.0)
+    if not json_out:
+        err_console.print(f"watching event {ctx.config.event} every {period:g}s (Ctrl-C stops)", highlight=False)
+    stop = threading.Event()
+    try:
+        watch_loop(ctx, period, stop, lambda r: _print_watch(r, json_out, False, seen))
+    except KeyboardInterrupt:
+        stop.set()
+        err_console.print("stopped watching")
 
 
 TeamArg = Annotated[str | None, typer.Argument(help="one team (default: every team)")]

@@ -13,13 +13,19 @@ from datetime import datetime
 from pathlib import Path
 
 from datathon.archive import manifest as mf
+from datathon.core import journal
 from datathon.core.audit import AuditEvent
 from datathon.core.part import Part
 from datathon.core.roster import members
+from datathon.core.state import StateStore
 
 
-def collect(parts: list[Part], since: datetime | None) -> list[AuditEvent]:
+def collect(parts: list[Part], since: datetime | None, state: StateStore | None = None) -> list[AuditEvent]:
+    """Every part's events and, with `state`, the event's journal (the watcher's corrections, the dashboard's
+    actions: who did what to which team), oldest first."""
     events = [e for part in parts for e in part.audit(since)]
+    if state is not None:
+        events += [e.as_audit() for e in journal.read(state, since=since)]
     return sorted(events, key=lambda e: e.time)
 
 
@@ -74,11 +80,12 @@ def summary(config, events: list[AuditEvent]) -> list[LoginSummary]:
     return sorted(rows.values(), key=lambda r: (r.team == "", r.login))
 
 
-def export_into(folder: Path, config, parts: list[Part], raw_logs: list[Path]) -> list[tuple[str, str]]:
+def export_into(folder: Path, config, parts: list[Part], raw_logs: list[Path],
+                state: StateStore | None = None) -> list[tuple[str, str]]:
     """Write connections.csv, audit.json, summary.csv and gzipped copies of the raw logs into `folder` (each
     under a temporary name first). Returns report lines (what, where)."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    events = collect(parts, None)
+    events = collect(parts, None, state)
     out = []
     for name, text in (("audit.csv", render(events, "csv")), ("audit.json", render(events, "json"))):
         tmp = folder / f".{name}.tmp"

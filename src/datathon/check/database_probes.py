@@ -128,6 +128,67 @@ def statement_timeout(s: Session) -> None:
     raise ProbeFailed("a query ran past statement_timeout")
 
 
+# What the probe sets on the team's role for a moment. The timeouts are lifted (the hole itself; a session opened
+# meanwhile is still held to them by the watcher, which cancels by duration); work_mem is changed downwards, so
+# that a team session opened in that moment gets less memory, never more.
+LIFTED = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0", "work_mem": "1MB"}
+
+OWN_SETTINGS = ("SELECT d.datname::text, s.setconfig FROM pg_catalog.pg_db_role_setting s"
+                " LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+                " WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)")
+
+
+def _own_settings(s: Session, conn: psycopg.Connection) -> dict[str | None, dict[str, str]]:
+    """database (None: every database) -> the settings this role has there, as the team reads them."""
+    return {db: dict(x.split("=", 1) for x in config or []) for db, config in s.works(conn, OWN_SETTINGS)}
+
+
+@probe("db.policy.lifted", "a limit the team lifts on its own role (ALTER ROLE CURRENT_USER SET) does not last",
+       expect="refused")
+def policy_lifted(s: Session) -> None:
+    """The hole: any role may change its own settings, and its later sessions get them. As the team: lift the
+    limits on its role (everywhere, and in one database), see a fresh session get them, ask the organizer's side
+    for one watcher cycle on this team (what `datathon watch` runs every few seconds), and see a fresh session
+    have the event's limits again. Whatever happens, the team then puts back what it changed as it was before.
+
+    This proves that a watcher cycle undoes the lift; that a watcher runs during the event is `serve`'s (or
+    `datathon watch`'s) to show."""
+    if s.env.guard is None:
+        raise ProbeSkipped("no organizer side to run the watcher from")
+    conn = s.conn()
+    db = s.databases[0]
+    wanted = {k: v for k, v in role_settings(s.me.login).items() if k in LIFTED}
+    before = _own_settings(s, conn)
+    lift = {**LIFTED, "work_mem": "2MB" if wanted.get("work_mem") == "1MB" else "1MB"}
+    try:
+        for key, value in lift.items():
+            s.works(conn, sql.SQL("ALTER ROLE CURRENT_USER SET {} = {}").format(I(key), sql.Literal(value)))
+        s.works(conn, sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET statement_timeout = 0").format(I(db)))
+        with s.open(db) as fresh:
+            (lifted,) = s.works(fresh, "SHOW statement_timeout")[0]
+        s.env.guard(s.me.login.role)
+        s.note(f"the organizer's side: one watcher cycle on {s.me.login.role}", "done")
+        lasted = []
+        with s.open(db) as fresh:
+            for key, value in wanted.items():
+                (shown,) = s.works(fresh, sql.SQL("SHOW {}").format(I(key)))[0]
+                if shown != _as_shown(fresh, key, value):
+                    lasted.append(f"{key} = {shown} (the policy says {value})")
+        if lasted:
+            raise ProbeFailed(f"after a watcher cycle a fresh session still has what the team set: {'; '.join(lasted)}"
+                              f" (right after the lift: statement_timeout = {lifted})")
+    finally:
+        with contextlib.suppress(psycopg.Error):  # as it was, for what the probe changed
+            mine, here = before.get(None, {}), before.get(db, {})
+            for key in LIFTED:
+                conn.execute(sql.SQL("ALTER ROLE CURRENT_USER SET {} = {}").format(I(key), sql.Literal(mine[key]))
+                             if key in mine else sql.SQL("ALTER ROLE CURRENT_USER RESET {}").format(I(key)))
+            conn.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET statement_timeout").format(I(db)))
+            if "statement_timeout" in here:
+                conn.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET statement_timeout = {}").format(
+                    I(db), sql.Literal(here["statement_timeout"])))
+
+
 # -- must be refused ---------------------------------------------------------------------------------------
 
 def _login_refused(s: Session, what: str, *, because: str | None = None, **how) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import datathon.check.database_probes  # noqa: F401  (registers the database pro
 import datathon.check.workspace_guard_probes  # noqa: F401  (and those of the machine's walls between teams)
 import datathon.check.workspace_probes  # noqa: F401  (then the workspace probes)
 import datathon.check.access_probes  # noqa: F401  (and those of locked teams and rotated passwords)
+from datathon.check import verdicts
 from datathon.check.model import REGISTRY, Probe, ProbeFailed, ProbeResult, ProbeSkipped
 from datathon.check.session import Credentials, Environment, Session
 from datathon.core import access
@@ -91,11 +93,31 @@ def _environment(ctx: Context) -> Environment:
             mentor_logins.setdefault(x.team, []).append(Credentials(x, _password(ctx, x)))
     env = Environment(config=ctx.config, endpoint=server.reach(), managed=server.traits.controls_hba,
                       shared_tables=shared, mentor_logins=mentor_logins)
+    env.guard = _guard(ctx, server)
     if ctx.config.workspaces is not None and ctx.config.workspaces.hub:
         from datathon.workspaces.hub import datasets_folder, hub_for
 
         env.hub, env.datasets = hub_for(ctx), datasets_folder(ctx)
     return env
+
+
+def _guard(ctx: Context, server) -> Callable[[str], None]:
+    """One cycle of the watcher's database guard, as the organizer, on one login only (the probe
+    `db.policy.lifted` asks for it after lifting limits as the team; other teams' drift is theirs to show).
+    What it does is journaled like the watcher's own, marked as run by `check`."""
+    from datathon.core import journal
+    from datathon.database.guard import GuardMemory, guard
+
+    logins = {x.role: x for x in wanted_logins(ctx.config)}
+    databases = [d.name for d in ctx.config.databases]
+
+    def run(role: str) -> None:
+        memory = GuardMemory(sizes_at=time.monotonic())  # no schema sizes, no quota: settings and sessions only
+        report = guard(server, [logins[role]], databases, quota=None, memory=memory)
+        for a in report.actions:
+            journal.record(ctx.state, "watcher", a.action, a.member, f"{a.detail} (a cycle run by `datathon check`)")
+
+    return run
 
 
 def _password(ctx: Context, login: Login) -> str:
@@ -153,4 +175,5 @@ def run_check(ctx: Context, *, only: list[str] | None = None) -> CheckReport:
             for results in pool.map(run_team, range(len(chosen))):
                 report.results.extend(results)
     report.seconds = time.perf_counter() - started
+    verdicts.record(ctx.state, report)  # the dashboard shows each team's last verdict
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class Environment:
     mentor_logins: dict[str, list[Credentials]] = field(default_factory=dict)
     hub: object | None = None  # workspaces.hub.Hub when the event runs a hub; its probes skip otherwise
     datasets: Path | None = None  # the folder linked at ~/datasets, when the event has one on this machine
+    # the organizer's side: one cycle of the watcher's database guard on one login (what `datathon watch` does
+    # every few seconds for every login); None where `check` cannot act as the organizer
+    guard: Callable[[str], None] | None = None
 
 
 class Session:

@@ -33,5 +33,5 @@ def parse_since(text: str | None) -> datetime | None:
 
 
 def run_audit(ctx: Context, *, since: str | None = None) -> AuditResult:
-    events = collect(get_provider(ctx).parts(), parse_since(since))
+    events = collect(get_provider(ctx).parts(), parse_since(since), ctx.state)
     return AuditResult(events, summary(ctx.config, events))

@@ -73,7 +73,7 @@ def run_down(ctx: Context, *, yes: bool = False, no_archive: bool = False, delet
                     yes=yes)
             logs = [log for part in parts for log in part.logs() if log.exists()]
             if logs:  # before the cluster and the hub go: their logs are the event's audit trail
-                exported = export_into(audit_folder(ctx) / "audit", ctx.config, parts, logs)
+                exported = export_into(audit_folder(ctx) / "audit", ctx.config, parts, logs, ctx.state)
         removed, left, proof = apply_down(ctx, plan)
     if left:
         raise ProvisionError(f"teardown left things behind: {'; '.join(left)}",

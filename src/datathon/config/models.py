@@ -500,6 +500,15 @@ class DatabaseServer(Strict):
         return self
 
 
+def _dsn_user(dsn: str) -> str | None:
+    import psycopg.conninfo
+
+    try:
+        return psycopg.conninfo.conninfo_to_dict(dsn).get("user")
+    except psycopg.ProgrammingError:
+        return None
+
+
 def _dsn_host(dsn: str) -> str:
     import psycopg.conninfo
 
@@ -572,6 +581,15 @@ class EventConfig(Strict):
             raise ValueError(f"{v!r} is not a time zone; write e.g. Asia/Singapore, Europe/London or UTC") from None
         return v
 
+    def admin_user(self) -> str | None:
+        """The database server's administrator, as far as the file says (None: the connection's default user)."""
+        db = self.database
+        if db.server == "managed":
+            return "datathon"  # database/cluster.py ADMIN_USER
+        if db.server == "rds":
+            return (db.rds or RdsSettings()).master_user
+        return _dsn_user(db.admin_dsn) if db.admin_dsn else None
+
     @property
     def zone(self):
         from zoneinfo import ZoneInfo
@@ -607,6 +625,14 @@ class EventConfig(Strict):
         elif any(t.gpus for t in self.team_list) and self.provider != "aws":
             raise ValueError("teams ask for GPUs but there is no `workspaces:` section to give them to")
         self._check_provider()
+        # A team's schema is named after the team; the administrator's default search path starts with the schema
+        # named after itself ("$user"): a team named like the administrator would put its functions and operators
+        # ahead of pg_catalog's in every statement datathon runs as the administrator.
+        admin = self.admin_user()
+        if admin is not None and admin in seen:
+            raise ValueError(f"the name {admin!r} is the database administrator's (its own schema comes first on "
+                             "its search path, so a team's functions there would run with its rights): rename "
+                             "that team or mentor")
         shared = {s for d in self.databases for s in d.readable_schemas}
         clash = shared & {t.name for t in self.team_list}
         if clash:

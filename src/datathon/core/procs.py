@@ -3,9 +3,12 @@ process is the one it means (root-owned, the expected command) and that it is th
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 
@@ -24,6 +27,25 @@ def process_alive(pid: int) -> bool:
         except PermissionError:
             pass
         return True
+
+
+def terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL after 15 s; returns once the process is gone (reaped when it is our own child)."""
+    from datathon.errors import ProvisionError
+
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not process_alive(pid):
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+                return
+            time.sleep(0.1)
+    raise ProvisionError(f"process {pid} survives SIGKILL", hint="look at it with ps; then run the command again")
 
 
 def read_pid(path: Path) -> int | None:

@@ -19,9 +19,12 @@ from datathon.database.facts import Facts, observe, scram_matches
 from datathon.database.server import DatabaseServer
 from datathon.database.sources import plan_sources, source_identity
 from datathon.database.tenancy import MARK, Login, plan_tenancy, teardown_tenancy, wanted_logins
-from datathon.errors import ProvisionError
+from datathon.errors import DatathonError, ProvisionError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from datathon.core.activity import Activity, WatchReport
     from datathon.database.archive import TeamLogin
 
 
@@ -171,6 +174,45 @@ class DataPart(Part):
         roles = [x.role for x in self.logins.values()]
         with ThreadPoolExecutor(max_workers=4) as pool:
             return {r for r, c in zip(roles, pool.map(changed, roles), strict=True) if c}
+
+    # -- event day: sessions, the organizer's hand on them, the watcher -----------------------------------
+    @property
+    def _guard_memory(self):
+        from datathon.database.guard import memory_for
+
+        return memory_for(str(self.ctx.state.root))
+
+    def _owners(self) -> dict[str, str]:
+        """Every login of the event -> the member it belongs to (a mentor's per-team logins are the mentor's)."""
+        return {x.role: x.name for x in self.logins.values()}
+
+    def activity(self) -> list[Activity]:
+        from datathon.database.activity import activities
+
+        try:  # no is_reachable() first: on RDS it asks AWS, and this runs on every refresh of the dashboard
+            return activities(self.server, self._owners())
+        except ProvisionError:
+            return []  # not running, or not made yet: nothing runs in it (`status` says why)
+
+    def cancel(self, member: Member, ident: str, *, terminate: bool = False) -> str:
+        from datathon.database.activity import cancel_session
+
+        own = [x.role for x in self.logins.values() if x.name == member.name and x.kind in (
+            ("team",) if member.kind == "team" else ("mentor", "mentor_team"))]
+        if not own:
+            raise DatathonError(f"{member.kind} {member.name} has no database login in this event",
+                                hint="check the name against the event file")
+        who = f"{'team' if member.kind == 'team' else 'mentor'} {member.name}"
+        return cancel_session(self.server, own, who, ident, terminate=terminate)
+
+    def guard(self, now: datetime) -> WatchReport | None:
+        from datathon.database.guard import guard
+
+        # Straight to the server, every few seconds: no exists()/is_reachable() first (on RDS they ask AWS, on an
+        # external server they open a connection of their own). A server that cannot be reached is the
+        # engine's to report (the connection's ProvisionError says why), and the next cycle tries again.
+        return guard(self.server, list(self.logins.values()), [d.name for d in self.ctx.config.databases],
+                     quota=self.ctx.config.policy.disk_quota, memory=self._guard_memory)
 
     @cached_property
     def logins(self) -> dict[str, Login]:

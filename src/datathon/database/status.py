@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import psycopg
-
 from datathon.core.context import Context
 from datathon.core.part import PartStatus
 from datathon.core.status import ComponentStatus
 from datathon.database.facts import Facts
 from datathon.database.server import DatabaseServer
 from datathon.database.tenancy import policy_drift, wanted_logins
+from datathon.database.usage import admin
+from datathon.database.usage import usage as shared_usage
 
 
 @dataclass
@@ -54,11 +54,11 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
     locked = access.locked(ctx.state)
     result = PartStatus()
     result.tables["logins"] = []
-    usage = _usage(server, config, facts)
-    with server.connect(autocommit=True) as conn:
+    usage = shared_usage(server, config, [db.name for db in config.databases if db.name in facts.databases])
+    with admin(server) as conn:
         conns = dict(conn.execute(
-            "SELECT usename, count(*) FROM pg_stat_activity WHERE starts_with(usename, %s) GROUP BY 1",
-            (f"{config.event}_",),
+            "SELECT usename::text, count(*) FROM pg_catalog.pg_stat_activity"
+            " WHERE pg_catalog.starts_with(usename, %s) GROUP BY 1", (f"{config.event}_",),
         ).fetchall())
     logins = wanted_logins(config)
     titles = {t.name: t.title or "" for t in config.team_list}
@@ -144,39 +144,3 @@ def removed_holding_data(config, facts: Facts) -> list[str]:
         if held:
             out.append(f"{name}: {', '.join(held)}" + ("" if not fact.login else " (its logins still allowed)"))
     return out
-
-
-@dataclass
-class _Usage:
-    sizes: dict[str, int]  # team -> bytes of its schema in every event database
-    temp: dict[str, int]  # role -> bytes of temporary files its sessions hold now
-    temp_visible: bool
-    quota: int | None
-
-
-def _usage(server, config, facts) -> _Usage:
-    teams = [t.name for t in config.team_list]
-    sizes: dict[str, int] = {}
-    for db in config.databases:
-        if db.name not in facts.databases:
-            continue
-        with server.connect(db.name, autocommit=True) as conn:
-            for schema, size in conn.execute(
-                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_namespace n"
-                " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm', 'p')"
-                " WHERE n.nspname = ANY(%s) GROUP BY 1", (teams,),
-            ):
-                sizes[schema] = sizes.get(schema, 0) + size
-    temp: dict[str, int] = {}
-    visible = True
-    with server.connect(autocommit=True) as conn:
-        quota = (conn.execute("SELECT pg_size_bytes(%s)", (config.policy.disk_quota,)).fetchone()[0]
-                 if config.policy.disk_quota else None)
-        try:  # superuser or pg_monitor: a file pgsql_tmp<pid>.<n> belongs to the session (or worker) <pid>
-            temp = dict(conn.execute(
-                "SELECT a.usename, sum(f.size)::bigint FROM pg_ls_tmpdir() f JOIN pg_stat_activity a"
-                " ON f.name LIKE 'pgsql_tmp' || a.pid || '.%%' WHERE starts_with(a.usename, %s) GROUP BY 1",
-                (f"{config.event}_",)).fetchall())
-        except psycopg.errors.InsufficientPrivilege:
-            visible = False
-    return _Usage(sizes, temp, visible, quota)

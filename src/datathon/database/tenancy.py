@@ -198,6 +198,26 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
     if (login.role, login.group) not in facts.memberships:
         out.append(Change("role", login.role, "update", f"add to {login.group}",
                           statements=[sql.SQL("GRANT {} TO {}").format(sql.Identifier(login.group), ident)]))
+    out += policy_restore(fact, login)
+    if login.role not in stored:
+        out.append(Change("role", login.role, "update", "password reset: its secret file is missing",
+                          statements=[password_statement(login.role, secret_for)]))
+    elif login.role in facts.changed_passwords:
+        # a role may change its own password (a team, or a team's code run by a mentor): the handouts' one wins
+        out.append(Change("role", login.role, "update", "password changed on the server: set back to its handout's",
+                          statements=[password_statement(login.role, secret_for)]))
+    if not facts.admin_superuser and (facts.admin, login.role) not in facts.memberships:
+        out.append(Change("role", login.role, "update", "let the administrator manage it",
+                          statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(ident)]))
+    return out or [Change("role", login.role, "keep", "locked (logins refused)" if locked else
+                          "exists with the wanted attributes and policy")]
+
+
+def policy_restore(fact: RoleFact, login: Login) -> list[Change]:
+    """The changes that put the login's policy settings back as wanted (`up` plans them; the watcher applies them
+    every few seconds, since a role may change its own settings): one change per kind of drift, pure."""
+    ident = sql.Identifier(login.role)
+    out = []
     wanted = role_settings(login)
     drift = [k for k, v in wanted.items() if _norm(fact.config.get(k, "")) != _norm(v)]  # role-wide
     if drift:
@@ -215,18 +235,7 @@ def _login_changes(config: EventConfig, facts: Facts, login: Login, secret_for: 
                           f"remove its own settings in database {dbname} ({', '.join(sorted(settings))})",
                           statements=[sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
                               ident, sql.Identifier(dbname))]))
-    if login.role not in stored:
-        out.append(Change("role", login.role, "update", "password reset: its secret file is missing",
-                          statements=[password_statement(login.role, secret_for)]))
-    elif login.role in facts.changed_passwords:
-        # a role may change its own password (a team, or a team's code run by a mentor): the handouts' one wins
-        out.append(Change("role", login.role, "update", "password changed on the server: set back to its handout's",
-                          statements=[password_statement(login.role, secret_for)]))
-    if not facts.admin_superuser and (facts.admin, login.role) not in facts.memberships:
-        out.append(Change("role", login.role, "update", "let the administrator manage it",
-                          statements=[sql.SQL("GRANT {} TO CURRENT_USER").format(ident)]))
-    return out or [Change("role", login.role, "keep", "locked (logins refused)" if locked else
-                          "exists with the wanted attributes and policy")]
+    return out
 
 
 def policy_drift(fact: RoleFact, login: Login) -> list[str]:
@@ -448,4 +457,4 @@ def teardown_tenancy(config: EventConfig, facts: Facts) -> list[Change]:
     return out
 
 
-__all__ = ["META_SCHEMA", "Login", "plan_tenancy", "policy_drift", "teardown_tenancy", "wanted_logins"]
+__all__ = ["META_SCHEMA", "Login", "plan_tenancy", "policy_drift", "policy_restore", "teardown_tenancy", "wanted_logins"]

@@ -182,6 +182,7 @@ class AwsProvider(Provider):
 
     def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
               final_snapshot: bool = True) -> list[Part]:
+        from datathon.dashboard.part import DashboardPart
         from datathon.storage.part import StoragePart
 
         server = self.database_server()
@@ -198,7 +199,7 @@ class AwsProvider(Provider):
         else:
             aws = [*aws, ServerPart(server)]
         return [*aws, DataPart(self.ctx, server, drop_team_data=drop_team_data),
-                StoragePart(self.ctx, self.object_store())]
+                StoragePart(self.ctx, self.object_store()), DashboardPart(self.ctx)]
 
     def machines(self):
         return self._by_name(self.aws_parts())["aws machines"]

@@ -58,10 +58,12 @@ class LocalProvider(Provider):
 
     def parts(self, *, drop_team_data: bool = False, delete_images: bool = False,
               final_snapshot: bool = True) -> list[Part]:
+        from datathon.dashboard.part import DashboardPart
         from datathon.storage.part import StoragePart
         from datathon.workspaces.part import WorkspacesPart
 
         server = self.database_server()
         # Storage and workspaces plan and tear down what an earlier file made even without their section.
         return [ServerPart(server), DataPart(self.ctx, server, drop_team_data=drop_team_data),
-                StoragePart(self.ctx, self.object_store()), WorkspacesPart(self.ctx, server.endpoint, drop_team_data=drop_team_data)]
+                StoragePart(self.ctx, self.object_store()),
+                WorkspacesPart(self.ctx, server.endpoint, drop_team_data=drop_team_data), DashboardPart(self.ctx)]

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import time
 import urllib.error
@@ -32,7 +31,6 @@ import jinja2
 from datathon.config.workspaces import Workspaces
 from datathon.core import procs
 from datathon.core.context import Context
-from datathon.core.procs import process_alive
 from datathon.core.state import StateStore, write_private
 from datathon.errors import ProvisionError
 from datathon.workspaces import sandbox
@@ -380,19 +378,7 @@ class Hub:
 
     @staticmethod
     def _terminate(pid: int) -> None:
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not process_alive(pid):
-                    with contextlib.suppress(ChildProcessError, OSError):
-                        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
-                    return
-                time.sleep(0.1)
-        raise ProvisionError(f"process {pid} survives SIGKILL", hint="look at it with ps; then run the command again")
+        procs.terminate(pid)
 
     # -- REST API -----------------------------------------------------------------------------------
     @cached_property
