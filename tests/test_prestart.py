@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from test_workspaces import ws_yaml
 
 from conftest import DEMO_SQL, Event
 from datathon.commands.access import run_access
@@ -22,7 +23,6 @@ from datathon.errors import ConfigError
 from datathon.providers import get_provider
 from datathon.workspaces.client import BrowserSession
 from datathon.workspaces.hub import PRESTART_MARK, hub_for
-from test_workspaces import ws_yaml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
 
@@ -153,3 +153,60 @@ def test_prestart_at_in_the_past_starts_the_servers_in_one_guard_cycle_once(door
     assert not guard_cycle(parts, datetime.now(UTC)).actions
     assert _server(doors, "beta") is None
     run_workspaces_stop(doors.ctx, [], quiet=True)
+
+
+def test_check_finds_a_hub_or_culler_without_datathons_rule(doors):
+    """`check`'s probe: the culler runs with datathon's rule and the hub with the configuration that removes a
+    team's own pre-start mark; a changed rule (a team's server never culled, or pre-started ones culled early) fails."""
+    from types import SimpleNamespace
+
+    from datathon.check.model import ProbeFailed
+    from datathon.check.workspace_guard_probes import culler_rule
+    from datathon.workspaces.hub import CULLER_CONFIG
+
+    hub = hub_for(doors.ctx)
+    notes: dict[str, str] = {}
+    session = SimpleNamespace(env=SimpleNamespace(hub=hub), note=notes.__setitem__)
+    culler_rule(session)
+    assert notes["idle culler processes with datathon's rule"] != "none"
+    rule = hub.dir / CULLER_CONFIG
+    kept = rule.read_text()
+    try:
+        rule.write_text(kept + "c.IdleCuller.cull_arbiter_hook = lambda **kw: False\n")
+        with pytest.raises(ProbeFailed, match="configuration datathon generated"):
+            culler_rule(session)
+    finally:
+        rule.write_text(kept)
+    culler_rule(session)
+
+
+def test_a_server_activity_is_cancelled_by_stopping_it_and_only_its_own(doors):
+    from datathon.core.roster import members
+    from datathon.errors import ProvisionError
+
+    run_workspaces_start(doors.ctx, ["alpha"], quiet=True)
+    part = get_provider(doors.ctx).parts()[-1]
+    by_name = {m.name: m for m in members(doors.ctx.config) if m.kind == "team"}
+    with pytest.raises(ProvisionError, match="not the server of team beta"):
+        part.cancel(by_name["beta"], "s6p_alpha")
+    assert _running(doors, "alpha")
+    assert "stopped" in part.cancel(by_name["alpha"], "s6p_alpha")
+    assert _server(doors, "alpha") is None
+
+
+def test_the_cli_verbs_print_a_table_or_json_and_refuse_an_unknown_team(doors):
+    from typer.testing import CliRunner
+
+    from datathon.cli import app
+
+    cfg = str(doors.ctx.loaded.path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["workspaces", "start", "delta", "-c", cfg])
+    assert res.exit_code == 1 and "no team named delta" in res.output, res.output
+    res = runner.invoke(app, ["workspaces", "start", "beta", "gamma", "-c", cfg, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["team"]: r["result"] for r in json.loads(res.stdout)["started"]}
+    assert rows["beta"] == "started" and rows["gamma"].startswith("locked"), rows
+    res = runner.invoke(app, ["workspaces", "stop", "-c", cfg])
+    assert res.exit_code == 0 and "stopped" in res.output and "s6p_beta" in res.output, res.output
+    assert _server(doors, "beta") is None

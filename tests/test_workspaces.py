@@ -226,7 +226,7 @@ def test_check_runs_workspace_probes_and_finds_an_open_home(hub_event):
     assert report.go, [(r.probe, r.subject, r.detail) for r in report.failures]
     for team in ("alpha", "beta"):
         for p in ("ws.login", "ws.python", "ws.r", "ws.datasets.read", "ws.datasets.write", "ws.other.home",
-                  "ws.other.server"):
+                  "ws.other.server", "ws.culler"):
             assert ws[(p, team)] == "pass", (p, team)
     hub = hub_for(ev.ctx)
     assert not any((u.get("servers") or {}).get("") for u in hub.users().values()), "check left a server running"

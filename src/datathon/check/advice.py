@@ -58,6 +58,8 @@ ADVICE: dict[str, tuple[str, str]] = {
                                                                      "`datathon up`"),
     "ws.account": ("the Unix user is not the one datathon made", "run `datathon up`; see `datathon status`"),
     "ws.sandbox": ("the team's server started before its limits were set", "`datathon restart TEAM`"),
+    "ws.culler": ("the hub or its idle culler runs an older or changed configuration",
+                  "run `datathon up` (it rewrites the configuration and restarts the hub alone)"),
 }
 
 

@@ -116,3 +116,43 @@ def other_tmp(s: Session) -> None:
     r = _run(s, "python3", code, what="list another team's TMPDIR")
     if "refused" not in r.stdout:
         raise ProbeFailed(f"another team's TMPDIR {other}: {r.stdout.strip() or r.error}")
+
+
+@probe("ws.culler", "the idle culler runs datathon's rule (a pre-started server waits for its team) and the hub "
+                    "lets only datathon pre-start a server", expect="works")
+def culler_rule(s: Session) -> None:
+    """A hub running another configuration than the generated one may keep a pre-start mark a team sent itself
+    (its server then never culled), and a culler without the rule stops pre-started servers before the teams come."""
+    hub = _hub(s)
+    if not hub.ws.idle_seconds:
+        raise ProbeSkipped("idle culling is off (workspaces.idle_timeout: 0)")
+    from pathlib import Path
+
+    from datathon.workspaces.hub import CULLER_CONFIG, service_marker
+
+    running, generated = hub.config_digest_running(), hub.config_digest()
+    s.note("the hub's configuration", f"running {running or 'unknown'}, generated {generated}")
+    if running != generated:
+        raise ProbeFailed("the hub does not run the configuration datathon generated (the one that removes a "
+                          "pre-start mark a team sends itself)")
+    rule = hub.dir / CULLER_CONFIG
+    template = Path(sandbox.__file__).parent / "templates" / CULLER_CONFIG
+    try:
+        same = rule.read_text() == template.read_text()
+    except OSError as exc:
+        raise ProbeFailed(f"the culler's rule {rule} cannot be read: {exc}") from None
+    culler = [pid for pid in procs.root_processes_with_env(service_marker(hub.state))
+              if f"--config={rule}".encode() in _cmdline(pid)]
+    s.note("idle culler processes with datathon's rule", ", ".join(map(str, culler)) or "none")
+    if not same:
+        raise ProbeFailed(f"{rule} differs from datathon's rule")
+    if not culler:
+        raise ProbeFailed("no idle culler runs with datathon's rule")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ")
+    except OSError:
+        return b""

@@ -18,7 +18,11 @@ WORKERS = 4  # servers starting at once (a start is CPU-bound: more only share t
 def _part(ctx: Context):
     if ctx.config.workspaces is None or not ctx.config.workspaces.hub:
         raise ConfigError("this event has no hub (no `workspaces:` section, or hub: false): there are no team servers")
-    return next(p for p in ready_provider(ctx).parts() if p.name == "workspaces")
+    part = next((p for p in ready_provider(ctx).parts() if p.name == "workspaces"), None)
+    if part is None:  # e.g. AWS: each team's machine runs its own JupyterLab (`datathon start` starts machines)
+        raise ConfigError(f"the {ctx.config.provider} provider runs no shared hub: there are no team servers to "
+                          "start here", hint="`datathon start [TEAM]` starts the team machines")
+    return part
 
 
 def chosen_teams(ctx: Context, names: list[str]) -> list[str]:

@@ -254,6 +254,16 @@ class WorkspacesPart(Part):
 
         return prestart.guard(self.ctx, now)
 
+    def cancel(self, member: Member, ident: str, *, terminate: bool = False) -> str:
+        """A server activity (`ident`: its Unix user) is cancelled by stopping the server; only the member's own."""
+        from datathon.errors import ProvisionError
+        from datathon.workspaces import prestart
+
+        if not member.person or ident != member.login:
+            raise ProvisionError(f"{ident} is not the server of {member.kind} {member.name}")
+        prestart.running_hub(self.ctx).stop_server(ident)
+        return f"the server of {member.name} was stopped"
+
     def logs(self) -> list[Path]:
         from datathon.workspaces.hub import hub_for
 

@@ -17,6 +17,7 @@ does not start them all then.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ from datathon.core.state import write_private
 from datathon.errors import DatathonError, ProvisionError
 from datathon.workspaces import names
 from datathon.workspaces.hub import PRESTART_MARK, Hub, HubApiError, hub_for
+
+log = logging.getLogger("datathon")
 
 RECORD = "prestart.json"
 START_TIMEOUT = 300.0  # per server, from its request: on a busy machine the servers queue for the CPU
@@ -168,7 +171,10 @@ def guard(ctx: Context, now: datetime) -> WatchReport | None:
     if not todo:
         return None
     report = WatchReport()
-    servers = {name: (info.get("servers") or {}).get("") for name, info in hub.users().items()}
+    try:
+        servers = {name: (info.get("servers") or {}).get("") for name, info in hub.users().items()}
+    except (HubApiError, OSError) as exc:
+        return WatchReport(problems=[f"workspaces: the pre-start could not read the hub's servers: {exc}"])
     starting = sum(1 for s in servers.values() if _state(s) == "starting")
     stamp = now.astimezone(UTC).isoformat(timespec="seconds")
     for team in todo:
@@ -202,7 +208,11 @@ def activity(ctx: Context) -> list[Activity]:
         return []
     from datathon.workspaces.accounts import wanted_accounts
 
-    users = hub.users()
+    try:
+        users = hub.users()
+    except (HubApiError, OSError) as exc:  # a hub restarting: nothing to show this time, said in the log
+        log.warning("workspaces activity: the hub's servers could not be read: %s", exc)
+        return []
     now = datetime.now(UTC)
     out = []
     for a in wanted_accounts(ctx.config):

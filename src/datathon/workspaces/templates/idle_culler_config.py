@@ -12,7 +12,7 @@
 # are no visit. The culler reads token metadata only (read:tokens), never a token's value.
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -26,7 +26,7 @@ def _time(stamp):
     if not stamp:
         return None
     t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 async def _first_visit(user, since):
@@ -54,7 +54,7 @@ async def prestart_arbiter(inactive, inactive_limit, server):
             return False
         if visit is None:
             return False  # pre-started, its team has not come yet
-        inactive = min(inactive, datetime.now(timezone.utc) - visit)
+        inactive = min(inactive, datetime.now(UTC) - visit)
     return inactive.total_seconds() >= inactive_limit
 
 
