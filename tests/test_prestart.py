@@ -53,6 +53,10 @@ def doors(tmp_path_factory) -> Event:
         ev.close()
 
 
+def _part(ev: Event):
+    return next(p for p in get_provider(ev.ctx).parts() if p.name == "workspaces")
+
+
 def _server(ev: Event, team: str) -> dict | None:
     return hub_for(ev.ctx).server(f"s6p_{team}")
 
@@ -95,8 +99,7 @@ def test_start_starts_the_servers_but_not_a_locked_teams(doors):
     again = {r.team: r.result for r in run_workspaces_start(doors.ctx, ["alpha"], quiet=True)}
     assert again == {"alpha": "already running"}
     # what the dashboard shows: each running server, its address, the time since its last activity
-    part = next(p for p in get_provider(doors.ctx).parts() if p.name == "workspaces")
-    acts = {a.member: a for a in part.activity()}
+    acts = {a.member: a for a in _part(doors).activity()}
     assert set(acts) == {"alpha", "beta"} and acts["alpha"].kind == "server"
     assert acts["alpha"].state == "running, pre-started" and acts["alpha"].detail.endswith("/user/s6p_alpha/")
     assert json.dumps(rows["alpha"].as_dict())
@@ -186,7 +189,7 @@ def test_a_server_activity_is_cancelled_by_stopping_it_and_only_its_own(doors):
     from datathon.errors import ProvisionError
 
     run_workspaces_start(doors.ctx, ["alpha"], quiet=True)
-    part = next(p for p in get_provider(doors.ctx).parts() if p.name == "workspaces")
+    part = _part(doors)
     by_name = {m.name: m for m in members(doors.ctx.config) if m.kind == "team"}
     with pytest.raises(ProvisionError, match="not the server of team beta"):
         part.cancel(by_name["beta"], "s6p_alpha")
