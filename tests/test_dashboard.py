@@ -121,7 +121,9 @@ def test_organizer_sees_every_team_and_cancels_a_long_query(ev, browser):
         page.once("dialog", lambda d: d.accept())
         page.click("#team-walrus button.cancel")
         page.wait_for_selector("#flash.ok", timeout=20_000)
-        assert "none running" in page.inner_text("#team-walrus .longest")
+        page.wait_for_selector("#team-walrus .longest:has-text('none running')", timeout=20_000)
+        page.wait_for_timeout(2500)  # one refresh later the answer is still shown
+        assert "cancelled" in page.inner_text("#flash")
         query.thread.join(timeout=10)
         assert isinstance(query.error, psycopg.errors.QueryCanceled)
         entry = journal.read(ev.ctx.state, member="walrus")[-1]
@@ -162,7 +164,10 @@ def test_team_sees_its_handout_and_its_own_query_and_nothing_else(ev, browser):
         assert "runs nothing" in r.text() and other.thread.is_alive()
         page.once("dialog", lambda d: d.accept())
         page.click(f"#queries tr[data-ident='{query.pid}'] button")
-        page.wait_for_selector("#flash.ok", timeout=20_000)
+        page.wait_for_selector("#flash.ok", timeout=20_000)  # outside the refreshed part: a refresh keeps it
+        # the statement ended; its session stays open, idle
+        page.wait_for_selector(f"#queries tr[data-ident='{query.pid}'] td:nth-child(2):text-is('idle')",
+                               timeout=20_000)
         query.thread.join(timeout=10)
         assert isinstance(query.error, psycopg.errors.QueryCanceled)
         page.close()
