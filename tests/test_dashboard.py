@@ -196,6 +196,12 @@ def test_logins_csrf_and_rotation(ev):
         # throttled now, even with the right password
         right = ev.password("dsh_walrus")
         assert c.post("/login", data={"who": "team", "team": "walrus", "password": right}).status_code == 429
+    failed = [e for e in journal.read(ev.ctx.state, member="walrus") if e.action == "dashboard login failed"]
+    assert len(failed) == 5 and not any(e.ok for e in failed)
+    with httpx.Client(base_url=ev.url) as c:  # the handout's user name (dsh_heron) works as the team's name
+        assert c.post("/login", data={"who": "team", "team": "dsh_heron", "password": ev.password("dsh_heron")}
+                      ).headers["location"] == "/"
+        assert c.get("/team/heron").status_code == 200
     with httpx.Client(base_url=ev.url) as c:
         assert c.post("/login", data={"who": "team", "team": "heron", "password": ev.password("dsh_heron")}
                       ).status_code == 303

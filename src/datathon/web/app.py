@@ -122,7 +122,8 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
     async def login(request: Request) -> Response:
         form = await request.form()
         kind = "organizer" if form.get("who") == "organizer" else "team"
-        team = str(form.get("team", "")).strip()
+        team = str(form.get("team", "")).strip().lower()
+        team = team.removeprefix(f"{service.ctx.config.event}_")  # the handout's user name works too
         password = str(form.get("password", ""))
         name = "organizer" if kind == "organizer" else team
         if gate.throttled(name):
@@ -130,6 +131,12 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
                         error="too many failed logins: wait a minute, then try again")
         got = gate.login(kind, team, password)
         if got is None:
+            if kind == "organizer" or team in gate.teams:  # a name of this event: worth the audit trail
+                from datathon.core import journal
+
+                journal.record(service.ctx.state, "dashboard", "dashboard login failed",
+                               "" if kind == "organizer" else team, "organizer" if kind == "organizer" else "",
+                               ok=False)
             return page("login.html", request, 401, board=service.board(),
                         error="wrong team or password (the password is on your handout)")
         viewer, mark = got
