@@ -11,11 +11,11 @@ import time
 import httpx
 import pytest
 import yaml
+from test_workspaces import ws_yaml
 
 from conftest import DEMO_SQL, Event, free_port
 from datathon.core import journal
 from datathon.workspaces.hub import hub_for
-from test_workspaces import ws_yaml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces make Unix users: needs root")
 

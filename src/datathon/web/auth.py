@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datathon.core.roster import login_role
 from datathon.core.state import StateStore
 from datathon.dashboard.process import ORGANIZER_SECRET
+
 COOKIE_SECRET = "dashboard-cookie"
 MAX_FAILURES = 5  # per name within WINDOW seconds; then refused for WINDOW seconds
 WINDOW = 60.0
