@@ -114,8 +114,9 @@ def data_status(ctx: Context, server: DatabaseServer, facts: Facts) -> PartStatu
         "database", "per-team limits", "drifted" if drifted else "enforced",
         ("observed settings differ from the policy (`datathon up` restores them): " + "; ".join(drifted)) if drifted
         else f"observed on every login: {p.connection_limit} connections, statement_timeout {p.statement_timeout}, "
-             f"temp_file_limit {p.temp_file_limit}, work_mem {p.work_mem} (role defaults: a session may still "
-             "SET its own statement_timeout and work_mem; temp_file_limit it cannot)",
+             f"temp_file_limit {p.temp_file_limit}, work_mem {p.work_mem} (role defaults: a session may SET its "
+             "own statement_timeout and work_mem, and the watcher of `datathon serve` or `watch` still cancels a "
+             "statement past the event's timeout and puts back a setting a team changed on its role)",
         healthy=not drifted,
     ))
     over = [x.name for x in result.tables["logins"] if x.over_quota]
