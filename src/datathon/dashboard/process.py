@@ -51,7 +51,7 @@ def place(ctx: Context, *, default: bool = False) -> Place | None:
     d = ctx.config.dashboard or (Dashboard() if default else None)
     if d is None:
         return None
-    return Place(ctx.state.root / "dashboard", d.listen, d.port, d.tls)
+    return Place(folder(ctx), d.listen, d.port, d.tls)
 
 
 def folder(ctx: Context) -> Path:

@@ -172,24 +172,28 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
             cached = rendered[which] = (id(board), page(f"_{which}.html", request, board=board, flash=None))
         return HTMLResponse(cached[1].body, status_code=200)
 
-    async def organizer_action(request: Request) -> Response:
-        viewer = _organizer(request)
+    async def posted(request: Request, viewer: Viewer | Response):
+        """A POST's viewer and form once the viewer may post here and the form carries the page's token; else the
+        answer to send instead."""
         if not isinstance(viewer, Viewer):
-            return viewer
+            return viewer, None
         form = await request.form()
         if not _csrf_ok(request, form):
-            return PlainTextResponse("the page is out of date: reload it", status_code=403)
+            return PlainTextResponse("the page is out of date: reload it", status_code=403), None
+        return viewer, form
+
+    async def organizer_action(request: Request) -> Response:
+        viewer, form = await posted(request, _organizer(request))
+        if form is None:
+            return viewer
         team, action = request.path_params["team"], request.path_params["action"]
         outcome = await run_in_threadpool(service.act, viewer, action, team, str(form.get("ident", "")))
         return page("_teams.html", request, board=service.board(), flash=outcome)
 
     async def organizer_all(request: Request) -> Response:
-        viewer = _organizer(request)
-        if not isinstance(viewer, Viewer):
+        viewer, form = await posted(request, _organizer(request))
+        if form is None:
             return viewer
-        form = await request.form()
-        if not _csrf_ok(request, form):
-            return PlainTextResponse("the page is out of date: reload it", status_code=403)
         outcome = await run_in_threadpool(service.act_all, viewer, request.path_params["action"])
         return page("_teams.html", request, board=service.board(), flash=outcome)
 
@@ -209,12 +213,9 @@ def create_app(service: Service, *, tls: bool = False) -> Starlette:
 
     async def team_action(request: Request) -> Response:
         team = request.path_params["team"]
-        viewer = _team_viewer(request, team)
-        if not isinstance(viewer, Viewer):
+        viewer, form = await posted(request, _team_viewer(request, team))
+        if form is None:
             return viewer
-        form = await request.form()
-        if not _csrf_ok(request, form):
-            return PlainTextResponse("the page is out of date: reload it", status_code=403)
         outcome = await run_in_threadpool(service.act, viewer, request.path_params["action"], team,
                                           str(form.get("ident", "")))
         return page("_team_live.html", request, board=service.board(), row=service.board().team(team),

@@ -78,6 +78,28 @@ def _state(server: dict | None) -> str:
     return "running" if server.get("ready") else "stopped"
 
 
+def _each_server(ctx: Context, teams: list[str], act: Callable[[str, str], tuple[str, bool]], *, workers: int,
+                 done: Callable[[ServerAction], None] | None) -> list[ServerAction]:
+    """`act(team, user) -> (result, whether it acted)` for each team, `workers` at a time (a row's seconds count
+    only what acted); a failure is that team's row ("failed: ..."), never the others'. Rows in the order given;
+    `done` sees each as it ends."""
+
+    def one(team: str) -> ServerAction:
+        user = names.unix_user(ctx.config.event, team)
+        started = time.monotonic()
+        try:
+            result, acted = act(team, user)
+        except (DatathonError, OSError) as exc:
+            result, acted = f"failed: {exc}", True
+        row = ServerAction(team, user, result, time.monotonic() - started if acted else 0.0)
+        if done is not None:
+            done(row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, teams))
+
+
 def start_servers(ctx: Context, teams: list[str], *, workers: int = WORKERS,
                   done: Callable[[ServerAction], None] | None = None) -> list[ServerAction]:
     """Start the teams' servers (in parallel, `workers` at a time), each marked as pre-started; a locked team's
@@ -85,49 +107,28 @@ def start_servers(ctx: Context, teams: list[str], *, workers: int = WORKERS,
     hub = running_hub(ctx)
     locked = access.locked(ctx.state)
 
-    def one(team: str) -> ServerAction:
-        user = names.unix_user(ctx.config.event, team)
-        started = time.monotonic()
+    def start(team: str, user: str) -> tuple[str, bool]:
         if team in locked:
-            row = ServerAction(team, user, "locked: not started (`datathon unlock` first)")
-        else:
-            try:
-                if _state(hub.server(user)) == "running":
-                    row = ServerAction(team, user, "already running")
-                else:
-                    hub.start_server(user, timeout=START_TIMEOUT, options=_mark())
-                    row = ServerAction(team, user, "started", time.monotonic() - started)
-            except (DatathonError, OSError) as exc:
-                row = ServerAction(team, user, f"failed: {exc}", time.monotonic() - started)
-        if done is not None:
-            done(row)
-        return row
+            return "locked: not started (`datathon unlock` first)", False
+        if _state(hub.server(user)) == "running":
+            return "already running", False
+        hub.start_server(user, timeout=START_TIMEOUT, options=_mark())
+        return "started", True
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, teams))
+    return _each_server(ctx, teams, start, workers=workers, done=done)
 
 
 def stop_servers(ctx: Context, teams: list[str], *, workers: int = WORKERS,
                  done: Callable[[ServerAction], None] | None = None) -> list[ServerAction]:
     hub = running_hub(ctx)
 
-    def one(team: str) -> ServerAction:
-        user = names.unix_user(ctx.config.event, team)
-        started = time.monotonic()
-        try:
-            if _state(hub.server(user)) == "stopped":
-                row = ServerAction(team, user, "not running")
-            else:
-                hub.stop_server(user)
-                row = ServerAction(team, user, "stopped", time.monotonic() - started)
-        except (DatathonError, OSError) as exc:
-            row = ServerAction(team, user, f"failed: {exc}", time.monotonic() - started)
-        if done is not None:
-            done(row)
-        return row
+    def stop(team: str, user: str) -> tuple[str, bool]:
+        if _state(hub.server(user)) == "stopped":
+            return "not running", False
+        hub.stop_server(user)
+        return "stopped", True
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, teams))
+    return _each_server(ctx, teams, stop, workers=workers, done=done)
 
 
 # -- the watcher ---------------------------------------------------------------------------------------------------
